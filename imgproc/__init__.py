@@ -1,0 +1,1 @@
+"""imgproc: a self-hosted image-processing queue."""

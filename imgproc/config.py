@@ -1,0 +1,168 @@
+"""Settings: the one place that reads the environment.
+
+Every setting is listed in ``FIELDS`` with its environment variable, its
+default and what it does; the README's configuration table is this list.
+``Settings.from_env()`` is called once by ``create_app`` and ``worker.main``;
+tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Queue names, as in the original Node/Bull system.
+QUEUE_BG = "bg-removal"
+QUEUE_FACE = "face-crop"
+QUEUE_LIGHT = "image-processing"
+QUEUES = (QUEUE_BG, QUEUE_FACE, QUEUE_LIGHT)
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen configuration shared by the API, the workers and the CLI."""
+
+    # --- services -------------------------------------------------------
+    #: Redis holding the queues, job state, batches and (later) rate limits.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Records and vendors; SQLite file under var/ unless a SQLAlchemy URL is given
+    #: (``mysql+pymysql://user:pass@host/db`` for MySQL/MariaDB).
+    database_url: str = f"sqlite:///{ROOT / 'var' / 'imgproc.db'}"
+    #: Local result storage (used when ``cloudinary_url`` is empty), served under /media/.
+    storage_dir: str = str(ROOT / "var" / "media")
+    #: Base of the URLs that local storage hands out (the API's public address).
+    public_url: str = "http://127.0.0.1:8000"
+    #: ``cloudinary://KEY:SECRET@CLOUD[?upload_prefix=...]``; set it to store results on Cloudinary.
+    cloudinary_url: str = ""
+    #: Folder (public_id prefix) of uploads on Cloudinary.
+    cloudinary_folder: str = "imgproc"
+
+    # --- models and workers ---------------------------------------------
+    #: Folder of model weights (rembg's U2NET_HOME): ISNet and BlazeFace from ``make models``.
+    models_dir: str = str(ROOT / "models")
+    #: Default background-removal model of a job that names none.
+    bg_model: str = "isnet-general-use"
+    #: Every model a worker loads at start-up; a job may ask for any of them.
+    bg_models: tuple[str, ...] = ("isnet-general-use",)
+    #: File of the BlazeFace short-range detector, inside ``models_dir``.
+    face_model: str = "face_detection_short_range.tflite"
+    #: Minimum BlazeFace score for a face to count.
+    face_min_confidence: float = 0.5
+    #: ONNX Runtime device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    device: str = "auto"
+    #: Intra-op threads per worker process; 0 means cores / ``workers_per_host``.
+    threads: int = 0
+    #: How many worker processes share this host (``make run-workers N`` sets it).
+    workers_per_host: int = 1
+    #: Seconds a job may run before it is killed and counted as a ``timeout``.
+    job_timeout: int = 300
+    #: Attempts per job (first run plus retries) for transient failures.
+    max_attempts: int = 3
+    #: Seconds before the first retry; each later retry waits twice as long.
+    retry_backoff: float = 5.0
+    #: Seconds a finished job (and its result) stays pollable.
+    result_ttl: int = 24 * 3600
+    #: Seconds a failed job stays pollable.
+    failure_ttl: int = 7 * 24 * 3600
+    #: zlib level of PNG results (1 is fast and barely larger than 6).
+    png_compress_level: int = 1
+
+    # --- limits on input ------------------------------------------------
+    #: Largest image, fetched or uploaded, in bytes.
+    max_image_bytes: int = 20 * 1024 * 1024
+    #: Largest image in pixels, checked from the header before decoding.
+    max_image_pixels: int = 50_000_000
+    #: Largest request body (multipart uploads included) in bytes.
+    max_request_bytes: int = 25 * 1024 * 1024
+    #: Most items in one bulk request.
+    max_bulk_items: int = 500
+    #: Seconds to connect to a photo's host, to wait for each read, and for the whole fetch.
+    fetch_connect_timeout: float = 5.0
+    fetch_read_timeout: float = 15.0
+    fetch_deadline: float = 30.0
+    #: Hosts or CIDRs a photo URL may reach despite being private or loopback (tests, intranets).
+    fetch_allow_hosts: tuple[str, ...] = ()
+
+    # --- records --------------------------------------------------------
+    #: Most columns per UPDATE of a record, as in the original system.
+    db_max_fields: int = 10
+
+    # --- derived ----------------------------------------------------------
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    @property
+    def intra_op_threads(self) -> int:
+        """Threads for one worker's ONNX Runtime session, so N workers do not oversubscribe."""
+        if self.threads > 0:
+            return self.threads
+        return max(1, self.cores // max(1, self.workers_per_host))
+
+    @property
+    def max_retries(self) -> int:
+        return max(0, self.max_attempts - 1)
+
+    @property
+    def retry_intervals(self) -> list[int]:
+        """Exponential backoff, one interval per retry (RQ schedules them)."""
+        return [max(1, round(self.retry_backoff * 2**i)) for i in range(self.max_retries)]
+
+    @property
+    def face_model_path(self) -> Path:
+        return Path(self.models_dir) / self.face_model
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        """Build settings from ``IMGPROC_*`` (and ``REDIS_URL``, ``CLOUDINARY_URL``) variables."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_NAMES.get(f.name, "IMGPROC_" + f.name.upper())
+            if name not in env or f.name == "cores":
+                continue
+            raw = env[name]
+            default = f.default
+            if isinstance(default, bool):
+                values[f.name] = _bool(raw)
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            elif isinstance(default, tuple):
+                values[f.name] = _list(raw)
+            else:
+                values[f.name] = raw
+        settings = cls(**values)
+        if "bg_models" not in values and settings.bg_model not in settings.bg_models:
+            settings = settings.replace(bg_models=(settings.bg_model,))
+        return settings.validated()
+
+    def validated(self) -> "Settings":
+        """Refuse impossible combinations at start-up rather than in a job."""
+        if self.device not in {"auto", "cpu", "cuda"}:
+            raise ValueError(f"IMGPROC_DEVICE must be auto, cpu or cuda, not {self.device!r}")
+        if self.bg_model not in self.bg_models:
+            raise ValueError(
+                f"IMGPROC_BG_MODEL {self.bg_model!r} is not among IMGPROC_BG_MODELS {self.bg_models}"
+            )
+        if self.max_attempts < 1:
+            raise ValueError("IMGPROC_MAX_ATTEMPTS must be at least 1")
+        return self
+
+
+#: Variables whose names do not follow ``IMGPROC_<FIELD>``.
+ENV_NAMES = {"redis_url": "REDIS_URL", "cloudinary_url": "CLOUDINARY_URL"}

@@ -1,0 +1,135 @@
+"""The error tree; every error carries the stable ``code`` of API.md.
+
+    ImgprocError                      code, message, http status
+    ├── RequestError                  refused by the API before anything is enqueued
+    │   ├── InvalidRequest            400 invalid_request
+    │   ├── InvalidOptions            400 invalid_options (names the option)
+    │   ├── Unauthorized              401 unauthorized
+    │   ├── NotFound                  404 not_found
+    │   ├── Conflict                  409 conflict
+    │   ├── PayloadTooLarge           413 payload_too_large
+    │   ├── TooManyItems              413 too_many_items
+    │   ├── UnsupportedMediaType      415 unsupported_media_type
+    │   └── Unavailable               503 unavailable
+    └── JobError                      raised inside a job
+        ├── PermanentError            failed at once, never retried
+        │   fetch_forbidden, image_too_large, unsupported_image, no_face_found,
+        │   invalid_options, storage_failed (4xx), internal
+        └── TransientError            retried with exponential backoff
+            fetch_failed, storage_failed (5xx, network), database_failed, timeout
+
+Library errors are translated at the boundary (fetch, storage, records):
+``raise TransientError("fetch_failed", ...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class ImgprocError(Exception):
+    """Raised for any failure that has a stable API error code."""
+
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details or {}
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class RequestError(ImgprocError):
+    """Raised when the API refuses a request."""
+
+    status = 400
+
+
+class InvalidRequest(RequestError):
+    """Raised for bad JSON, a missing field or a bad URL."""
+
+    code = "invalid_request"
+
+
+class InvalidOptions(RequestError):
+    """Raised when an option is unknown or out of range; ``details.option`` names it."""
+
+    code = "invalid_options"
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"option {option!r}: {message}", details={"option": option})
+        self.option = option
+
+
+class Unauthorized(RequestError):
+    """Raised when the API key is missing or unknown."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class NotFound(RequestError):
+    """Raised for an id that does not exist or belongs to another vendor."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(RequestError):
+    """Raised when the request cannot be applied to the job's current state."""
+
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(RequestError):
+    """Raised when a request body is over ``max_request_bytes``."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class TooManyItems(RequestError):
+    """Raised when a bulk request has more than ``max_bulk_items`` items."""
+
+    code = "too_many_items"
+    status = 413
+
+
+class UnsupportedMediaType(RequestError):
+    """Raised when the body is neither JSON nor multipart form data."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class Unavailable(RequestError):
+    """Raised when Redis or the database cannot be reached; nothing was enqueued."""
+
+    code = "unavailable"
+    status = 503
+
+
+class JobError(ImgprocError):
+    """Raised inside a job; ``retryable`` tells the worker whether to retry."""
+
+    retryable = False
+
+    def __init__(self, code: str, message: str, *, details: dict | None = None):
+        super().__init__(message, code=code, details=details)
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class PermanentError(JobError):
+    """Raised for a failure that another attempt would repeat (bad image, no face, 4xx)."""
+
+
+class TransientError(JobError):
+    """Raised for a failure that may pass (network, storage 5xx, database connection)."""
+
+    retryable = True
