@@ -52,6 +52,8 @@ class Settings:
     # --- models and workers ---------------------------------------------
     #: Folder of model weights (rembg's U2NET_HOME): ISNet and BlazeFace from ``make models``.
     models_dir: str = str(ROOT / "models")
+    #: Downloads kept outside the checkout, so a fresh clone does not fetch the weights again.
+    cache_dir: str = str(Path.home() / ".cache" / "imgproc")
     #: Default background-removal model of a job that names none.
     bg_model: str = "isnet-general-use"
     #: Every model a worker loads at start-up; a job may ask for any of them.
