@@ -69,3 +69,94 @@ def settings(tmp_path):
         retry_backoff=1.0,
         fetch_allow_hosts=("127.0.0.1",),
     )
+
+
+@pytest.fixture
+def app(settings, redis_conn):
+    from imgproc.app import create_app
+
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["imgproc"].engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def vendor_key(app):
+    """``vendor_key("acme")`` creates the vendor and returns the X-API-Key header for it."""
+
+    def make(name: str, operator: bool = False) -> dict:
+        return {"X-API-Key": app.extensions["imgproc"].vendors.add(name, operator=operator)}
+
+    return make
+
+
+@pytest.fixture
+def photo_server():
+    from tests.http_server import PhotoServer
+
+    with PhotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """Real photos from scikit-image, as JPEG bytes: a face, two faces, no face."""
+    from imgproc.demo import sample_photos
+
+    return sample_photos()
+
+
+@pytest.fixture(scope="session")
+def models():
+    """ISNet and BlazeFace, loaded once for the whole test session (as a worker does)."""
+    from imgproc.sessions import BackgroundRemover, FaceDetector
+
+    settings = Settings()
+    remover, detector = BackgroundRemover(settings), FaceDetector(settings)
+    yield remover, detector
+    detector.close()
+
+
+@pytest.fixture
+def runtime(settings, redis_conn, models):
+    """A worker's runtime on the test's Redis, database and storage, with the session's models."""
+    from imgproc.db import make_engine
+    from imgproc.fetch import Fetcher
+    from imgproc.records import Records
+    from imgproc.storage import make_storage
+    from imgproc.workers import Runtime
+
+    engine = make_engine(settings)
+    yield Runtime(settings=settings, conn=redis_conn, fetcher=Fetcher(settings), storage=make_storage(settings),
+                  records=Records(engine, max_fields=settings.db_max_fields), remover=models[0], detector=models[1])
+    engine.dispose()
+
+
+@pytest.fixture
+def work(runtime):
+    """``work()`` runs an in-process worker until no job is queued or waiting for a retry."""
+    import time
+
+    from rq.registry import ScheduledJobRegistry
+
+    from imgproc.config import QUEUES
+    from imgproc.workers import build_worker
+
+    def run(timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        worker = build_worker(runtime.settings, QUEUES, runtime=runtime)
+        while time.monotonic() < deadline:
+            worker.work(burst=True, with_scheduler=True)
+            waiting = sum(ScheduledJobRegistry(q, connection=runtime.conn).count for q in QUEUES)
+            if not waiting:
+                return worker
+            time.sleep(0.3)
+        raise TimeoutError("jobs still waiting after the timeout")
+
+    return run

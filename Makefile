@@ -1,0 +1,37 @@
+# imgproc: `make demo` and `make test` do all the set-up they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+N      ?= 2
+QUEUES ?= bg-removal,face-crop,image-processing
+PORT   ?= 8000
+EXTRAS ?= cpu,dev
+
+.PHONY: install models demo test run-api run-workers bench clean
+
+# The virtualenv is rebuilt when setup.cfg changes.
+$(BIN)/.installed: setup.cfg setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(BIN)/.installed
+
+models: install
+	$(BIN)/imgproc models fetch
+
+demo: models
+	$(BIN)/imgproc demo
+
+test: models
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run-api: install
+	$(BIN)/flask --app api run --port $(PORT)
+
+run-workers: install
+	$(BIN)/imgproc workers $(N) --queues $(QUEUES)
+
+clean:
+	rm -rf var out .pytest_cache

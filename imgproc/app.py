@@ -1,0 +1,128 @@
+"""``create_app(settings)``: the Flask application, its services and its one error shape."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from flask import Flask, abort, current_app, jsonify, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from .config import Settings
+from .errors import ImgprocError, TransientError
+
+log = logging.getLogger("imgproc.api")
+
+#: HTTP errors raised by Flask/Werkzeug itself, in API.md's codes.
+HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+              413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+
+
+@dataclass
+class Services:
+    """What the request handlers use, built once per app from ``Settings``."""
+
+    settings: Settings
+    conn: redis.Redis
+    engine: sa.Engine
+    jobs: Any
+    vendors: Any
+    storage: Any
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Services":
+        from .db import make_engine
+        from .queue import JobQueue, connect
+        from .storage import make_storage
+        from .vendors import Vendors
+
+        conn = connect(settings.redis_url)
+        engine = make_engine(settings)
+        return cls(settings, conn, engine, JobQueue(conn, settings), Vendors(engine), make_storage(settings))
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["imgproc"]
+
+
+def error_response(code: str, message: str, status: int, details: dict | None = None):
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    return response
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API for ``settings`` (from the environment when not given)."""
+    from .routes import api
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    # Werkzeug refuses a longer body with 413 before reading it into memory.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.extensions["imgproc"] = Services.build(settings)
+    app.register_blueprint(api)
+
+    @app.errorhandler(ImgprocError)
+    def imgproc_error(exc: ImgprocError):
+        status = exc.status
+        if isinstance(exc, TransientError):  # a service is down: the client may retry
+            return error_response("unavailable", exc.message, 503)
+        return error_response(exc.code, exc.message, status, exc.details)
+
+    @app.errorhandler(redis.RedisError)
+    def redis_down(exc):
+        log.warning("Redis unavailable: %s", exc)
+        return error_response("unavailable", "the queue (Redis) is unreachable; nothing was enqueued", 503)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        return error_response(HTTP_CODES.get(status, "http_error"), exc.description or exc.name, status)
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception):
+        log.exception("unhandled error")
+        return error_response("internal", "internal error", 500)
+
+    @app.get("/health")
+    def health():
+        svc = services()
+        parts: dict[str, Any] = {"status": "ok"}
+        failing = []
+        try:
+            svc.conn.ping()
+            parts["redis"] = "ok"
+            parts["workers"] = svc.jobs.workers()
+        except redis.RedisError:
+            parts["redis"] = "unreachable"
+            parts["workers"] = None
+            failing.append("redis")
+        try:
+            with svc.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            parts["database"] = "ok"
+        except sa.exc.SQLAlchemyError:
+            parts["database"] = "unreachable"
+            failing.append("database")
+        if failing:
+            parts["status"] = "unavailable"
+            parts["failing"] = failing
+            return jsonify(parts), 503
+        return jsonify(parts)
+
+    @app.get("/media/<path:key>")
+    def media(key: str):
+        storage = services().storage
+        if not hasattr(storage, "path_of"):
+            abort(404)
+        try:
+            path = storage.path_of(key)
+        except ValueError:
+            abort(404)
+        return send_from_directory(path.parent, path.name, max_age=86400)
+
+    return app

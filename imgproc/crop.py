@@ -1,0 +1,52 @@
+"""Face-crop geometry: where the crop goes around a face, and cutting it out. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: box ``(x, y, w, h)`` in the source photo's pixels and the detector's score."""
+
+    box: tuple[int, int, int, int]
+    score: float
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+
+def select_face(faces: list[Face], how: str) -> Face:
+    """Pick the ``largest`` face or the ``most_confident`` one."""
+    if how == "most_confident":
+        return max(faces, key=lambda f: (f.score, f.area))
+    return max(faces, key=lambda f: (f.area, f.score))
+
+
+def crop_box(face: tuple[int, int, int, int], aspect: float, face_height: float, face_center_y: float) -> tuple[int, int, int, int]:
+    """The crop ``(left, top, width, height)`` that puts the face at ``face_height`` of its height.
+
+    The face's centre sits at mid-width and at ``face_center_y`` from the top;
+    the box may run past the photo's edges (the caller pads those parts).
+    """
+    x, y, w, h = face
+    crop_h = h / face_height
+    crop_w = crop_h * aspect
+    cx, cy = x + w / 2, y + h / 2
+    left = cx - crop_w / 2
+    top = cy - face_center_y * crop_h
+    return round(left), round(top), max(1, round(crop_w)), max(1, round(crop_h))
+
+
+def cut(img: Image.Image, box: tuple[int, int, int, int], fill: tuple[int, ...]) -> Image.Image:
+    """Cut ``box`` out of ``img``, filling whatever lies outside the photo with ``fill``."""
+    left, top, width, height = box
+    if left >= 0 and top >= 0 and left + width <= img.width and top + height <= img.height:
+        return img.crop((left, top, left + width, top + height))
+    canvas = Image.new(img.mode, (width, height), fill[: len(img.mode)])
+    inside = img.crop((max(left, 0), max(top, 0), min(left + width, img.width), min(top + height, img.height)))
+    canvas.paste(inside, (max(0, -left), max(0, -top)))
+    return canvas

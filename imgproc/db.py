@@ -1,0 +1,142 @@
+"""The database: tables for vendors and records, the engine, and error translation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from .config import Settings
+from .errors import PermanentError, TransientError
+
+MYSQL = ("mysql", "mariadb")
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time in UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """A timestamp stored as naive UTC (what both SQLite and MariaDB hold) and read back aware."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        # MariaDB's DATETIME drops fractions unless asked; keep microseconds so updates order.
+        if dialect.name in MYSQL:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _key(length: int) -> sa.types.TypeEngine:
+    # MariaDB compares with a case-insensitive collation by default; record ids are case-sensitive.
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *MYSQL
+    )
+
+
+metadata = sa.MetaData()
+
+# utf8mb4 keys: 4 bytes a character, so (64 + 191) * 4 stays under InnoDB's 3072-byte index limit.
+_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+vendors = sa.Table(
+    "vendors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", _key(64), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("is_operator", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    **_TABLE_OPTIONS,
+)
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("vendor", _key(64), nullable=False),
+    sa.Column("record_id", _key(191), nullable=False),
+    sa.Column("original_url", sa.Text),
+    sa.Column("bg_removed_url", sa.Text),
+    sa.Column("face_crop_url", sa.Text),
+    sa.Column("processed_url", sa.Text),
+    sa.Column("processed", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.UniqueConstraint("vendor", "record_id", name="uq_records_vendor_record"),
+    **_TABLE_OPTIONS,
+)
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        # WAL lets readers run beside the writer; SQLAlchemy emits BEGIN itself (below),
+        # because the driver's own transaction handling breaks SAVEPOINT.
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):
+        # Take the write lock up front: a deferred transaction that reads and then writes
+        # fails at once with "database is locked" when another worker wrote in between.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_engine(settings: Settings) -> sa.Engine:
+    """Create the engine for ``settings.database_url`` and the tables it lacks."""
+    url = sa.make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(url)
+    else:
+        # Pre-ping and recycle: MariaDB closes connections idle past wait_timeout.
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    with database_errors(engine, "create tables"):
+        metadata.create_all(engine)
+    return engine
+
+
+#: Failures of the connection rather than the statement: another attempt may succeed.
+TRANSIENT = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+)
+
+
+@contextmanager
+def database_errors(engine: sa.Engine, action: str) -> Iterator[None]:
+    """Translate SQLAlchemy errors into TransientError / PermanentError ``database_failed``."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        # The driver's own message only: SQLAlchemy's str() adds the statement and its parameters.
+        source = getattr(exc, "orig", None) or exc
+        detail = str(source).split("\n")[0]
+        if engine.url.password:
+            detail = detail.replace(str(engine.url.password), "***")
+        message = f"database {action} failed: {type(source).__name__}: {detail}"
+        error = TransientError if isinstance(exc, TRANSIENT) else PermanentError
+        raise error("database_failed", message) from exc

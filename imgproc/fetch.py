@@ -1,0 +1,330 @@
+"""The SSRF-safe, size-bounded fetcher of vendors' photo URLs.
+
+Every URL is hostile: workers sit next to Redis and the database. So the host
+is resolved once, every address it resolves to is checked (private, loopback,
+link-local, multicast, reserved, and IPv4 hidden inside IPv6), and the
+connection goes to the very address that was checked, so a second DNS answer
+cannot rebind it. Redirects are followed by hand and each hop is checked from
+scratch; the whole fetch runs against one deadline and one byte limit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import time
+from typing import NamedTuple
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from imgproc.config import Settings
+from imgproc.errors import InvalidRequest, JobError, PermanentError, TransientError
+
+MAX_URL_LENGTH = 2048
+MAX_REDIRECTS = 3
+CHUNK_BYTES = 64 * 1024
+USER_AGENT = "imgproc/0.1"
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: 4xx answers that may pass: the host's own timeout, or its rate limit.
+RETRYABLE_4XX = frozenset({408, 429})
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
+# NAT64 gateways turn 64:ff9b::a9fe:a9fe into 169.254.169.254.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BadUrl(ValueError):
+    """Raised when a URL is not one imgproc may fetch; the message never repeats the URL."""
+
+
+class Target(NamedTuple):
+    """One parsed, checked URL: what to resolve, where to connect, what to ask for."""
+
+    scheme: str
+    host: str  # ASCII, lower case, IPv6 without brackets
+    port: int
+    path: str  # path and query, as sent on the request line
+
+    @property
+    def host_header(self) -> str:
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == _DEFAULT_PORTS[self.scheme] else f"{name}:{self.port}"
+
+
+def parse_url(url: str) -> Target:
+    """Split an absolute http(s) URL into a ``Target``, or raise ``BadUrl``."""
+    if not isinstance(url, str) or not url:
+        raise BadUrl("the URL is empty")
+    if len(url) > MAX_URL_LENGTH:
+        raise BadUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
+    # urlsplit silently drops tabs and newlines, and browsers read "\" as "/":
+    # refuse them, so that what is checked is what every parser sees.
+    if "\\" in url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise BadUrl("the URL contains spaces, control characters or backslashes")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise BadUrl("the URL is malformed") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise BadUrl(f"scheme {scheme[:20]!r} is not http or https" if scheme else "the URL is not absolute")
+    if "@" in parts.netloc:
+        raise BadUrl("the URL carries a user name or password")
+    if port == 0:
+        raise BadUrl("port 0 is not a port")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(scheme, _ascii_host(parts.hostname), port or _DEFAULT_PORTS[scheme], path)
+
+
+def _ascii_host(hostname: str | None) -> str:
+    if not hostname:
+        raise BadUrl("the URL has no host")
+    try:
+        return str(ipaddress.ip_address(hostname))
+    except ValueError:
+        pass
+    try:
+        name = hostname.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise BadUrl("the host name is not valid") from exc
+    if not _HOST_NAME.fullmatch(name):
+        raise BadUrl("the host name is not valid")
+    return name
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL with a host, else raise ``InvalidRequest``."""
+    try:
+        parse_url(url)
+    except BadUrl as exc:
+        raise InvalidRequest(f"url: {exc}") from None
+    return url
+
+
+def is_forbidden(ip: IPAddress) -> bool:
+    """Return whether a photo URL must not reach ``ip`` unless it is allow-listed."""
+    if ip.version == 6:
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+        if embedded is not None and is_forbidden(embedded):
+            return True
+        if ip.ipv4_mapped is not None:
+            # Python 3.11 calls all of ::ffff:0:0/96 private; judge the IPv4 alone.
+            return False
+        if ip.is_site_local:
+            return True
+    # is_global also refuses 100.64.0.0/10, where some clouds keep their metadata service.
+    return (
+        not ip.is_global
+        or ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+def _translate(exc: Exception, host: str) -> JobError:
+    """Map a urllib3 or socket error to imgproc's, naming the host and never the URL."""
+    if isinstance(exc, NewConnectionError):
+        return TransientError("fetch_failed", f"cannot connect to {host}")
+    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
+        return TransientError("timeout", f"{host} timed out")
+    if isinstance(exc, SSLError):
+        return TransientError("fetch_failed", f"TLS with {host} failed")
+    if isinstance(exc, ProtocolError) and exc.args and isinstance(exc.args[0], str):
+        return TransientError("fetch_failed", f"connection to {host} broke: {exc.args[0]}")
+    return TransientError("fetch_failed", f"connection to {host} failed ({type(exc).__name__})")
+
+
+def _late(host: str, limit: float) -> TransientError:
+    return TransientError("timeout", f"fetching from {host} took longer than {limit:g}s")
+
+
+def _remaining(deadline: float, host: str, limit: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _late(host, limit)
+    return left
+
+
+class Fetcher:
+    """Fetches photo URLs for the workers: checked, pinned to the checked address, bounded."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        names, nets = set(), []
+        for entry in settings.fetch_allow_hosts:
+            entry = entry.strip().lower()
+            try:
+                nets.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                names.add(entry.rstrip("."))
+        self._allowed_names = frozenset(names)
+        self._allowed_nets = tuple(nets)
+
+    def fetch(self, url: str) -> bytes:
+        """Return the body of ``url``, following at most three redirects, each checked anew."""
+        deadline = time.monotonic() + self.settings.fetch_deadline
+        target = self._target(url, "URL refused")
+        for _hop in range(MAX_REDIRECTS + 1):
+            pool, response = self._request(target, deadline)
+            try:
+                if response.status not in REDIRECTS:
+                    self._check_status(response.status, target.host)
+                    return self._read_body(response, target.host, deadline)
+                location = (response.headers.get("Location") or "").strip()
+                if not location:
+                    raise PermanentError("fetch_failed", f"redirect without a Location from {target.host}")
+            finally:
+                response.close()
+                pool.close()
+            url = urljoin(url, location)
+            target = self._target(url, f"redirect from {target.host} refused")
+        raise PermanentError("fetch_failed", f"too many redirects (last from {target.host})")
+
+    def _target(self, url: str, refusal: str) -> Target:
+        try:
+            return parse_url(url)
+        except BadUrl as exc:
+            raise PermanentError("fetch_forbidden", f"{refusal}: {exc}") from None
+
+    def _resolve(self, target: Target, deadline: float) -> list[str]:
+        """Resolve the host once and refuse it if any address is forbidden and not allow-listed."""
+        host = target.host
+        _remaining(deadline, host, self.settings.fetch_deadline)
+        try:
+            infos = socket.getaddrinfo(host, target.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise TransientError("fetch_failed", f"cannot resolve {host}") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise TransientError("fetch_failed", f"cannot resolve {host}")
+        if host.rstrip(".") in self._allowed_names:
+            return addresses
+        for address in addresses:
+            ip = ipaddress.ip_address(address)
+            if is_forbidden(ip) and not self._allowed_ip(ip):
+                where = host if host == str(ip) else f"{host} ({ip})"
+                raise PermanentError(
+                    "fetch_forbidden", f"{where} is a private, loopback or reserved address"
+                )
+        return addresses
+
+    def _allowed_ip(self, ip: IPAddress) -> bool:
+        candidates = [ip] if ip.version == 4 or ip.ipv4_mapped is None else [ip, ip.ipv4_mapped]
+        return any(c in net for c in candidates for net in self._allowed_nets)
+
+    def _request(self, target: Target, deadline: float):
+        """Send the GET to each checked address in turn until one connects; return (pool, response)."""
+        addresses = self._resolve(target, deadline)
+        headers = {
+            "Host": target.host_header,
+            "User-Agent": USER_AGENT,
+            # Compressed bodies would be inflated past the byte count; images are compressed anyway.
+            "Accept-Encoding": "identity",
+        }
+        failure: Exception | None = None
+        for address in addresses:
+            left = _remaining(deadline, target.host, self.settings.fetch_deadline)
+            timeout = urllib3.Timeout(
+                connect=min(self.settings.fetch_connect_timeout, left),
+                read=min(self.settings.fetch_read_timeout, left),
+            )
+            pool = self._pool(target, address, timeout)
+            try:
+                response = pool.urlopen(
+                    "GET",
+                    target.path,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            except ConnectTimeoutError as exc:  # NewConnectionError too: try the next address
+                pool.close()
+                failure = exc
+                continue
+            except (HTTPError, OSError) as exc:
+                pool.close()
+                raise _translate(exc, target.host) from exc
+            except BaseException:
+                pool.close()
+                raise
+            return pool, response
+        assert failure is not None
+        raise _translate(failure, target.host) from failure
+
+    def _pool(self, target: Target, address: str, timeout: urllib3.Timeout):
+        """A one-connection pool to ``address`` itself, so urllib3 never resolves the name again."""
+        if target.scheme == "https":
+            return urllib3.HTTPSConnectionPool(
+                address,
+                target.port,
+                timeout=timeout,
+                maxsize=1,
+                retries=False,
+                server_hostname=target.host,
+                assert_hostname=target.host,
+            )
+        return urllib3.HTTPConnectionPool(
+            address, target.port, timeout=timeout, maxsize=1, retries=False
+        )
+
+    @staticmethod
+    def _check_status(status: int, host: str) -> None:
+        if 200 <= status < 300:
+            return
+        message = f"HTTP {status} from {host}"
+        if status >= 500 or status in RETRYABLE_4XX:
+            raise TransientError("fetch_failed", message)
+        raise PermanentError("fetch_failed", message)
+
+    def _read_body(self, response, host: str, deadline: float) -> bytes:
+        """Stream the body in chunks, refusing it once it passes ``max_image_bytes`` or the deadline."""
+        limit = self.settings.max_image_bytes
+        declared = (response.headers.get("Content-Length") or "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raise PermanentError(
+                "image_too_large", f"{host} announces {int(declared)} bytes; the limit is {limit}"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = _remaining(deadline, host, self.settings.fetch_deadline)
+            try:
+                # A slow drip keeps each read under the read timeout; bound each
+                # read by what is left of the deadline as well.
+                sock = getattr(response.connection, "sock", None)
+                if sock is not None:
+                    sock.settimeout(min(self.settings.fetch_read_timeout, left))
+                chunk = response.read1(CHUNK_BYTES)
+            except (HTTPError, OSError) as exc:
+                if time.monotonic() >= deadline:
+                    raise _late(host, self.settings.fetch_deadline) from exc
+                raise _translate(exc, host) from exc
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise PermanentError("image_too_large", f"{host} sent more than {limit} bytes")
+            chunks.append(chunk)

@@ -1,0 +1,126 @@
+"""Decode, validate and encode images: pure functions, bytes in and bytes out."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import PermanentError
+
+#: Formats a vendor may send; anything else (SVG, HTML, PDF...) is unsupported_image.
+ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+#: Output formats and their Pillow names and MIME types.
+OUTPUT_FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp"), "jpg": ("JPEG", "image/jpeg")}
+
+
+def parse_color(value: str) -> tuple[int, int, int]:
+    """Turn ``#rrggbb`` into an RGB tuple (the caller has validated the string)."""
+    value = value.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def decode(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode the first frame of an image, upright, as RGB or RGBA.
+
+    The pixel count is checked from the header before any pixel is decoded, so
+    a decompression bomb costs nothing; the format is decided from the bytes.
+    """
+    if not data:
+        raise PermanentError("unsupported_image", "the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and at 2x errors) on huge images; our own cap below is lower.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise PermanentError("image_too_large", f"image over the pixel limit: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise PermanentError("unsupported_image", f"not a decodable image ({type(exc).__name__})") from None
+    if img.format not in ACCEPTED_FORMATS:
+        raise PermanentError("unsupported_image", f"image format {img.format} is not accepted")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise PermanentError(
+            "image_too_large", f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}"
+        )
+    if width == 0 or height == 0:
+        raise PermanentError("unsupported_image", "the image has no pixels")
+    try:
+        img.seek(0)  # animated GIF/WebP/APNG: the first frame
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _normalise_mode(img)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise PermanentError("unsupported_image", f"the image is truncated or corrupt ({exc})") from None
+
+
+def _normalise_mode(img: Image.Image) -> Image.Image:
+    """Bring CMYK, 16-bit, grey, palette and bilevel images to RGB, or RGBA when they carry alpha."""
+    if img.mode in ("RGB", "RGBA"):
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.uint32)
+        peak = 65535 if img.mode.startswith("I;16") or arr.max() > 255 else 255
+        grey = (arr * 255 // peak).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("LA", "PA", "La", "RGBa"):
+        return img.convert("RGBA")
+    return img.convert("RGB")  # CMYK (Pillow applies no profile), L, 1, YCbCr, LAB, HSV
+
+
+def flatten(img: Image.Image, color: tuple[int, int, int]) -> Image.Image:
+    """Composite an RGBA image over a solid colour, giving RGB."""
+    if img.mode != "RGBA":
+        return img.convert("RGB")
+    canvas = Image.new("RGB", img.size, color)
+    canvas.paste(img, mask=img.getchannel("A"))
+    return canvas
+
+
+def encode(
+    img: Image.Image,
+    fmt: str,
+    *,
+    quality: int = 85,
+    png_level: int = 1,
+    bgcolor: tuple[int, int, int] = (255, 255, 255),
+    exif: bytes | None = None,
+    icc_profile: bytes | None = None,
+) -> bytes:
+    """Encode to ``png``, ``webp`` or ``jpg``; JPEG has no alpha, so it is flattened over ``bgcolor``."""
+    pil_format, _ = OUTPUT_FORMATS[fmt]
+    params: dict = {}
+    if fmt == "jpg":
+        img = flatten(img, bgcolor)
+        params = {"quality": quality}
+    elif fmt == "webp":
+        params = {"quality": quality, "method": 4}
+    else:
+        params = {"compress_level": png_level}
+    if exif:
+        params["exif"] = exif
+    if icc_profile:
+        params["icc_profile"] = icc_profile
+    out = io.BytesIO()
+    img.save(out, pil_format, **params)
+    return out.getvalue()
+
+
+def downscale(img: Image.Image, longest: int) -> Image.Image:
+    """Shrink so that the longest side is at most ``longest`` pixels; never enlarges."""
+    if max(img.size) <= longest:
+        return img
+    return ImageOps.contain(img, (longest, longest), Image.Resampling.LANCZOS)
+
+
+def resize(img: Image.Image, box: tuple[int, int], fit: str) -> Image.Image:
+    """Fit into ``box`` (``contain``) or fill it and centre-crop (``cover``), with Pillow's ImageOps."""
+    if fit == "cover":
+        return ImageOps.fit(img, box, Image.Resampling.LANCZOS)
+    return ImageOps.contain(img, box, Image.Resampling.LANCZOS)

@@ -1,0 +1,108 @@
+"""The three operations as pure functions: image bytes and options in, encoded result out.
+
+No Redis, no storage: the models are parameters, so tests and benchmarks call
+these directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import imaging
+from .crop import crop_box, cut, select_face
+from .errors import PermanentError
+from .options import aspect_ratio
+from .sessions import BackgroundRemover, FaceDetector
+
+
+@dataclass
+class Output:
+    """An encoded result and what the job reports about it."""
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return imaging.OUTPUT_FORMATS[self.format][1]
+
+
+def cutout(img: Image.Image, mask: np.ndarray, opts: dict) -> Image.Image:
+    """Apply a mask as alpha, refined as the options ask; filled with ``bgcolor`` when given."""
+    from rembg.bg import alpha_matting_cutout, post_process
+
+    if opts["post_process_mask"]:
+        mask = post_process(mask)
+    rgb = img.convert("RGB")
+    if opts["alpha_matting"]:
+        out = alpha_matting_cutout(rgb, Image.fromarray(mask), 240, 10, 10)
+    else:
+        out = rgb.copy()
+        out.putalpha(Image.fromarray(mask))
+    if opts["bgcolor"]:
+        out = imaging.flatten(out, imaging.parse_color(opts["bgcolor"]))
+    return out
+
+
+def remove_background(data: bytes, opts: dict, remover: BackgroundRemover, *, max_pixels: int, png_level: int) -> Output:
+    """Background removal with the options of API.md."""
+    img = imaging.decode(data, max_pixels)
+    if opts["max_size"]:
+        img = imaging.downscale(img, opts["max_size"])  # before inference: less to resize and encode
+    mask = remover.mask(np.asarray(img.convert("RGB")), opts["model"])
+    out = cutout(img, mask, opts)
+    encoded = imaging.encode(out, opts["format"], png_level=png_level,
+                             bgcolor=imaging.parse_color(opts["bgcolor"] or "#ffffff"))
+    return Output(encoded, opts["format"], out.width, out.height, {"model": opts["model"]})
+
+
+def crop_face(
+    data: bytes,
+    opts: dict,
+    detector: FaceDetector,
+    remover: BackgroundRemover | None,
+    *,
+    max_pixels: int,
+    png_level: int,
+    bg_model: str,
+) -> Output:
+    """Find the face, frame it as the options say, optionally remove the background."""
+    img = imaging.decode(data, max_pixels)
+    faces = detector.detect(np.asarray(img.convert("RGB")))
+    if not faces:
+        raise PermanentError("no_face_found", "no face was found in the photo")
+    face = select_face(faces, opts["select"])
+    box = crop_box(face.box, aspect_ratio(opts["aspect"]), opts["face_height"], opts["face_center_y"])
+    fill = imaging.parse_color(opts["bgcolor"])
+    out = cut(img, box, fill + (255,))
+    if opts["size"]:
+        out = out.resize(tuple(opts["size"]), Image.Resampling.LANCZOS)
+    extra: dict[str, Any] = {"faces": len(faces), "face_box": list(face.box), "face_score": round(face.score, 4),
+                             "crop_box": list(box)}
+    if opts["remove_background"]:
+        if remover is None:
+            raise PermanentError("invalid_options", "this worker has no background-removal model")
+        mask = remover.mask(np.asarray(out.convert("RGB")), bg_model)
+        out = cutout(out, mask, {"post_process_mask": False, "alpha_matting": False, "bgcolor": opts["bgcolor"]})
+        extra["model"] = bg_model
+    encoded = imaging.encode(out, opts["format"], png_level=png_level, bgcolor=fill)
+    return Output(encoded, opts["format"], out.width, out.height, extra)
+
+
+def process_image(data: bytes, opts: dict, *, max_pixels: int, png_level: int) -> Output:
+    """Light operations: resize (contain or cover), convert, recompress, strip metadata."""
+    img = imaging.decode(data, max_pixels)
+    exif = None if opts["strip_metadata"] else img.info.get("exif")
+    icc = None if opts["strip_metadata"] else img.info.get("icc_profile")
+    if opts["resize"]:
+        img = imaging.resize(img, tuple(opts["resize"]), opts["fit"])
+    encoded = imaging.encode(img, opts["format"], quality=opts["quality"], png_level=png_level, exif=exif,
+                             icc_profile=icc)
+    return Output(encoded, opts["format"], img.width, img.height)

@@ -1,0 +1,110 @@
+"""Write-back of job results to the records table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import sqlalchemy as sa
+
+from .db import database_errors, records, utcnow
+
+#: The column each operation writes its result URL to.
+OPERATION_COLUMNS = {
+    "remove-bg": "bg_removed_url",
+    "crop-face": "face_crop_url",
+    "process-image": "processed_url",
+}
+
+#: Columns that update_fields may set; the key and the timestamps are managed here.
+FIELDS = frozenset(records.c.keys()) - {"id", "vendor", "record_id", "created_at", "updated_at"}
+
+#: Rows per transaction in save_results.
+BATCH_SIZE = 100
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _result_fields(operation: str, url: str, original_url: str | None = None) -> dict:
+    try:
+        column = OPERATION_COLUMNS[operation]
+    except KeyError:
+        raise ValueError(f"unknown operation {operation!r}") from None
+    fields = {column: url, "processed": True}
+    if original_url is not None:
+        fields["original_url"] = original_url
+    return fields
+
+
+class Records:
+    """The records table: one row per (vendor, record_id), one result column per operation."""
+
+    def __init__(self, engine: sa.Engine, max_fields: int = 10):
+        if max_fields < 1:
+            raise ValueError("max_fields must be at least 1")
+        self._engine = engine
+        self.max_fields = max_fields
+
+    def save_result(
+        self, vendor: str, record_id: str, operation: str, url: str, original_url: str | None = None
+    ) -> None:
+        """Store ``url`` as the result of ``operation``, creating the record when missing."""
+        self.update_fields(vendor, record_id, _result_fields(operation, url, original_url))
+
+    def save_results(self, rows: Iterable[dict]) -> None:
+        """Store many results (dicts of save_result's arguments), one transaction per 100 rows."""
+        # Check every row first, so a bad one does not leave the earlier batches written.
+        items = [
+            (row["vendor"], row["record_id"], _result_fields(
+                row["operation"], row["url"], row.get("original_url")))
+            for row in rows
+        ]
+        with database_errors(self._engine, "save results"):
+            for batch in _chunks(items, BATCH_SIZE):
+                with self._engine.begin() as conn:
+                    for vendor, record_id, fields in batch:
+                        self._upsert(conn, vendor, record_id, fields)
+
+    def update_fields(self, vendor: str, record_id: str, fields: dict) -> None:
+        """Set ``fields`` in one transaction, at most ``max_fields`` columns per UPDATE."""
+        unknown = set(fields) - FIELDS
+        if unknown:
+            raise ValueError(f"unknown record fields: {', '.join(sorted(unknown))}")
+        with database_errors(self._engine, "update record"), self._engine.begin() as conn:
+            self._upsert(conn, vendor, record_id, fields)
+
+    def get(self, vendor: str, record_id: str) -> dict | None:
+        """Return the record as a dict of its columns, or None."""
+        query = sa.select(records).where(
+            records.c.vendor == vendor, records.c.record_id == record_id
+        )
+        with database_errors(self._engine, "read record"), self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else dict(row._mapping)
+
+    def count(self, vendor: str | None = None) -> int:
+        """Return the number of records, of one vendor or of all."""
+        query = sa.select(sa.func.count()).select_from(records)
+        if vendor is not None:
+            query = query.where(records.c.vendor == vendor)
+        with database_errors(self._engine, "count records"), self._engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def _upsert(self, conn: sa.Connection, vendor: str, record_id: str, fields: dict) -> None:
+        now = utcnow()
+        key = sa.and_(records.c.vendor == vendor, records.c.record_id == record_id)
+        exists = sa.select(records.c.id).where(key)
+        if conn.execute(exists).first() is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(records.insert().values(
+                        vendor=vendor, record_id=record_id, created_at=now, updated_at=now))
+            except sa.exc.IntegrityError:
+                # Another worker inserted the record since our SELECT: update theirs instead.
+                if conn.execute(exists).first() is None:
+                    raise
+        # The original system capped columns per UPDATE to stay far below max_allowed_packet.
+        for chunk in _chunks(list(fields.items()), self.max_fields):
+            conn.execute(records.update().where(key).values({**dict(chunk), "updated_at": now}))

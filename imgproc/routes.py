@@ -1,0 +1,155 @@
+"""The ``/api/image-queue`` blueprint: enqueue, poll, batch, cancel and stats (API.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from rq.job import JobStatus
+
+from . import options as opts
+from .app import services
+from .errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge, TooManyItems, Unauthorized, UnsupportedMediaType
+from .fetch import check_url
+from .queue import JobSpec
+
+api = Blueprint("api", __name__, url_prefix="/api/image-queue")
+
+SINGLE = {"remove-bg-queue": "remove-bg", "crop-face-queue": "crop-face", "process-image-queue": "process-image"}
+BULK = {"bulk-remove-bg": "remove-bg", "bulk-crop-face": "crop-face", "bulk-process-image": "process-image"}
+SINGLE_FIELDS = {"record_id", "image_url", "options", "webhook_url", "idempotency_key"}
+BULK_FIELDS = {"items", "options", "webhook_url"}
+ITEM_FIELDS = {"record_id", "image_url", "options"}
+
+
+@api.before_request
+def authenticate():
+    key = request.headers.get("X-API-Key", "")
+    vendor = services().vendors.authenticate(key) if key else None
+    if vendor is None:
+        raise Unauthorized("missing or unknown X-API-Key")
+    g.vendor = vendor
+
+
+def _body() -> tuple[dict[str, Any], Any]:
+    """The request's fields and its uploaded file (multipart), or its JSON object."""
+    if request.mimetype == "application/json":
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise InvalidRequest("the body must be a JSON object")
+        return data, None
+    if request.mimetype == "multipart/form-data":
+        fields: dict[str, Any] = dict(request.form)
+        if "options" in fields:
+            try:
+                fields["options"] = json.loads(fields["options"])
+            except ValueError:
+                raise InvalidRequest("the options field must be a JSON object") from None
+        return fields, request.files.get("image")
+    raise UnsupportedMediaType("send application/json, or multipart/form-data with an image file")
+
+
+def _record_id(value: Any, where: str = "") -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 191:
+        raise InvalidRequest(f"{where}record_id must be a string of 1 to 191 characters")
+    return value
+
+
+def _unknown(fields: dict, allowed: set[str], where: str = "") -> None:
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise InvalidRequest(f"{where}unknown field {unknown[0]!r}")
+
+
+def _accepted(job) -> dict:
+    return {"job_id": job.id, "state": "queued", "status_url": f"/api/image-queue/job/{job.id}"}
+
+
+@api.post("/<endpoint>")
+def enqueue(endpoint: str):
+    svc = services()
+    if endpoint in SINGLE:
+        job_type = SINGLE[endpoint]
+        fields, upload = _body()
+        _unknown(fields, SINGLE_FIELDS)
+        spec = JobSpec(job_type, _record_id(fields.get("record_id")),
+                       opts.validate(job_type, fields.get("options"), svc.settings))
+        if fields.get("webhook_url") is not None:
+            check_url(fields["webhook_url"])
+        if upload is not None:
+            data = upload.read(svc.settings.max_image_bytes + 1)
+            if len(data) > svc.settings.max_image_bytes:
+                raise PayloadTooLarge(f"the image is over {svc.settings.max_image_bytes} bytes")
+            spec.upload = data
+        elif isinstance(fields.get("image_url"), str):
+            spec.image_url = check_url(fields["image_url"])
+        else:
+            raise InvalidRequest("give image_url, or upload the image as the multipart file 'image'")
+        _, jobs = svc.jobs.enqueue(g.vendor.name, [spec])
+        return jsonify(_accepted(jobs[0])), 202
+    if endpoint in BULK:
+        job_type = BULK[endpoint]
+        fields, _ = _body()
+        _unknown(fields, BULK_FIELDS)
+        items = fields.get("items")
+        if not isinstance(items, list) or not items:
+            raise InvalidRequest("items must be a non-empty list")
+        if len(items) > svc.settings.max_bulk_items:
+            raise TooManyItems(f"{len(items)} items, at most {svc.settings.max_bulk_items} per request")
+        defaults = fields.get("options") or {}
+        if not isinstance(defaults, dict):
+            raise InvalidRequest("options must be a JSON object")
+        specs = []
+        for i, item in enumerate(items):  # all-or-nothing: every item is checked before any is enqueued
+            where = f"items[{i}]: "
+            if not isinstance(item, dict):
+                raise InvalidRequest(f"{where}each item must be a JSON object")
+            _unknown(item, ITEM_FIELDS, where)
+            item_options = item.get("options") or {}
+            if not isinstance(item_options, dict):
+                raise InvalidRequest(f"{where}options must be a JSON object")
+            try:
+                validated = opts.validate(job_type, {**defaults, **item_options}, svc.settings)
+            except opts.InvalidOptions as exc:
+                exc.details["item"] = i
+                exc.message = where + exc.message
+                raise
+            if not isinstance(item.get("image_url"), str):
+                raise InvalidRequest(f"{where}image_url is required")
+            specs.append(JobSpec(job_type, _record_id(item.get("record_id"), where), validated,
+                                 image_url=check_url(item["image_url"])))
+        batch_id, jobs = svc.jobs.enqueue(g.vendor.name, specs, batch=True)
+        return jsonify({"batch_id": batch_id, "job_ids": [j.id for j in jobs],
+                        "status_url": f"/api/image-queue/batch/{batch_id}"}), 202
+    raise NotFound(f"no endpoint {endpoint!r}")
+
+
+@api.get("/job/<job_id>")
+def job_status(job_id: str):
+    jobs = services().jobs
+    return jsonify(jobs.job_view(jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)))
+
+
+@api.delete("/job/<job_id>")
+def cancel(job_id: str):
+    jobs = services().jobs
+    job = jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
+    status = job.get_status()
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        job.cancel()
+        job.refresh()
+        return jsonify(jobs.job_view(job))
+    if status == JobStatus.STARTED:
+        raise Conflict("the job is running on a worker and cannot be stopped safely; it will finish")
+    raise Conflict(f"the job has already ended ({status.value if hasattr(status, 'value') else status})")
+
+
+@api.get("/batch/<batch_id>")
+def batch_status(batch_id: str):
+    return jsonify(services().jobs.batch_view(g.vendor.name, batch_id, operator=g.vendor.operator))
+
+
+@api.get("/queue-stats")
+def queue_stats():
+    return jsonify(services().jobs.stats(g.vendor.name, operator=g.vendor.operator))
