@@ -50,3 +50,54 @@ def cut(img: Image.Image, box: tuple[int, int, int, int], fill: tuple[int, ...])
     inside = img.crop((max(left, 0), max(top, 0), min(left + width, img.width), min(top + height, img.height)))
     canvas.paste(inside, (max(0, -left), max(0, -top)))
     return canvas
+
+
+def windows(width: int, height: int, levels: int = 3, smallest: int = 160) -> list[tuple[int, int, int]]:
+    """Square windows ``(left, top, side)`` over the photo at a few scales, half-overlapping.
+
+    BlazeFace (short range) sees its input at 128x128, so a face under ~1/10 of
+    the frame is lost; looking again at squares of the short side, its half and
+    its quarter finds faces in wide group shots and large photos. Each look
+    costs a few milliseconds.
+    """
+    found: list[tuple[int, int, int]] = []
+    side = min(width, height)
+    for _ in range(levels):
+        if side < smallest:
+            break
+        step = max(1, side // 2)
+        for top in sorted({*range(0, height - side + 1, step), height - side}):
+            for left in sorted({*range(0, width - side + 1, step), width - side}):
+                found.append((left, top, side))
+        side //= 2
+    return found
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
+
+
+def merge_faces(faces: list[Face], overlap: float = 0.3) -> list[Face]:
+    """Non-maximum suppression: one face per person when several windows saw it.
+
+    A box mostly inside a larger one counts as the same face too, since a small
+    window can see a fragment of a big face.
+    """
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: (f.score, f.area), reverse=True):
+        same = False
+        for other in kept:
+            x, y, w, h = face.box
+            ox, oy, ow, oh = other.box
+            inside = max(0, min(x + w, ox + ow) - max(x, ox)) * max(0, min(y + h, oy + oh) - max(y, oy))
+            if _iou(face.box, other.box) > overlap or inside > 0.6 * min(face.area, other.area):
+                same = True
+                break
+        if not same:
+            kept.append(face)
+    return kept

