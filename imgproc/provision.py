@@ -6,10 +6,8 @@ pins both, with their hashes and licences. Downloads stay in ``cache_dir``, so a
 clone extracts the weights again without fetching 170 MB. Everything here but the rembg
 fallback is standard library, so it runs before the heavy dependencies are installed.
 
-    fetch_models(models_dir, cache_dir, log=print) -> [paths]   what `imgproc models fetch` calls
-    check_models(models_dir) -> [problems]                       empty when every file verifies
-    require_models(models_dir)                                   raises ModelsMissing at worker start
-    fetch_rembg_model(name, models_dir) -> [paths]               other rembg models, via rembg
+``fetch_models`` is `imgproc models fetch`; ``check_models`` / ``require_models`` run at
+worker start; ``fetch_rembg_model`` gets rembg's other models through rembg itself.
 """
 
 from __future__ import annotations
@@ -80,12 +78,10 @@ def check_models(models_dir: str | os.PathLike) -> list[str]:
 
 def require_models(models_dir: str | os.PathLike) -> None:
     """Raise ModelsMissing, saying how to fix it, unless every model file verifies."""
-    problems = check_models(models_dir)
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
+    if problems := check_models(models_dir):
         raise ModelsMissing(
-            f"model weights in {models_dir} are not usable:\n{lines}\n"
-            "Run `imgproc models fetch` (needs npm and pip with registry access) "
+            f"model weights in {models_dir} are not usable:\n" + "".join(f"  - {p}\n" for p in problems)
+            + "Run `imgproc models fetch` (needs npm and pip with registry access) "
             "or copy the files listed in models/manifest.json into that folder."
         )
 
@@ -124,19 +120,16 @@ def fetch_models(models_dir: str | os.PathLike, cache_dir: str | os.PathLike, lo
         problem = _problem(target, entry)
         if problem is None:
             log(f"{entry['name']}: present and verified; nothing to download")
-            paths.append(target)
-            continue
-        if target.exists():
-            log(f"{entry['name']}: {problem}; removing it")
-            target.unlink()
-        try:
-            _provision(entry, target, cache_dir, log)
-        except ChecksumMismatch:
-            raise
-        except ModelsMissing as exc:
-            # Go on with the other files, so one run reports everything that is missing.
-            missing.append(str(exc))
-            continue
+        else:
+            if target.exists():
+                log(f"{entry['name']}: {problem}; removing it")
+                target.unlink()
+            try:
+                _provision(entry, target, cache_dir, log)
+            except ChecksumMismatch:
+                raise
+            except ModelsMissing as exc:  # go on, so that one run reports all that is missing
+                missing.append(str(exc))
         paths.append(target)
     if missing:
         raise ModelsMissing("\n".join(missing))
@@ -164,7 +157,7 @@ def _provision(entry: dict, target: Path, cache_dir: Path, log: Log) -> None:
 
 _HINTS = {
     "npm": "install Node.js and npm (with access to the npm registry)",
-    "pypi": "make pip reach the Python package index",
+    "pypi": "install pip and let it reach the Python package index",
     "rembg": "let rembg reach its model download (GitHub releases)",
 }
 
@@ -186,7 +179,8 @@ def _from_cache_or_download(
         extract(fresh)
     except _Corrupt as exc:
         fresh.unlink()
-        raise ChecksumMismatch(f"{name}: {fresh.name} does not match the manifest right after download: {exc}") from exc
+        message = f"{name}: {fresh.name} does not match the manifest right after download: {exc}"
+        raise ChecksumMismatch(message) from exc
 
 
 @contextlib.contextmanager
@@ -250,10 +244,9 @@ def _from_npm(entry: dict, source: dict, target: Path, cache_dir: Path, log: Log
         if npm is None:
             raise _Unavailable("npm is not on PATH")
         log(f"{entry['name']}: downloading {spec} with npm pack (about 140 MB) into {cached.parent}")
-        # A throwaway npm cache: cache_dir already keeps the tarball, a second copy would waste 140 MB.
-        return _download_into(
-            cached.parent, "*.tgz", lambda tmp: [npm, "pack", spec, "--ignore-scripts", "--cache", str(tmp / ".npm")], tarball
-        )
+        # A throwaway npm cache: cache_dir keeps the tarball, a second copy would waste 140 MB.
+        command = [npm, "pack", spec, "--ignore-scripts", "--cache"]
+        return _download_into(cached.parent, "*.tgz", lambda tmp: command + [str(tmp / ".npm")], tarball)
 
     def extract(tgz: Path) -> None:
         _assemble_chunks(tgz, source, entry, target)
@@ -268,7 +261,11 @@ def _assemble_chunks(tgz: Path, source: dict, entry: dict, target: Path) -> None
     # and a second copies the chunks; cheaper than spooling all 140 MB of chunks to disk.
     dist = str(Path(source["path"]).parent) + "/"
     try:
-        resource = json.loads(_tar_member(tgz, source["path"]))[source["key"]]
+        with tarfile.open(tgz, "r|gz") as tar:
+            found = next((tar.extractfile(m).read() for m in tar if m.name == source["path"]), None)
+        if found is None:
+            raise _Corrupt(f"{source['path']} is not in {tgz.name}")
+        resource = json.loads(found)[source["key"]]
         offsets: dict[str, list[tuple[int, int]]] = {}
         for chunk in resource["chunks"]:
             offsets.setdefault(chunk["hash"], []).append(tuple(chunk["offsets"]))
@@ -299,16 +296,8 @@ def _assemble_chunks(tgz: Path, source: dict, entry: dict, target: Path) -> None
             out.seek(0)
             if (got := hashlib.file_digest(out, "sha256").hexdigest()) != entry["sha256"]:
                 raise _Corrupt(f"the assembled file has sha256 {got}, not {entry['sha256']}")
-    except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError, KeyError, ValueError) as exc:
+    except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError, LookupError, ValueError) as exc:
         raise _Corrupt(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _tar_member(tgz: Path, path: str) -> bytes:
-    with tarfile.open(tgz, "r|gz") as tar:
-        for member in tar:
-            if member.name == path:
-                return tar.extractfile(member).read()
-    raise _Corrupt(f"{path} is not in {tgz.name}")
 
 
 # --- PyPI: BlazeFace inside the mediapipe wheel --------------------------------
@@ -360,71 +349,63 @@ def _pip() -> list[str]:
 
 
 def _from_rembg(entry: dict, source: dict, target: Path, cache_dir: Path, log: Log) -> None:
-    alt = next(a for a in entry["alternatives"] if a["source"] is source)
+    # rembg's file is another export than the npm one: it is checked by its own md5.
+    accepted = {**next(a for a in entry["alternatives"] if a["source"] is source), "size": None}
     folder = cache_dir / "rembg"
     cached = folder / entry["name"]
-    if cached.is_file() and _problem(cached, {**alt, "size": None}) is not None:
+    if cached.is_file() and _problem(cached, accepted):
         log(f"{entry['name']}: cached {cached} is corrupt; removing it")
         cached.unlink()
-    log(f"{entry['name']}: " + (f"using cached {cached}" if cached.is_file() else f"rembg downloads it into {folder}"))
-    session_cls = _rembg_session(source["model"])
-    try:
-        path = _rembg_download(session_cls, folder)[0]
-    except ValueError as exc:  # pooch's answer to a hash mismatch
-        raise ChecksumMismatch(f"{entry['name']}: rembg's download does not match its md5: {exc}") from exc
-    except OSError as exc:  # requests' errors are OSErrors too
-        raise _Unavailable(f"download failed: {exc}") from exc
-    if (problem := _problem(path, {**alt, "size": None})) is not None:
+    where = f"using cached {cached}" if cached.is_file() else f"rembg downloads it into {folder}"
+    log(f"{entry['name']}: {where}")
+    path = _rembg_download(source["model"], folder)[0]
+    if problem := _problem(path, accepted):
         path.unlink()
-        raise ChecksumMismatch(f"{entry['name']}: rembg's download {problem}")
+        raise ChecksumMismatch(f"{entry['name']}: rembg's download is {problem}")
     with _atomic_file(target) as out, open(path, "rb") as src:
         shutil.copyfileobj(src, out)
     log(f"{entry['name']}: copied from {path} (rembg's file, md5 verified)")
 
 
-def _rembg_session(name: str):
+def _rembg_download(name: str, folder: Path) -> list[Path]:
+    """Run rembg's own downloader for model ``name``, its files going flat into ``folder``."""
     try:
         from rembg.sessions import sessions
     except ImportError as exc:
         raise _Unavailable(f"rembg is not installed ({exc})") from exc
     if name not in sessions:
         raise ValueError(f"rembg has no model {name!r}; it has {', '.join(sorted(sessions))}")
-    return sessions[name]
-
-
-def _rembg_download(session_cls, folder: Path) -> list[Path]:
-    """Run rembg's downloader for ``session_cls`` with its files in ``folder``."""
+    base = sessions[name]
+    if "custom" in name or not base.is_local() or base.requires_credentials():
+        raise ValueError(f"rembg model {name!r} has no weights to download (custom file or remote service)")
     home = str(folder)
-    # Overriding the directories on a subclass rather than setting U2NET_HOME keeps the
-    # environment untouched (Settings is the only reader) and writes flat into ``folder``,
-    # where rembg's own lookup (the legacy U2NET_HOME layout) finds the files again.
-    local = type(session_cls.__name__, (session_cls,), {
+    # Overriding the folders on a subclass rather than setting U2NET_HOME leaves the
+    # environment alone (Settings is its only reader); rembg's lookup in U2NET_HOME
+    # (its legacy flat layout) then finds the files in ``folder``.
+    local = type(base.__name__, (base,), {
         "model_dir": classmethod(lambda cls, *a, **k: home),
         "legacy_home": classmethod(lambda cls, *a, **k: home),
     })
-    result = local.download_models()
+    try:
+        result = local.download_models()
+    except ValueError as exc:  # pooch's answer to a hash mismatch
+        raise ChecksumMismatch(f"{name}: rembg's download does not match its pinned hash: {exc}") from exc
+    except OSError as exc:  # requests' errors are OSErrors too
+        raise _Unavailable(f"rembg's download failed: {exc}") from exc
     return [Path(p) for p in ([result] if isinstance(result, (str, os.PathLike)) else result)]
 
 
 def fetch_rembg_model(name: str, models_dir: str | os.PathLike, log: Log = print) -> list[Path]:
-    """Download another rembg model (u2net, birefnet-general, ...) into ``models_dir`` with rembg's downloader."""
-    try:
-        session_cls = _rembg_session(name)
-    except _Unavailable as exc:
-        raise ModelsMissing(str(exc)) from exc
-    if "custom" in name or not session_cls.is_local() or session_cls.requires_credentials():
-        raise ValueError(f"rembg model {name!r} has no weights to download (custom file or remote service)")
+    """Download another rembg model (u2net, birefnet-general, ...) into ``models_dir`` through rembg."""
     folder = Path(models_dir)
     folder.mkdir(parents=True, exist_ok=True)
     log(f"{name}: asking rembg's downloader for it (files go into {folder})")
     try:
-        paths = _rembg_download(session_cls, folder)
-    except ValueError as exc:
-        raise ChecksumMismatch(f"{name}: rembg's download does not match its pinned hash: {exc}") from exc
-    except OSError as exc:
+        paths = _rembg_download(name, folder)
+    except _Unavailable as exc:
         raise ModelsMissing(
             f"cannot download rembg model {name}: {exc}\n"
-            f"rembg fetches it from GitHub releases; open the network to it, or copy {name}.onnx into {folder}/."
+            f"Let rembg reach its model downloads (GitHub releases), or copy {name}.onnx into {folder}/."
         ) from exc
     log(f"{name}: ready: {', '.join(p.name for p in paths)}")
     return paths

@@ -161,3 +161,36 @@ def test_background_removal_end_to_end_in_a_worker_process(client, acme, photo_s
     assert alpha[-5:, :5].max() < 64  # bottom left: the flag's dark edge beside the suit, mostly background
     assert alpha[150, 400] < 10  # the model shuttle behind her is background too
     assert alpha[130, 225] > 245  # the face, opaque
+
+
+def test_light_job_to_cloudinary_and_mariadb(client, acme, photo_server, photos, runtime, work, mariadb_url):
+    """The production path: results uploaded through the real Cloudinary SDK, records on MariaDB.
+
+    The stub verifies each upload's signature; a 503 from it is retried with backoff.
+    """
+    import urllib.request
+
+    from imgproc.db import make_engine
+    from imgproc.records import Records
+    from imgproc.storage import make_storage
+    from tests.cloudinary_stub import CloudinaryStub
+
+    with CloudinaryStub() as cdn:
+        settings = runtime.settings.replace(cloudinary_url=cdn.url, database_url=mariadb_url)
+        runtime.storage = make_storage(settings)
+        engine = make_engine(settings)
+        runtime.records = Records(engine, max_fields=settings.db_max_fields)
+        photo_server.serve("/coffee.jpg", photos["coffee"])
+        cdn.fail_next(1, status=503)
+        job_id = submit(client, LIGHT, acme, record_id="cup", image_url=photo_server.url("/coffee.jpg"),
+                        options={"resize": [200, 200], "fit": "cover", "format": "webp"})
+        work()
+        job = poll(client, acme, job_id)
+        assert job["state"] == "finished" and job["attempts"] == 2, job
+        assert len(cdn.uploads) == 1 and cdn.uploads[0].public_id.startswith("imgproc/acme/")
+        with urllib.request.urlopen(job["result"]["url"]) as response:
+            img = Image.open(io.BytesIO(response.read()))
+            assert img.format == "WEBP" and img.size == (200, 200)
+        row = runtime.records.get("acme", "cup")
+        assert row["processed_url"] == job["result"]["url"] and row["processed"]
+        engine.dispose()
