@@ -133,3 +133,17 @@ def test_health_names_a_failing_part(client, app):
     app.extensions["imgproc"].conn = redis.Redis(port=1)  # nothing listens there
     response = client.get("/health")
     assert response.status_code == 503 and response.json["failing"] == ["redis"]
+
+
+def test_queue_stats_per_queue_and_operator_sees_every_vendor(client, vendor_key):
+    a, b, ops = vendor_key("vendor-a"), vendor_key("vendor-b"), vendor_key("ops", operator=True)
+    client.post(BULK_BG, json={"items": [{"record_id": f"r{i}", "image_url": "https://example.com/a.jpg"}
+                                         for i in range(3)]}, headers=a)
+    client.post(FACE, json={"record_id": "x", "image_url": "https://example.com/b.jpg"}, headers=b)
+    stats = client.get("/api/image-queue/queue-stats", headers=a).json
+    assert stats["queues"]["bg-removal"]["queued"] == 3 and stats["queues"]["face-crop"]["queued"] == 1
+    assert stats["queues"]["image-processing"] == {"queued": 0, "started": 0, "scheduled": 0, "deferred": 0,
+                                                   "finished": 0, "failed": 0, "workers": 0}
+    assert list(stats["vendors"]) == ["vendor-a"] and stats["vendors"]["vendor-a"]["queued"] == 3
+    everyone = client.get("/api/image-queue/queue-stats", headers=ops).json["vendors"]
+    assert everyone["vendor-a"]["queued"] == 3 and everyone["vendor-b"]["queued"] == 1

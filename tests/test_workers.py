@@ -1,0 +1,77 @@
+"""Worker start-up and configuration: what an operator sees before any job runs."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from imgproc import operations
+from imgproc.config import ROOT, Settings
+from imgproc.errors import PermanentError
+from imgproc.sessions import providers_for
+from imgproc.workers import classify
+
+
+def test_missing_model_stops_the_worker_at_boot(tmp_path):
+    env = dict(os.environ, IMGPROC_MODELS_DIR=str(tmp_path), REDIS_URL="redis://127.0.0.1:6379/13")
+    proc = subprocess.run([sys.executable, "worker.py", "--queues", "face-crop", "--burst"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "isnet-general-use" in proc.stderr and "make models" in proc.stderr
+
+
+def test_unknown_queue_is_refused():
+    proc = subprocess.run([sys.executable, "worker.py", "--queues", "bg-removal,thumbnails"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "thumbnails" in proc.stderr
+
+
+def test_threads_default_to_cores_per_worker():
+    assert Settings(cores=8, workers_per_host=2).intra_op_threads == 4
+    assert Settings(cores=2, workers_per_host=3).intra_op_threads == 1
+    assert Settings(cores=8, threads=3).intra_op_threads == 3
+    s = Settings.from_env({"IMGPROC_WORKERS_PER_HOST": "2", "IMGPROC_MAX_ATTEMPTS": "4", "IMGPROC_RETRY_BACKOFF": "2"})
+    assert s.workers_per_host == 2 and s.retry_intervals == [2, 4, 8]
+
+
+def test_settings_refuse_impossible_values():
+    with pytest.raises(ValueError, match="IMGPROC_DEVICE"):
+        Settings.from_env({"IMGPROC_DEVICE": "tpu"})
+    with pytest.raises(ValueError, match="IMGPROC_BG_MODELS"):
+        Settings.from_env({"IMGPROC_BG_MODEL": "u2net", "IMGPROC_BG_MODELS": "isnet-general-use"})
+
+
+def test_device_cuda_without_a_cuda_onnxruntime_fails_clearly():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert providers_for("cuda")[0] == "CUDAExecutionProvider"
+    else:
+        with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+            providers_for("cuda")
+        assert providers_for("auto") == ["CPUExecutionProvider"]
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+
+
+def test_unexpected_exceptions_get_a_code():
+    error = classify(ZeroDivisionError("boom"), 300)
+    assert isinstance(error, PermanentError) and error.code == "internal" and "boom" in error.message
+
+
+def test_strip_metadata_or_keep_it():
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"  # Make
+    exif[0x0112] = 6  # rotated on display
+    buf = io.BytesIO()
+    Image.new("RGB", (60, 20), "white").save(buf, "JPEG", exif=exif.tobytes())
+    opts = {"resize": None, "fit": "contain", "format": "jpg", "quality": 80}
+    stripped = operations.process_image(buf.getvalue(), {**opts, "strip_metadata": True}, max_pixels=10**6, png_level=1)
+    kept = operations.process_image(buf.getvalue(), {**opts, "strip_metadata": False}, max_pixels=10**6, png_level=1)
+    for out in (stripped, kept):
+        assert (out.width, out.height) == (20, 60)  # orientation applied either way
+    assert not Image.open(io.BytesIO(stripped.data)).getexif()
+    kept_exif = Image.open(io.BytesIO(kept.data)).getexif()
+    assert kept_exif.get(0x010F) == "CameraMaker" and kept_exif.get(0x0112, 1) == 1
