@@ -59,6 +59,18 @@ def mariadb_url():
     server.dispose()
 
 
+@pytest.fixture(params=["sqlite", "mariadb"])
+def engine(request, settings):
+    """The records database, once on SQLite and once on the real MariaDB."""
+    from imgproc.db import make_engine
+
+    if request.param == "mariadb":
+        settings = settings.replace(database_url=request.getfixturevalue("mariadb_url"))
+    engine = make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def settings(tmp_path):
     """Settings for one test: its own SQLite file and storage folder, fast retries."""

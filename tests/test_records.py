@@ -15,15 +15,6 @@ from imgproc.records import FIELDS, Records
 DOWN_URL = "mysql+pymysql://root:s3cret@127.0.0.1:1/x"
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def engine(request, settings):
-    if request.param == "mariadb":
-        settings = settings.replace(database_url=request.getfixturevalue("mariadb_url"))
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
-
-
 def count_statements(engine, verb: str) -> list[str]:
     """Collect the statements starting with ``verb`` that ``engine`` sends from now on."""
     seen: list[str] = []

@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from imgproc.db import make_engine, vendors
+from imgproc.db import vendors
 from imgproc.errors import TransientError
 from imgproc.vendors import Vendor, Vendors, hash_key
-
-
-@pytest.fixture(params=["sqlite", "mariadb"])
-def engine(request, settings):
-    if request.param == "mariadb":
-        settings = settings.replace(database_url=request.getfixturevalue("mariadb_url"))
-    engine = make_engine(settings)
-    yield engine
-    engine.dispose()
 
 
 def test_added_key_authenticates(engine):
