@@ -57,14 +57,17 @@ def error_response(code: str, message: str, status: int, details: dict | None = 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for ``settings`` (from the environment when not given)."""
-    from .routes import api
+    from .ratelimits import build_limiter
+    from .routes import authenticate, build_blueprint
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     # Werkzeug refuses a longer body with 413 before reading it into memory.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["imgproc"] = Services.build(settings)
-    app.register_blueprint(api)
+    app.before_request(authenticate)  # before the limiter's hook: limits are per vendor
+    limiter = build_limiter(app, settings)
+    app.register_blueprint(build_blueprint(limiter, settings))
 
     @app.errorhandler(ImgprocError)
     def imgproc_error(exc: ImgprocError):

@@ -97,6 +97,20 @@ class Settings:
     #: Hosts or CIDRs a photo URL may reach despite being private or loopback (tests, intranets).
     fetch_allow_hosts: tuple[str, ...] = ()
 
+    # --- protection -----------------------------------------------------
+    #: Per-vendor request limits (flask-limiter strings), counted in Redis by every API process.
+    limit_global: str = "100 per 15 minutes"
+    #: Every enqueue endpoint, single or bulk.
+    limit_image: str = "50 per 15 minutes"
+    #: Background removals: each item of a bulk counts as one.
+    limit_bg_removal: str = "30 per hour"
+    #: Bulk requests of any kind.
+    limit_bulk: str = "10 per hour"
+    #: Most jobs of one vendor queued-for-a-worker or running at once, across all workers.
+    vendor_concurrency: int = 2
+    #: Seconds an ``idempotency_key`` maps to its first job.
+    idempotency_ttl: int = 24 * 3600
+
     # --- records --------------------------------------------------------
     #: Most columns per UPDATE of a record, as in the original system.
     db_max_fields: int = 10
@@ -161,6 +175,8 @@ class Settings:
             raise ValueError(
                 f"IMGPROC_BG_MODEL {self.bg_model!r} is not among IMGPROC_BG_MODELS {self.bg_models}"
             )
+        if self.vendor_concurrency < 1:
+            raise ValueError("IMGPROC_VENDOR_CONCURRENCY must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("IMGPROC_MAX_ATTEMPTS must be at least 1")
         return self

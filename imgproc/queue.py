@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import (
     DeferredJobRegistry,
@@ -22,7 +24,8 @@ from rq.registry import (
 from rq.worker import Worker
 
 from .config import QUEUES, Settings
-from .errors import NotFound
+from .errors import Conflict, NotFound
+from .fairshare import FairShare
 from .options import JOB_QUEUES
 
 #: Task function of each job type (imgproc/tasks.py).
@@ -32,6 +35,7 @@ TASKS = {"remove-bg": "imgproc.tasks.remove_bg", "crop-face": "imgproc.tasks.cro
 KEY_BATCH = "imgproc:batch:{}"
 KEY_UPLOAD = "imgproc:upload:{}"
 KEY_VENDOR_JOBS = "imgproc:vendor-jobs:{}"
+KEY_IDEMPOTENCY = "imgproc:idempotency:{}:{}"
 STATES = ("queued", "started", "deferred", "scheduled", "finished", "failed", "canceled", "stopped")
 DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED}
 
@@ -51,6 +55,7 @@ class JobSpec:
     options: dict
     image_url: str | None = None
     upload: bytes | None = None
+    job_id: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -61,12 +66,25 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class LaneQueue(Queue):
+    """An rq queue whose new jobs wait in their vendor's lane until ``FairShare.feed`` moves them in."""
+
+    def __init__(self, name: str, *, fair: FairShare, vendor: str, **kwargs):
+        super().__init__(name, **kwargs)
+        self.fair = fair
+        self.vendor = vendor
+
+    def push_job_id(self, job_id: str, pipeline=None, at_front: bool = False) -> None:
+        self.fair.admit(pipeline if pipeline is not None else self.connection, self.name, self.vendor, [job_id])
+
+
 class JobQueue:
     """Enqueues jobs for a vendor and reads them back, never across vendors."""
 
     def __init__(self, conn: redis.Redis, settings: Settings):
         self.conn = conn
         self.settings = settings
+        self.fair = FairShare(conn, settings.vendor_concurrency)
         self.queues = {name: Queue(name, connection=conn, default_timeout=settings.job_timeout) for name in QUEUES}
 
     def _retry(self) -> Retry | None:
@@ -79,13 +97,14 @@ class JobQueue:
         if not specs:
             return None, []
         job_type = specs[0].type
-        queue = self.queues[JOB_QUEUES[job_type]]
+        queue = LaneQueue(JOB_QUEUES[job_type], connection=self.conn, fair=self.fair, vendor=vendor,
+                          default_timeout=self.settings.job_timeout)
         batch_id = "b_" + uuid.uuid4().hex if batch else None
         created = time.time()
         datas = []
         with self.conn.pipeline() as pipe:
             for spec in specs:
-                job_id = uuid.uuid4().hex
+                job_id = spec.job_id or uuid.uuid4().hex
                 payload = {"vendor": vendor, "type": spec.type, "record_id": spec.record_id,
                            "image_url": spec.image_url, "options": spec.options, "upload": spec.upload is not None}
                 meta = {"vendor": vendor, "type": spec.type, "record_id": spec.record_id, "batch_id": batch_id,
@@ -108,7 +127,29 @@ class JobQueue:
                      "job_ids": [d.job_id for d in datas]}), ex=self.settings.failure_ttl)
             jobs = queue.enqueue_many(datas, pipeline=pipe)
             pipe.execute()
+        self.fair.feed(self.queues[queue.name])
         return batch_id, jobs
+
+    def claim(self, vendor: str, key: str) -> tuple[str, Job | None]:
+        """Claim an idempotency key for a new job id, or find the job that already holds it.
+
+        Returns ``(job_id, None)`` when the caller should enqueue a job with that
+        id, and ``(job_id, job)`` when the key was used before.
+        """
+        redis_key = KEY_IDEMPOTENCY.format(vendor, hashlib.sha256(key.encode()).hexdigest())
+        job_id = uuid.uuid4().hex
+        previous = self.conn.set(redis_key, job_id, nx=True, ex=self.settings.idempotency_ttl, get=True)
+        if previous is None:
+            return job_id, None
+        try:
+            return previous.decode(), Job.fetch(previous.decode(), connection=self.conn)
+        except NoSuchJobError:
+            # Claimed a moment ago by a request still enqueueing, or its job has expired.
+            raise Conflict("a request with this idempotency_key is being processed; retry shortly") from None
+
+    def release(self, vendor: str, key: str) -> None:
+        """Forget an idempotency key whose job could not be enqueued."""
+        self.conn.delete(KEY_IDEMPOTENCY.format(vendor, hashlib.sha256(key.encode()).hexdigest()))
 
     def job_for(self, vendor: str, job_id: str, *, operator: bool = False) -> Job:
         """The vendor's job, or NotFound: another vendor's job looks exactly like a missing one."""
@@ -169,7 +210,7 @@ class JobQueue:
         queues = {}
         for name, q in self.queues.items():
             queues[name] = {
-                "queued": q.count,
+                "queued": q.count + self.fair.waiting(name),
                 "started": StartedJobRegistry(queue=q).count,
                 "scheduled": ScheduledJobRegistry(queue=q).count,
                 "deferred": DeferredJobRegistry(queue=q).count,

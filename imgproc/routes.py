@@ -6,30 +6,23 @@ import json
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
+from flask_limiter import Limiter
 from rq.job import JobStatus
 
 from . import options as opts
 from .app import services
+from .config import Settings
 from .errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge, TooManyItems, Unauthorized, UnsupportedMediaType
 from .fetch import check_url
 from .queue import JobSpec
-
-api = Blueprint("api", __name__, url_prefix="/api/image-queue")
+from .ratelimits import limit
 
 SINGLE = {"remove-bg-queue": "remove-bg", "crop-face-queue": "crop-face", "process-image-queue": "process-image"}
 BULK = {"bulk-remove-bg": "remove-bg", "bulk-crop-face": "crop-face", "bulk-process-image": "process-image"}
+BG_ENDPOINTS = {"remove-bg-queue", "bulk-remove-bg"}
 SINGLE_FIELDS = {"record_id", "image_url", "options", "webhook_url", "idempotency_key"}
 BULK_FIELDS = {"items", "options", "webhook_url"}
 ITEM_FIELDS = {"record_id", "image_url", "options"}
-
-
-@api.before_request
-def authenticate():
-    key = request.headers.get("X-API-Key", "")
-    vendor = services().vendors.authenticate(key) if key else None
-    if vendor is None:
-        raise Unauthorized("missing or unknown X-API-Key")
-    g.vendor = vendor
 
 
 def _body() -> tuple[dict[str, Any], Any]:
@@ -66,90 +59,144 @@ def _accepted(job) -> dict:
     return {"job_id": job.id, "state": "queued", "status_url": f"/api/image-queue/job/{job.id}"}
 
 
-@api.post("/<endpoint>")
-def enqueue(endpoint: str):
-    svc = services()
-    if endpoint in SINGLE:
-        job_type = SINGLE[endpoint]
-        fields, upload = _body()
-        _unknown(fields, SINGLE_FIELDS)
-        spec = JobSpec(job_type, _record_id(fields.get("record_id")),
-                       opts.validate(job_type, fields.get("options"), svc.settings))
-        if fields.get("webhook_url") is not None:
-            check_url(fields["webhook_url"])
-        if upload is not None:
-            data = upload.read(svc.settings.max_image_bytes + 1)
-            if len(data) > svc.settings.max_image_bytes:
-                raise PayloadTooLarge(f"the image is over {svc.settings.max_image_bytes} bytes")
-            spec.upload = data
-        elif isinstance(fields.get("image_url"), str):
-            spec.image_url = check_url(fields["image_url"])
-        else:
-            raise InvalidRequest("give image_url, or upload the image as the multipart file 'image'")
-        _, jobs = svc.jobs.enqueue(g.vendor.name, [spec])
-        return jsonify(_accepted(jobs[0])), 202
-    if endpoint in BULK:
-        job_type = BULK[endpoint]
-        fields, _ = _body()
-        _unknown(fields, BULK_FIELDS)
-        items = fields.get("items")
-        if not isinstance(items, list) or not items:
-            raise InvalidRequest("items must be a non-empty list")
-        if len(items) > svc.settings.max_bulk_items:
-            raise TooManyItems(f"{len(items)} items, at most {svc.settings.max_bulk_items} per request")
-        defaults = fields.get("options") or {}
-        if not isinstance(defaults, dict):
-            raise InvalidRequest("options must be a JSON object")
-        specs = []
-        for i, item in enumerate(items):  # all-or-nothing: every item is checked before any is enqueued
-            where = f"items[{i}]: "
-            if not isinstance(item, dict):
-                raise InvalidRequest(f"{where}each item must be a JSON object")
-            _unknown(item, ITEM_FIELDS, where)
-            item_options = item.get("options") or {}
-            if not isinstance(item_options, dict):
-                raise InvalidRequest(f"{where}options must be a JSON object")
+def authenticate() -> None:
+    """App-level hook, run before the limiter's: every /api/ request names its vendor by API key."""
+    if not request.path.startswith("/api/"):
+        return
+    key = request.headers.get("X-API-Key", "")
+    vendor = services().vendors.authenticate(key) if key else None
+    if vendor is None:
+        raise Unauthorized("missing or unknown X-API-Key")
+    g.vendor = vendor
+
+
+def _items_cost(max_items: int) -> int:
+    """A bulk counts each of its items against the background-removal limit.
+
+    One over ``max_items`` costs nothing: the view refuses it with 413, which
+    says more than a 429 would.
+    """
+    body = request.get_json(silent=True)
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        return 1
+    return len(items) if len(items) <= max_items else 0
+
+
+def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
+    """The /api/image-queue routes, with the per-vendor limits of ``settings``."""
+    api = Blueprint("api", __name__, url_prefix="/api/image-queue")
+    image_limit = limit(limiter, settings.limit_image, "image")
+    bulk_limit = limit(limiter, settings.limit_bulk, "bulk", exempt_when=lambda: _endpoint() not in BULK)
+    bg_limit = limit(limiter, settings.limit_bg_removal, "bg-removal", cost=lambda: _items_cost(settings.max_bulk_items),
+                     exempt_when=lambda: _endpoint() not in BG_ENDPOINTS)
+
+    @api.post("/<endpoint>")
+    @image_limit
+    @bulk_limit
+    @bg_limit
+    def enqueue(endpoint: str):
+        svc = services()
+        if endpoint in SINGLE:
+            job_type = SINGLE[endpoint]
+            fields, upload = _body()
+            _unknown(fields, SINGLE_FIELDS)
+            spec = JobSpec(job_type, _record_id(fields.get("record_id")),
+                           opts.validate(job_type, fields.get("options"), svc.settings))
+            if fields.get("webhook_url") is not None:
+                check_url(fields["webhook_url"])
+            if upload is not None:
+                data = upload.read(svc.settings.max_image_bytes + 1)
+                if len(data) > svc.settings.max_image_bytes:
+                    raise PayloadTooLarge(f"the image is over {svc.settings.max_image_bytes} bytes")
+                spec.upload = data
+            elif isinstance(fields.get("image_url"), str):
+                spec.image_url = check_url(fields["image_url"])
+            else:
+                raise InvalidRequest("give image_url, or upload the image as the multipart file 'image'")
+            key = fields.get("idempotency_key")
+            if key is None:
+                _, jobs = svc.jobs.enqueue(g.vendor.name, [spec])
+                return jsonify(_accepted(jobs[0])), 202
+            if not isinstance(key, str) or not 1 <= len(key) <= 255:
+                raise InvalidRequest("idempotency_key must be a string of 1 to 255 characters")
+            spec.job_id, earlier = svc.jobs.claim(g.vendor.name, key)
+            if earlier is not None:  # the same request again: the first job, nothing enqueued
+                return jsonify({**_accepted(earlier), "state": svc.jobs.job_view(earlier)["state"]}), 200
             try:
-                validated = opts.validate(job_type, {**defaults, **item_options}, svc.settings)
-            except opts.InvalidOptions as exc:
-                exc.details["item"] = i
-                exc.message = where + exc.message
+                _, jobs = svc.jobs.enqueue(g.vendor.name, [spec])
+            except Exception:
+                svc.jobs.release(g.vendor.name, key)
                 raise
-            if not isinstance(item.get("image_url"), str):
-                raise InvalidRequest(f"{where}image_url is required")
-            specs.append(JobSpec(job_type, _record_id(item.get("record_id"), where), validated,
-                                 image_url=check_url(item["image_url"])))
-        batch_id, jobs = svc.jobs.enqueue(g.vendor.name, specs, batch=True)
-        return jsonify({"batch_id": batch_id, "job_ids": [j.id for j in jobs],
-                        "status_url": f"/api/image-queue/batch/{batch_id}"}), 202
-    raise NotFound(f"no endpoint {endpoint!r}")
+            return jsonify(_accepted(jobs[0])), 202
+        if endpoint in BULK:
+            job_type = BULK[endpoint]
+            fields, _ = _body()
+            _unknown(fields, BULK_FIELDS)
+            items = fields.get("items")
+            if not isinstance(items, list) or not items:
+                raise InvalidRequest("items must be a non-empty list")
+            if len(items) > svc.settings.max_bulk_items:
+                raise TooManyItems(f"{len(items)} items, at most {svc.settings.max_bulk_items} per request")
+            defaults = fields.get("options") or {}
+            if not isinstance(defaults, dict):
+                raise InvalidRequest("options must be a JSON object")
+            specs = []
+            for i, item in enumerate(items):  # all-or-nothing: every item is checked before any is enqueued
+                where = f"items[{i}]: "
+                if not isinstance(item, dict):
+                    raise InvalidRequest(f"{where}each item must be a JSON object")
+                _unknown(item, ITEM_FIELDS, where)
+                item_options = item.get("options") or {}
+                if not isinstance(item_options, dict):
+                    raise InvalidRequest(f"{where}options must be a JSON object")
+                try:
+                    validated = opts.validate(job_type, {**defaults, **item_options}, svc.settings)
+                except opts.InvalidOptions as exc:
+                    exc.details["item"] = i
+                    exc.message = where + exc.message
+                    raise
+                if not isinstance(item.get("image_url"), str):
+                    raise InvalidRequest(f"{where}image_url is required")
+                specs.append(JobSpec(job_type, _record_id(item.get("record_id"), where), validated,
+                                     image_url=check_url(item["image_url"])))
+            batch_id, jobs = svc.jobs.enqueue(g.vendor.name, specs, batch=True)
+            return jsonify({"batch_id": batch_id, "job_ids": [j.id for j in jobs],
+                            "status_url": f"/api/image-queue/batch/{batch_id}"}), 202
+        raise NotFound(f"no endpoint {endpoint!r}")
 
 
-@api.get("/job/<job_id>")
-def job_status(job_id: str):
-    jobs = services().jobs
-    return jsonify(jobs.job_view(jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)))
+    @api.get("/job/<job_id>")
+    def job_status(job_id: str):
+        jobs = services().jobs
+        return jsonify(jobs.job_view(jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)))
 
 
-@api.delete("/job/<job_id>")
-def cancel(job_id: str):
-    jobs = services().jobs
-    job = jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
-    status = job.get_status()
-    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
-        job.cancel()
-        job.refresh()
-        return jsonify(jobs.job_view(job))
-    if status == JobStatus.STARTED:
-        raise Conflict("the job is running on a worker and cannot be stopped safely; it will finish")
-    raise Conflict(f"the job has already ended ({status.value if hasattr(status, 'value') else status})")
+    @api.delete("/job/<job_id>")
+    def cancel(job_id: str):
+        jobs = services().jobs
+        job = jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
+        status = job.get_status()
+        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            job.cancel()
+            job.refresh()
+            return jsonify(jobs.job_view(job))
+        if status == JobStatus.STARTED:
+            raise Conflict("the job is running on a worker and cannot be stopped safely; it will finish")
+        raise Conflict(f"the job has already ended ({status.value if hasattr(status, 'value') else status})")
 
 
-@api.get("/batch/<batch_id>")
-def batch_status(batch_id: str):
-    return jsonify(services().jobs.batch_view(g.vendor.name, batch_id, operator=g.vendor.operator))
+    @api.get("/batch/<batch_id>")
+    def batch_status(batch_id: str):
+        return jsonify(services().jobs.batch_view(g.vendor.name, batch_id, operator=g.vendor.operator))
 
 
-@api.get("/queue-stats")
-def queue_stats():
-    return jsonify(services().jobs.stats(g.vendor.name, operator=g.vendor.operator))
+    @api.get("/queue-stats")
+    def queue_stats():
+        return jsonify(services().jobs.stats(g.vendor.name, operator=g.vendor.operator))
+
+    return api
+
+
+def _endpoint() -> str:
+    return (request.view_args or {}).get("endpoint", "")

@@ -22,6 +22,7 @@ from rq.worker import SimpleWorker
 
 from .config import QUEUE_BG, QUEUE_FACE, QUEUES, Settings
 from .errors import JobError, PermanentError, TransientError
+from .fairshare import FairShare
 
 log = logging.getLogger("imgproc.worker")
 
@@ -93,12 +94,38 @@ def record_error(job, exc_type, exc_value, traceback) -> bool:
 
 
 class ImgprocWorker(SimpleWorker):
-    """A non-forking rq worker that hands every job this process's ``Runtime``."""
+    """A non-forking rq worker that hands every job this process's ``Runtime``.
+
+    Before each dequeue it feeds its queues from the vendors' lanes
+    (``imgproc.fairshare``), and it never blocks on Redis longer than
+    ``FEED_INTERVAL`` so that jobs held back by a vendor's cap move on even
+    when no new job arrives.
+    """
+
+    FEED_INTERVAL = 5
 
     def __init__(self, *args, runtime: Runtime, **kwargs):
         super().__init__(*args, **kwargs)
         self.runtime = runtime
+        self.fair = FairShare(self.connection, runtime.settings.vendor_concurrency)
         self.push_exc_handler(record_error)
+
+    def feed(self) -> None:
+        for queue in self.queues:
+            self.fair.feed(queue)
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        if timeout is None:  # burst mode: one look
+            self.feed()
+            return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+        idle_since = time.monotonic()
+        while True:
+            self.feed()
+            result = super().dequeue_job_and_maintain_ttl(min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL)
+            if result is not None:
+                return result
+            if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
+                return None
 
     def perform_job(self, job, queue) -> bool:
         job.runtime = self.runtime  # read by imgproc.tasks through rq's get_current_job()

@@ -1,0 +1,103 @@
+"""Fair share of the workers between vendors: per-vendor lanes in front of each RQ queue.
+
+A new job waits in its vendor's lane (a Redis list) instead of the RQ queue.
+``feed`` moves jobs from the lanes into the RQ queue, taking vendors in
+turn (round robin) and skipping a vendor that already has ``cap`` jobs in the
+queue or running. So a vendor's 500-image bulk does not starve another
+vendor's single job: the single job is taken at the next turn.
+
+Why not rq's own tools: rq 2.x has no per-key concurrency limit (the
+``RateLimit`` of rq 3 is not released), and a cap alone would not help when
+there are no more workers than the cap; the order in which jobs reach the
+workers has to change, which rq leaves to the queue list. The lanes keep rq's
+queues, registries, retries and job hashes as they are.
+
+Both steps are Lua scripts, atomic across API processes and workers.
+``feed`` runs after every enqueue and before every dequeue of a worker.
+"""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue
+
+KEY_LANE = "imgproc:lane:{queue}:{vendor}"
+KEY_RING = "imgproc:ring:{queue}"  # vendors with waiting jobs, in turn order
+KEY_RING_SET = "imgproc:ring-set:{queue}"  # the same vendors, for membership
+KEY_ACTIVE = "imgproc:active:{vendor}"  # the vendor's jobs in an RQ queue or running
+
+_ADMIT = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+if redis.call('SADD', KEYS[3], ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
+# KEYS: rq queue list, ring, ring set.  ARGV: cap, room wanted, lane prefix, active prefix, rq job prefix.
+_FEED = """
+local cap, room = tonumber(ARGV[1]), tonumber(ARGV[2]) - redis.call('LLEN', KEYS[1])
+local moved, idle, turns = 0, 0, redis.call('LLEN', KEYS[2])
+local ended = {finished=true, failed=true, canceled=true, stopped=true, scheduled=true}
+while room > 0 and idle < turns do
+  local vendor = redis.call('LPOP', KEYS[2])
+  local active, lane = ARGV[4] .. vendor, ARGV[3] .. vendor
+  for _, id in ipairs(redis.call('SMEMBERS', active)) do
+    local status = redis.call('HGET', ARGV[5] .. id, 'status')
+    if not status or ended[status] then redis.call('SREM', active, id) end
+  end
+  local took = false
+  while not took and redis.call('SCARD', active) < cap do
+    local id = redis.call('LPOP', lane)
+    if not id then break end
+    -- a job cancelled (or expired) while it waited is dropped here
+    if redis.call('HGET', ARGV[5] .. id, 'status') == 'queued' then
+      redis.call('RPUSH', KEYS[1], id)
+      redis.call('SADD', active, id)
+      moved, room, took = moved + 1, room - 1, true
+    end
+  end
+  if redis.call('LLEN', lane) > 0 then
+    redis.call('RPUSH', KEYS[2], vendor)
+  else
+    redis.call('SREM', KEYS[3], vendor)
+    turns = turns - 1
+  end
+  if took then idle = 0 else idle = idle + 1 end
+end
+return moved
+"""
+
+
+class FairShare:
+    """Per-vendor lanes and the round-robin feed into the RQ queues."""
+
+    def __init__(self, conn: redis.Redis, cap: int, room: int = 2):
+        self.conn = conn
+        self.cap = cap
+        #: Jobs kept ready in each RQ queue: enough that a free worker never waits on a feed,
+        #: few enough that a newcomer's job is near the front.
+        self.room = room
+        self._admit = conn.register_script(_ADMIT)
+        self._feed = conn.register_script(_FEED)
+
+    def admit(self, pipe, queue: str, vendor: str, job_ids: list[str]) -> None:
+        """Put new jobs at the end of the vendor's lane (in the caller's transaction)."""
+        self._admit(keys=[KEY_LANE.format(queue=queue, vendor=vendor), KEY_RING.format(queue=queue),
+                          KEY_RING_SET.format(queue=queue)], args=[vendor, *job_ids], client=pipe)
+
+    def feed(self, queue: Queue) -> int:
+        """Move waiting jobs into the RQ queue, vendors in turn, within each vendor's cap."""
+        return int(self._feed(
+            keys=[queue.key, KEY_RING.format(queue=queue.name), KEY_RING_SET.format(queue=queue.name)],
+            args=[self.cap, self.room, KEY_LANE.format(queue=queue.name, vendor=""), KEY_ACTIVE.format(vendor=""),
+                  queue.job_class.redis_job_namespace_prefix],
+        ))
+
+    def waiting(self, queue: str) -> int:
+        """Jobs still in the lanes of ``queue``."""
+        vendors = [v.decode() for v in self.conn.smembers(KEY_RING_SET.format(queue=queue))]
+        with self.conn.pipeline(transaction=False) as pipe:
+            for vendor in vendors:
+                pipe.llen(KEY_LANE.format(queue=queue, vendor=vendor))
+            return sum(pipe.execute())

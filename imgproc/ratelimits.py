@@ -1,0 +1,55 @@
+"""Per-vendor request limits with flask-limiter, counted in Redis so every API process shares them.
+
+The vendor comes from the API key (``g.vendor``, set by the authentication
+hook that runs before the limiter's), never from a header a client chooses.
+If Redis is down the limiter raises, and the API answers 503: requests are
+never let through unlimited (no in-memory fallback, errors not swallowed).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+from flask_limiter import ApplicationLimit, Limiter
+from limits import parse
+
+from .config import Settings
+
+
+def storage_uri(redis_url: str) -> str:
+    """The limits library's name for the same Redis (it spells sockets ``redis+unix://``)."""
+    return "redis+" + redis_url if redis_url.startswith("unix://") else redis_url
+
+
+def _vendor() -> str:
+    return g.vendor.name
+
+
+def _not_api() -> bool:
+    return not request.path.startswith("/api/")
+
+
+def build_limiter(app: Flask, settings: Settings) -> Limiter:
+    """A limiter for ``app`` with the all-requests limit; routes add their own with ``limit``."""
+    return Limiter(
+        key_func=_vendor,
+        app=app,
+        storage_uri=storage_uri(settings.redis_url),
+        storage_options={"socket_connect_timeout": 3, "socket_timeout": 5},
+        # A moving window counts exactly and, unlike a fixed window, a refused bulk uses up nothing.
+        strategy="moving-window",
+        key_prefix="imgproc",
+        headers_enabled=True,
+        retry_after="delta-seconds",
+        swallow_errors=False,
+        in_memory_fallback_enabled=False,
+        # An application limit is one counter for all routes (a default limit counts per route).
+        application_limits=[ApplicationLimit(
+            settings.limit_global, exempt_when=_not_api,
+            error_message=f"request limit of {parse(settings.limit_global)} reached")],
+    )
+
+
+def limit(limiter: Limiter, value: str, scope: str, **kwargs):
+    """A limit shared by every endpoint it decorates, on top of the all-requests limit."""
+    return limiter.shared_limit(value, scope=scope, override_defaults=False,
+                                error_message=f"{scope} limit of {parse(value)} reached", **kwargs)

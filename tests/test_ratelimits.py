@@ -1,0 +1,135 @@
+"""Per-vendor rate limits: counted in Redis, shared by API processes, never bypassed when Redis is down."""
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from imgproc.app import create_app
+
+BG = "/api/image-queue/remove-bg-queue"
+LIGHT = "/api/image-queue/process-image-queue"
+BULK_BG = "/api/image-queue/bulk-remove-bg"
+BULK_LIGHT = "/api/image-queue/bulk-process-image"
+URL = "https://example.com/a.jpg"
+
+
+def items(n):
+    return {"items": [{"record_id": f"r{i}", "image_url": URL} for i in range(n)]}
+
+
+@pytest.fixture
+def limited(settings, redis_conn):
+    """``limited(**limits)`` builds an app whose limits are small enough to reach in a test."""
+    apps = []
+
+    def make(**limits):
+        app = create_app(settings.replace(**limits))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["imgproc"].engine.dispose()
+
+
+def add_vendor(app, name):
+    return {"X-API-Key": app.extensions["imgproc"].vendors.add(name)}
+
+
+def test_headers_and_429_in_the_error_shape(limited):
+    app = limited(limit_image="3 per minute")
+    client, acme = app.test_client(), add_vendor(app, "acme")
+    remaining = []
+    for i in range(3):
+        response = client.post(LIGHT, json={"record_id": f"r{i}", "image_url": URL}, headers=acme)
+        assert response.status_code == 202
+        # flask-limiter reports one of the limits that apply (here the all-requests one)
+        assert int(response.headers["X-RateLimit-Limit"]) in (3, 100)
+        assert int(response.headers["X-RateLimit-Reset"]) > time.time()
+        remaining.append(int(response.headers["X-RateLimit-Remaining"]))
+    assert remaining == sorted(remaining, reverse=True) and len(set(remaining)) == 3
+    response = client.post(LIGHT, json={"record_id": "r4", "image_url": URL}, headers=acme)
+    assert response.status_code == 429
+    assert (response.headers["X-RateLimit-Limit"], response.headers["X-RateLimit-Remaining"]) == ("3", "0")
+    assert response.json["error"]["code"] == "rate_limited"
+    assert response.json["error"]["message"] == "image limit of 3 per 1 minute reached"
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+    # another vendor has its own counters, and polling is not an image request
+    other = add_vendor(app, "other")
+    assert client.post(LIGHT, json={"record_id": "x", "image_url": URL}, headers=other).status_code == 202
+    assert client.get("/api/image-queue/queue-stats", headers=acme).status_code == 200
+
+
+def test_bulk_background_removal_counts_every_item(limited, redis_conn):
+    app = limited(limit_bg_removal="5 per hour")
+    client, acme = app.test_client(), add_vendor(app, "acme")
+    assert client.post(BULK_BG, json=items(4), headers=acme).status_code == 202
+    response = client.post(BULK_BG, json=items(2), headers=acme)  # 4 + 2 > 5
+    assert response.status_code == 429 and "bg-removal limit of 5 per 1 hour" in response.json["error"]["message"]
+    assert client.post(BG, json={"record_id": "one", "image_url": URL}, headers=acme).status_code == 202
+    assert client.post(BG, json={"record_id": "two", "image_url": URL}, headers=acme).status_code == 429
+    # light jobs are not background removals
+    assert client.post(BULK_LIGHT, json=items(10), headers=acme).status_code == 202
+    # a bulk larger than the whole allowance can never pass
+    assert client.post(BULK_BG, json=items(6), headers=add_vendor(app, "big")).status_code == 429
+
+
+def test_bulk_operations_and_all_requests(limited):
+    app = limited(limit_bulk="2 per hour", limit_global="6 per minute")
+    client, acme = app.test_client(), add_vendor(app, "acme")
+    assert [client.post(BULK_LIGHT, json=items(1), headers=acme).status_code for _ in range(3)] == [202, 202, 429]
+    statuses = [client.get("/api/image-queue/queue-stats", headers=acme).status_code for _ in range(4)]
+    # the all-requests limit counts every request, the refused bulk too: 3 bulks + 3 polls = 6
+    assert statuses == [200, 200, 200, 429]
+    assert client.get("/health").status_code == 200  # no key, no limit
+
+
+def test_two_api_processes_share_the_counters(limited):
+    first, second = limited(limit_image="3 per minute"), limited(limit_image="3 per minute")
+    acme = add_vendor(first, "acme")
+    a, b = first.test_client(), second.test_client()
+    codes = [c.post(LIGHT, json={"record_id": "r", "image_url": URL}, headers=acme).status_code for c in (a, b, a, b)]
+    assert codes == [202, 202, 202, 429]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(port):
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def test_redis_down_is_503_never_unlimited_and_recovers(limited):
+    port = free_port()
+    redis_proc = start_redis(port)
+    try:
+        app = limited(redis_url=f"redis://127.0.0.1:{port}/0", limit_image="2 per minute")
+        client, acme = app.test_client(), add_vendor(app, "acme")
+        assert client.post(LIGHT, json={"record_id": "r1", "image_url": URL}, headers=acme).status_code == 202
+        redis_proc.terminate()
+        redis_proc.wait()
+        for _ in range(3):
+            response = client.post(LIGHT, json={"record_id": "r2", "image_url": URL}, headers=acme)
+            assert response.status_code == 503 and response.json["error"]["code"] == "unavailable"
+        assert client.get("/health").json["failing"] == ["redis"]
+        redis_proc = start_redis(port)  # empty: no persistence here, so the counters start over
+        codes = [client.post(LIGHT, json={"record_id": f"r{i}", "image_url": URL}, headers=acme).status_code
+                 for i in range(3)]
+        assert codes == [202, 202, 429]
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait()
