@@ -1,9 +1,9 @@
 """Fair share of the workers between vendors: per-vendor lanes in front of each RQ queue.
 
 A new job waits in its vendor's lane (a Redis list) instead of the RQ queue.
-``feed`` moves jobs from the lanes into the RQ queue, taking vendors in
-turn (round robin) and skipping a vendor that already has ``cap`` jobs in the
-queue or running. So a vendor's 500-image bulk does not starve another
+``feed`` moves jobs from the lanes into the RQ queue one at a time, each
+time from the vendor with the fewest jobs in the queue or running (ties go to
+the vendor that waited longest for its turn), never past a vendor's ``cap``. So a vendor's 500-image bulk does not starve another
 vendor's single job: the single job is taken at the next turn.
 
 Why not rq's own tools: rq 2.x has no per-key concurrency limit (the
@@ -37,33 +37,38 @@ return 1
 # KEYS: rq queue list, ring, ring set.  ARGV: cap, room wanted, lane prefix, active prefix, rq job prefix.
 _FEED = """
 local cap, room = tonumber(ARGV[1]), tonumber(ARGV[2]) - redis.call('LLEN', KEYS[1])
-local moved, idle, turns = 0, 0, redis.call('LLEN', KEYS[2])
 local ended = {finished=true, failed=true, canceled=true, stopped=true, scheduled=true}
-while room > 0 and idle < turns do
-  local vendor = redis.call('LPOP', KEYS[2])
-  local active, lane = ARGV[4] .. vendor, ARGV[3] .. vendor
-  for _, id in ipairs(redis.call('SMEMBERS', active)) do
-    local status = redis.call('HGET', ARGV[5] .. id, 'status')
-    if not status or ended[status] then redis.call('SREM', active, id) end
-  end
-  local took = false
-  while not took and redis.call('SCARD', active) < cap do
-    local id = redis.call('LPOP', lane)
-    if not id then break end
-    -- a job cancelled (or expired) while it waited is dropped here
-    if redis.call('HGET', ARGV[5] .. id, 'status') == 'queued' then
-      redis.call('RPUSH', KEYS[1], id)
-      redis.call('SADD', active, id)
-      moved, room, took = moved + 1, room - 1, true
+local moved = 0
+while room > 0 do
+  -- the vendor with the fewest jobs in the queue or running goes next; ties by turn order
+  local best, fewest = nil, cap
+  for _, vendor in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+    local active = ARGV[4] .. vendor
+    for _, id in ipairs(redis.call('SMEMBERS', active)) do
+      local status = redis.call('HGET', ARGV[5] .. id, 'status')
+      if not status or ended[status] then redis.call('SREM', active, id) end
     end
+    local count = redis.call('SCARD', active)
+    if count < fewest then best, fewest = vendor, count end
   end
+  if not best then break end
+  local lane = ARGV[3] .. best
+  repeat
+    local id = redis.call('LPOP', lane)
+    -- a job cancelled (or expired) while it waited is dropped here
+    if id and redis.call('HGET', ARGV[5] .. id, 'status') == 'queued' then
+      redis.call('RPUSH', KEYS[1], id)
+      redis.call('SADD', ARGV[4] .. best, id)
+      moved, room = moved + 1, room - 1
+      break
+    end
+  until not id
+  redis.call('LREM', KEYS[2], 1, best)
   if redis.call('LLEN', lane) > 0 then
-    redis.call('RPUSH', KEYS[2], vendor)
+    redis.call('RPUSH', KEYS[2], best)
   else
-    redis.call('SREM', KEYS[3], vendor)
-    turns = turns - 1
+    redis.call('SREM', KEYS[3], best)
   end
-  if took then idle = 0 else idle = idle + 1 end
 end
 return moved
 """

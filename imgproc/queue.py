@@ -172,6 +172,8 @@ class JobQueue:
         elif state == JobStatus.FAILED:
             # A job killed by a timeout or a lost worker has no error of ours: still give a code.
             error = meta.get("error") or {"code": "internal", "message": "the job failed", "retryable": False}
+        elif state == JobStatus.SCHEDULED:
+            error = meta.get("error")  # why it waits for a retry
         return {
             "job_id": job.id, "type": meta.get("type"), "record_id": meta.get("record_id"),
             "batch_id": meta.get("batch_id"), "state": state, "progress": meta.get("progress", 0),

@@ -7,10 +7,16 @@ from rq import Queue
 BG = "/api/image-queue/remove-bg-queue"
 FACE = "/api/image-queue/crop-face-queue"
 BULK_BG = "/api/image-queue/bulk-remove-bg"
+LIGHT = "/api/image-queue/process-image-queue"
 
 
 def queued(redis_conn) -> int:
-    return sum(Queue(name, connection=redis_conn).count for name in ("bg-removal", "face-crop", "image-processing"))
+    """Jobs waiting for a worker: in the RQ queues and in the vendors' lanes."""
+    from imgproc.fairshare import FairShare
+
+    lanes = FairShare(redis_conn, cap=1)
+    return sum(Queue(name, connection=redis_conn).count + lanes.waiting(name)
+               for name in ("bg-removal", "face-crop", "image-processing"))
 
 
 def test_missing_or_unknown_key_is_401(client, vendor_key):
@@ -147,3 +153,77 @@ def test_queue_stats_per_queue_and_operator_sees_every_vendor(client, vendor_key
     assert list(stats["vendors"]) == ["vendor-a"] and stats["vendors"]["vendor-a"]["queued"] == 3
     everyone = client.get("/api/image-queue/queue-stats", headers=ops).json["vendors"]
     assert everyone["vendor-a"]["queued"] == 3 and everyone["vendor-b"]["queued"] == 1
+
+
+def test_idempotency_key_returns_the_first_job(client, vendor_key, redis_conn):
+    a, b = vendor_key("vendor-a"), vendor_key("vendor-b")
+    body = {"record_id": "r", "image_url": "https://example.com/a.jpg", "idempotency_key": "upload-42"}
+    first = client.post(BG, json=body, headers=a)
+    again = client.post(BG, json=body, headers=a)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json["job_id"] == first.json["job_id"] and again.json["state"] == "queued"
+    assert queued(redis_conn) == 1
+    theirs = client.post(BG, json=body, headers=b)  # the same key from another vendor is another job
+    assert theirs.status_code == 202 and theirs.json["job_id"] != first.json["job_id"]
+    other = client.post(BG, json={**body, "idempotency_key": "upload-43"}, headers=a)
+    assert other.status_code == 202 and other.json["job_id"] != first.json["job_id"]
+    assert queued(redis_conn) == 3
+    ttl = max(redis_conn.ttl(k) for k in redis_conn.scan_iter("imgproc:idempotency:*"))
+    assert 24 * 3600 - 10 < ttl <= 24 * 3600
+
+
+def test_cancel_a_running_job_is_409(client, vendor_key, settings, photo_server, tmp_path):
+    """A running job cannot be stopped safely on a non-forking worker: the answer says so."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from imgproc.config import ROOT
+
+    acme = vendor_key("acme")
+    photo_server.slow_drip("/slow.jpg", total_bytes=10_000, chunk=10, interval=0.1)
+    job_id = client.post(LIGHT, json={"record_id": "slow", "image_url": photo_server.url("/slow.jpg")},
+                         headers=acme).json["job_id"]
+    env = dict(os.environ, REDIS_URL=settings.redis_url, IMGPROC_DATABASE_URL=settings.database_url,
+               IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1", IMGPROC_FETCH_DEADLINE="5", IMGPROC_MAX_ATTEMPTS="1")
+    worker = subprocess.Popen([sys.executable, "worker.py", "--queues", "image-processing", "--burst"], cwd=ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/image-queue/job/{job_id}", headers=acme).json["state"] != "started":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        response = client.delete(f"/api/image-queue/job/{job_id}", headers=acme)
+        assert response.status_code == 409 and "running" in response.json["error"]["message"]
+    finally:
+        worker.wait(timeout=60)
+    job = client.get(f"/api/image-queue/job/{job_id}", headers=acme).json
+    assert job["state"] == "scheduled" and job["error"]["code"] == "timeout", job  # waiting for its retry
+
+
+def test_cancelled_jobs_never_run(client, vendor_key, photo_server, photos, runtime):
+    """A queued job and one waiting for its retry (scheduled) are both cancelled for good."""
+    import time
+
+    from imgproc.config import QUEUES
+    from imgproc.workers import build_worker
+
+    acme = vendor_key("acme")
+    photo_server.serve("/a.jpg", photos["coffee"])
+    photo_server.serve("/retry.jpg", photos["coffee"])
+    photo_server.fail_next("/retry.jpg", 1, status=503)
+    retry_id = client.post(LIGHT, json={"record_id": "s", "image_url": photo_server.url("/retry.jpg")},
+                           headers=acme).json["job_id"]
+    build_worker(runtime.settings, QUEUES, runtime=runtime).work(burst=True)  # one attempt: 503, retry scheduled
+    assert client.get(f"/api/image-queue/job/{retry_id}", headers=acme).json["state"] == "scheduled"
+    queued_id = client.post(LIGHT, json={"record_id": "q", "image_url": photo_server.url("/a.jpg")},
+                            headers=acme).json["job_id"]
+    for job_id in (retry_id, queued_id):
+        response = client.delete(f"/api/image-queue/job/{job_id}", headers=acme)
+        assert response.status_code == 200 and response.json["state"] == "canceled"
+    time.sleep(runtime.settings.retry_intervals[0] + 0.5)
+    build_worker(runtime.settings, QUEUES, runtime=runtime).work(burst=True, with_scheduler=True)
+    assert photo_server.hits["/retry.jpg"] == 1 and photo_server.hits["/a.jpg"] == 0
+    for job_id in (retry_id, queued_id):
+        assert client.get(f"/api/image-queue/job/{job_id}", headers=acme).json["state"] == "canceled"
