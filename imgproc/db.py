@@ -76,6 +76,8 @@ records = sa.Table(
     sa.Column("face_crop_url", sa.Text),
     sa.Column("processed_url", sa.Text),
     sa.Column("processed", sa.Boolean, nullable=False, default=False),
+    # Results written to the row: a job that ran twice shows here (audits "effects applied once").
+    sa.Column("writes", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
     sa.UniqueConstraint("vendor", "record_id", name="uq_records_vendor_record"),

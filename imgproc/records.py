@@ -16,7 +16,7 @@ OPERATION_COLUMNS = {
 }
 
 #: Columns that update_fields may set; the key and the timestamps are managed here.
-FIELDS = frozenset(records.c.keys()) - {"id", "vendor", "record_id", "created_at", "updated_at"}
+FIELDS = frozenset(records.c.keys()) - {"id", "vendor", "record_id", "writes", "created_at", "updated_at"}
 
 #: Rows per transaction in save_results.
 BATCH_SIZE = 100
@@ -51,7 +51,7 @@ class Records:
         self, vendor: str, record_id: str, operation: str, url: str, original_url: str | None = None
     ) -> None:
         """Store ``url`` as the result of ``operation``, creating the record when missing."""
-        self.update_fields(vendor, record_id, _result_fields(operation, url, original_url))
+        self.update_fields(vendor, record_id, _result_fields(operation, url, original_url), count_write=True)
 
     def save_results(self, rows: Iterable[dict]) -> None:
         """Store many results (dicts of save_result's arguments), one transaction per 100 rows."""
@@ -65,15 +65,18 @@ class Records:
             for batch in _chunks(items, BATCH_SIZE):
                 with self._engine.begin() as conn:
                     for vendor, record_id, fields in batch:
-                        self._upsert(conn, vendor, record_id, fields)
+                        self._upsert(conn, vendor, record_id, fields, count_write=True)
 
-    def update_fields(self, vendor: str, record_id: str, fields: dict) -> None:
-        """Set ``fields`` in one transaction, at most ``max_fields`` columns per UPDATE."""
+    def update_fields(self, vendor: str, record_id: str, fields: dict, count_write: bool = False) -> None:
+        """Set ``fields`` in one transaction, at most ``max_fields`` columns per UPDATE.
+
+        ``count_write`` adds one to the row's ``writes`` (a result was written).
+        """
         unknown = set(fields) - FIELDS
         if unknown:
             raise ValueError(f"unknown record fields: {', '.join(sorted(unknown))}")
         with database_errors(self._engine, "update record"), self._engine.begin() as conn:
-            self._upsert(conn, vendor, record_id, fields)
+            self._upsert(conn, vendor, record_id, fields, count_write)
 
     def get(self, vendor: str, record_id: str) -> dict | None:
         """Return the record as a dict of its columns, or None."""
@@ -92,7 +95,8 @@ class Records:
         with database_errors(self._engine, "count records"), self._engine.connect() as conn:
             return conn.execute(query).scalar_one()
 
-    def _upsert(self, conn: sa.Connection, vendor: str, record_id: str, fields: dict) -> None:
+    def _upsert(self, conn: sa.Connection, vendor: str, record_id: str, fields: dict,
+                count_write: bool = False) -> None:
         now = utcnow()
         key = sa.and_(records.c.vendor == vendor, records.c.record_id == record_id)
         exists = sa.select(records.c.id).where(key)
@@ -106,5 +110,8 @@ class Records:
                 if conn.execute(exists).first() is None:
                     raise
         # The original system capped columns per UPDATE to stay far below max_allowed_packet.
-        for chunk in _chunks(list(fields.items()), self.max_fields):
-            conn.execute(records.update().where(key).values({**dict(chunk), "updated_at": now}))
+        for i, chunk in enumerate(_chunks(list(fields.items()), self.max_fields)):
+            values = {**dict(chunk), "updated_at": now}
+            if count_write and i == 0:
+                values["writes"] = records.c.writes + 1
+            conn.execute(records.update().where(key).values(values))

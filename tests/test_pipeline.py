@@ -59,6 +59,7 @@ def test_face_crop_on_astronaut(client, acme, photo_server, photos, work, settin
     assert result_image(settings, poll(client, acme, sized)).size == (300, 400)
     row = runtime.records.get("acme", "astro")
     assert row["face_crop_url"] == result["url"] and row["processed"] and row["original_url"] == url
+    assert row["writes"] == 1
 
 
 def test_two_people_largest_face_and_coffee_has_none(client, acme, photo_server, photos, work, settings):
