@@ -1,4 +1,4 @@
-"""The ``imgproc`` command for operators: vendors, models, worker pools and the demo."""
+"""The ``imgproc`` command for operators: vendors, models, worker pools, jobs, queues and the demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import redis
 
 from .config import QUEUES, ROOT, Settings
 
@@ -81,6 +83,62 @@ def cmd_workers(args, settings: Settings) -> int:
     return max(codes)
 
 
+def _jobs(settings: Settings):
+    from .queue import JobQueue, connect
+
+    return JobQueue(connect(settings.redis_url), settings)
+
+
+def cmd_jobs(args, settings: Settings) -> int:
+    from . import operator
+
+    jobs = _jobs(settings)
+    if args.action == "failed":
+        views = operator.failed_jobs(jobs, queue=args.queue, vendor=args.vendor)
+        if not views:
+            print("no failed jobs")
+            return 0
+        shown = views[:args.limit] if args.limit > 0 else views
+        print(operator.table(operator.FAILED_HEADERS, operator.failed_rows(shown)))
+        if len(shown) < len(views):
+            print(f"({len(shown)} of {len(views)} failed jobs shown; --limit 0 shows all)")
+        return 0
+    if bool(args.ids) == args.all_failed or (args.ids and (args.queue or args.vendor)):
+        print("error: give job ids, or --all-failed (optionally with --queue/--vendor)", file=sys.stderr)
+        return 2
+    if args.all_failed:
+        requeued, refused = operator.retry_failed(jobs, queue=args.queue, vendor=args.vendor)
+    else:
+        requeued, refused = [], []
+        for job_id in args.ids:
+            try:
+                requeued.append(operator.retry(jobs, job_id))
+            except operator.RetryRefused as exc:
+                refused.append(str(exc))
+    for job in requeued:
+        print(f"requeued {job.id}  {job.origin}  {job.meta.get('vendor')}/{job.meta.get('record_id')}")
+    for message in refused:
+        print(f"error: {message}", file=sys.stderr)
+    if args.all_failed and not requeued and not refused:
+        print("no failed jobs")
+    elif requeued:
+        print(f"{len(requeued)} job{'s' if len(requeued) != 1 else ''} requeued")
+    return 1 if refused else 0
+
+
+def cmd_queues(args, settings: Settings) -> int:
+    from . import operator
+
+    stats = _jobs(settings).stats("", operator=True)
+    print(operator.table(*operator.queue_rows(stats)))
+    print()
+    if stats["vendors"]:
+        print(operator.table(*operator.vendor_rows(stats)))
+    else:
+        print("no vendor has jobs")
+    return 0
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -113,12 +171,35 @@ def main(argv: list[str] | None = None) -> int:
     workers.add_argument("--queues", default=",".join(QUEUES))
     workers.set_defaults(func=cmd_workers)
 
+    jobs = sub.add_parser("jobs", help="list and retry failed jobs")
+    jsub = jobs.add_subparsers(dest="action", required=True)
+    failed = jsub.add_parser("failed", help="list failed jobs, newest first")
+    retry = jsub.add_parser(
+        "retry", help="requeue failed jobs",
+        description="Requeue failed jobs with rq's requeue: the error and any earlier output are cleared and "
+                    "the job gets a fresh set of attempts (its attempt count is kept). A retried job goes "
+                    "straight to its RQ queue, not through its vendor's fair-share lane: it already had its turn.")
+    retry.add_argument("ids", nargs="*", metavar="ID", help="job ids to requeue")
+    retry.add_argument("--all-failed", action="store_true", help="requeue every failed job (of --queue, --vendor)")
+    for parser_ in (failed, retry):
+        parser_.add_argument("--queue", choices=QUEUES, help="only this queue")
+        parser_.add_argument("--vendor", help="only this vendor's jobs")
+    failed.add_argument("--limit", type=int, default=50, help="most jobs shown, 0 for all (default: 50)")
+    jobs.set_defaults(func=cmd_jobs)
+
+    queues = sub.add_parser("queues", help="counts per queue and per vendor, and workers")
+    queues.set_defaults(func=cmd_queues)
+
     demo = sub.add_parser("demo", help="run the end-to-end demo (what `make demo` does)")
     demo.add_argument("--out", default="out")
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
-    return args.func(args, Settings.from_env())
+    try:
+        return args.func(args, Settings.from_env())
+    except redis.ConnectionError as exc:
+        print(f"error: Redis is unreachable: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -68,6 +68,13 @@ class Settings:
     threads: int = 0
     #: How many worker processes share this host (``make run-workers N`` sets it).
     workers_per_host: int = 1
+    #: Seconds between a busy worker's heartbeats; a job whose worker missed three
+    #: is abandoned (worker killed) and retried as ``worker_lost``.
+    heartbeat_interval: int = 5
+    #: Seconds between a worker's sweeps for abandoned and expired jobs.
+    maintenance_interval: int = 10
+    #: A worker leaves after this many jobs (0: never), for ``make run-workers`` to start a fresh one.
+    worker_max_jobs: int = 0
     #: Seconds a job may run before it is killed and counted as a ``timeout``.
     job_timeout: int = 300
     #: Attempts per job (first run plus retries) for transient failures.

@@ -12,11 +12,13 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 from rq.worker import SimpleWorker
 
@@ -72,6 +74,8 @@ def classify(exc: BaseException, timeout: int | None) -> JobError:
         return exc
     if isinstance(exc, JobTimeoutException):
         return TransientError("timeout", f"the job ran over its {timeout} s limit")
+    if isinstance(exc, AbandonedJobError):
+        return TransientError("worker_lost", "the worker running this job stopped (killed or crashed)")
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return TransientError("internal", "Redis was unreachable during the job")
     if isinstance(exc, MemoryError):
@@ -99,20 +103,67 @@ class ImgprocWorker(SimpleWorker):
     Before each dequeue it feeds its queues from the vendors' lanes
     (``imgproc.fairshare``), and it never blocks on Redis longer than
     ``FEED_INTERVAL`` so that jobs held back by a vendor's cap move on even
-    when no new job arrives.
+    when no new job arrives. While a job runs, a thread keeps the worker's
+    and the job's heartbeats (rq's SimpleWorker has none until the job ends),
+    so a killed worker's job is found abandoned within three heartbeats.
     """
 
     FEED_INTERVAL = 5
 
     def __init__(self, *args, runtime: Runtime, **kwargs):
+        settings = runtime.settings
+        kwargs.setdefault("job_monitoring_interval", settings.heartbeat_interval)
+        kwargs.setdefault("maintenance_interval", settings.maintenance_interval)
+        kwargs.setdefault("worker_ttl", max(30, 3 * settings.heartbeat_interval, 2 * self.FEED_INTERVAL))
         super().__init__(*args, **kwargs)
         self.runtime = runtime
-        self.fair = FairShare(self.connection, runtime.settings.vendor_concurrency)
+        self.stopping = False
+        self.fair = FairShare(self.connection, settings.vendor_concurrency)
         self.push_exc_handler(record_error)
+
+    def request_stop(self, signum, frame) -> None:
+        self.stopping = True  # rq only records a stop asked for while busy
+        super().request_stop(signum, frame)
+
+    def get_heartbeat_ttl(self, job) -> int:
+        return 3 * self.job_monitoring_interval
+
+    def execute_job(self, job, queue) -> None:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, stop), name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            stop.set()
+            beat.join()
+
+    def _beat(self, job, stop: threading.Event) -> None:
+        while not stop.wait(self.job_monitoring_interval):
+            try:
+                self.maintain_heartbeats(job)
+            except (redis.RedisError, AttributeError) as exc:  # Redis away, or the job ended meanwhile
+                log.debug("heartbeat skipped: %s", exc)
+
+    def perform_job(self, job, queue) -> bool:
+        job.runtime = self.runtime  # read by imgproc.tasks through rq's get_current_job()
+        return super().perform_job(job, queue)
 
     def feed(self) -> None:
         for queue in self.queues:
             self.fair.feed(queue)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except redis.ConnectionError:
+            pass  # Redis is away: the dequeue below waits for it with backoff
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except redis.ConnectionError as exc:
+            log.warning("maintenance skipped, Redis unreachable: %s", exc)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         if timeout is None:  # burst mode: one look
@@ -120,16 +171,15 @@ class ImgprocWorker(SimpleWorker):
             return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
         idle_since = time.monotonic()
         while True:
-            self.feed()
+            try:
+                self.feed()
+            except redis.ConnectionError:
+                pass  # rq's dequeue below reconnects with backoff and logs it
             result = super().dequeue_job_and_maintain_ttl(min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL)
             if result is not None:
                 return result
             if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
                 return None
-
-    def perform_job(self, job, queue) -> bool:
-        job.runtime = self.runtime  # read by imgproc.tasks through rq's get_current_job()
-        return super().perform_job(job, queue)
 
 
 def build_worker(settings: Settings, queues: tuple[str, ...], runtime: Runtime | None = None,
@@ -163,10 +213,39 @@ def main(argv: list[str] | None = None) -> int:
     log.info("worker %s ready in %.1fs on %s (pid %d)", worker.name, time.perf_counter() - started,
              ",".join(queues), os.getpid())
     try:
-        worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+        while True:
+            worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO",
+                        max_jobs=settings.worker_max_jobs or None)
+            if args.burst or worker.stopping or not _lost_redis(worker):
+                break
+            # rq left its loop on a Redis error it does not handle: wait for Redis, then go on
+            # in this process, models still loaded, under a new worker name.
+            _wait_for_redis(worker.connection)
+            worker = build_worker(settings, queues, runtime=worker.runtime)
     finally:
         worker.runtime.close()
     return 0
+
+
+def _lost_redis(worker: ImgprocWorker) -> bool:
+    try:
+        worker.connection.ping()
+        return False
+    except redis.RedisError:
+        return True
+
+
+def _wait_for_redis(conn: redis.Redis) -> None:
+    delay = 1.0
+    while True:
+        try:
+            conn.ping()
+            log.info("Redis is back")
+            return
+        except redis.RedisError:
+            log.warning("Redis unreachable; trying again in %.0f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
 
 
 if __name__ == "__main__":
