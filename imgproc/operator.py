@@ -19,6 +19,7 @@ from .queue import STATES, JobQueue
 
 #: Longest error message shown in the failed-jobs table; the rest is cut.
 MESSAGE_WIDTH = 60
+QUEUE_COLUMNS = ("queued", "started", "scheduled", "deferred", "finished", "failed", "workers")
 FAILED_HEADERS = ("job id", "queue", "vendor", "record", "type", "attempts", "error", "ended at", "message")
 
 
@@ -94,15 +95,16 @@ def retry_failed(jobs: JobQueue, *, queue: str | None = None,
 
 def queue_rows(stats: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple]]:
     """Headers and rows of the per-queue table of ``JobQueue.stats``."""
-    columns = ("queued", "started", "scheduled", "deferred", "finished", "failed", "workers")
-    rows = [(name, *(counts[c] for c in columns)) for name, counts in stats["queues"].items()]
-    return ("queue", *columns), rows
+    rows = [(name, *(counts[c] for c in QUEUE_COLUMNS)) for name, counts in stats["queues"].items()]
+    return ("queue", *QUEUE_COLUMNS), rows
 
 
 def vendor_rows(stats: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple]]:
     """Headers and rows of the per-vendor table of ``JobQueue.stats``."""
-    rows = [(name, *(counts.get(s, 0) for s in STATES)) for name, counts in stats["vendors"].items()]
-    return ("vendor", *STATES), rows
+    # The queue table's order first, then the states only a job has.
+    columns = (*(c for c in QUEUE_COLUMNS if c in STATES), *(s for s in STATES if s not in QUEUE_COLUMNS))
+    rows = [(name, *(counts.get(c, 0) for c in columns)) for name, counts in stats["vendors"].items()]
+    return ("vendor", *columns), rows
 
 
 def table(headers: tuple[str, ...], rows: list[tuple]) -> str:

@@ -170,12 +170,20 @@ class ImgprocWorker(SimpleWorker):
             self.feed()
             return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
         idle_since = time.monotonic()
+        pause = 1.0
         while True:
             try:
+                self.check_for_suspension(burst=False)  # rq checks only between jobs; we idle in here
+                if self._stop_requested:
+                    return None
                 self.feed()
-            except redis.ConnectionError:
-                pass  # rq's dequeue below reconnects with backoff and logs it
-            result = super().dequeue_job_and_maintain_ttl(min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL)
+                result = super().dequeue_job_and_maintain_ttl(min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL)
+                pause = 1.0
+            except redis.ConnectionError as exc:  # Redis away: wait for it here, models stay loaded
+                log.warning("Redis unreachable (%s); trying again in %.0f s", exc, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 30)
+                continue
             if result is not None:
                 return result
             if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
@@ -214,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
              ",".join(queues), os.getpid())
     try:
         while True:
-            worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO",
-                        max_jobs=settings.worker_max_jobs or None)
+            try:
+                worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO",
+                            max_jobs=settings.worker_max_jobs or None)
+            except redis.ConnectionError as exc:  # raised by rq's own teardown when Redis is gone
+                log.warning("worker loop ended without Redis: %s", exc)
             if args.burst or worker.stopping or not _lost_redis(worker):
                 break
             # rq left its loop on a Redis error it does not handle: wait for Redis, then go on
