@@ -7,7 +7,7 @@ QUEUES ?= bg-removal,face-crop,image-processing
 PORT   ?= 8000
 EXTRAS ?= cpu,dev
 
-.PHONY: install models demo test run-api run-workers bench clean
+.PHONY: install models demo test soak run-api run-workers bench clean
 
 # The virtualenv is rebuilt when setup.cfg changes.
 $(BIN)/.installed: setup.cfg setup.py
@@ -26,6 +26,11 @@ demo: models
 
 test: models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The load and memory fault test at a larger scale (SOAK_JOBS light jobs), with its figures.
+SOAK_JOBS ?= 10000
+soak: models
+	IMGPROC_SOAK_JOBS=$(SOAK_JOBS) $(BIN)/python -m pytest -s tests/faults/test_load.py -k load
 
 run-api: install
 	$(BIN)/flask --app api run --port $(PORT)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import redis
@@ -67,20 +68,39 @@ def cmd_models(args, settings: Settings) -> int:
 
 
 def cmd_workers(args, settings: Settings) -> int:
-    """Run N worker processes in the foreground; SIGINT/SIGTERM stops them gracefully."""
+    """Run N worker processes in the foreground, replacing any that exits; SIGINT/SIGTERM stops them all.
+
+    A worker leaves on its own after ``IMGPROC_WORKER_MAX_JOBS`` jobs (recycling)
+    or when it crashes; either way a fresh one takes its place. One that cannot
+    start (exit code 2: a missing model, a bad setting) stops the pool.
+    """
     env = dict(os.environ, IMGPROC_WORKERS_PER_HOST=str(args.n))
     command = [sys.executable, str(ROOT / "worker.py"), "--queues", args.queues]
     procs = [subprocess.Popen(command, env=env) for _ in range(args.n)]
+    stopping = False
 
-    def forward(signum, frame):
+    def stop(signum=None, frame=None):
+        nonlocal stopping
+        stopping = True
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [proc.wait() for proc in procs]
-    return max(codes)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not all(proc.poll() is not None for proc in procs) or not stopping:
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code is None or stopping:
+                continue
+            if code == 2:
+                print("a worker could not start; stopping the others", file=sys.stderr)
+                stop()
+                break
+            print(f"worker {proc.pid} exited ({code}); starting a new one", file=sys.stderr)
+            procs[i] = subprocess.Popen(command, env=env)
+        time.sleep(0.5)
+    return max(proc.returncode for proc in procs)
 
 
 def _jobs(settings: Settings):

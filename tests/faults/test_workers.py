@@ -62,3 +62,31 @@ def test_sigterm_finishes_the_job_then_exits_cleanly(client, vendor_key, photo_s
     assert poll(first)["state"] == "finished"
     assert poll(second)["state"] == "queued"  # not taken after the stop was asked
     assert Worker.count(connection=redis_conn) == 0  # unregistered: /health counts it no more
+
+
+def test_make_run_workers_recycles_a_worker_after_max_jobs(settings, worker_env, redis_conn, photo_server, photos,
+                                                          tmp_path):
+    """`imgproc workers N` (what `make run-workers` runs) replaces a worker that left after its N jobs."""
+    import subprocess
+    import sys
+
+    from imgproc.config import ROOT
+    from imgproc.queue import JobQueue, JobSpec
+
+    photo_server.serve("/coffee.jpg", photos["coffee"])
+    options = {"resize": [32, 32], "fit": "contain", "format": "jpg", "quality": 80, "strip_metadata": True}
+    _, jobs = JobQueue(redis_conn, settings).enqueue("acme", [
+        JobSpec("process-image", f"r{i}", options, image_url=photo_server.url("/coffee.jpg")) for i in range(7)])
+    log = open(tmp_path / "pool.log", "w")
+    pool = subprocess.Popen([sys.executable, "-m", "imgproc.cli", "workers", "1", "--queues", "image-processing"],
+                            cwd=ROOT, env=worker_env(IMGPROC_WORKER_MAX_JOBS="3"), stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: all(j.get_status(refresh=True) == "finished" for j in jobs), 90, "7 jobs", interval=0.2)
+    finally:
+        pool.send_signal(signal.SIGTERM)
+        code = pool.wait(timeout=30)
+        log.close()
+    names = {Job.fetch(j.id, connection=redis_conn).worker_name for j in jobs}
+    assert len(names) == 3, (tmp_path / "pool.log").read_text()  # 3 + 3 + 1 jobs
+    assert code == 0
