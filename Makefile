@@ -30,7 +30,7 @@ test: models
 # The load and memory fault test at a larger scale (SOAK_JOBS light jobs), with its figures.
 SOAK_JOBS ?= 10000
 soak: models
-	IMGPROC_SOAK_JOBS=$(SOAK_JOBS) $(BIN)/python -m pytest -s tests/faults/test_load.py -k load
+	IMGPROC_SOAK_JOBS=$(SOAK_JOBS) $(BIN)/python -m pytest -s -o timeout=3600 tests/faults/test_load.py -k load
 
 run-api: install
 	$(BIN)/flask --app api run --port $(PORT)

@@ -77,9 +77,11 @@ def _run(payload: dict, operation: Callable[[Any, bytes], operations.Output]) ->
                   "bytes": len(out.data), **out.extra}
         # Kept with the job: a retry after a failed write-back reuses the upload.
         job.meta["output"] = output
-    _stage(job, "saving")
-    runtime.records.save_result(payload["vendor"], payload["record_id"], payload["type"], output["url"],
-                                original_url=payload.get("image_url"))
+    if not job.meta.get("saved"):
+        _stage(job, "saving")
+        runtime.records.save_result(payload["vendor"], payload["record_id"], payload["type"], output["url"],
+                                    original_url=payload.get("image_url"))
+        job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
     _stage(job, "done")
     if payload.get("upload"):
         runtime.conn.delete(KEY_UPLOAD.format(job.id))
