@@ -111,8 +111,9 @@ class BackgroundRemover:
         pred = inner.run(None, feed)[0][0, 0]
         lo, hi = float(pred.min()), float(pred.max())
         pred = (pred - lo) * (255.0 / max(hi - lo, 1e-6))
-        mask = cv2.resize(pred, (width, height), interpolation=cv2.INTER_LINEAR)
-        return np.clip(mask, 0, 255).astype(np.uint8)
+        # Upscale as uint8 (as rembg does): a quarter of the memory traffic of float32 at 12 MP.
+        small_mask = np.clip(pred + 0.5, 0, 255).astype(np.uint8)
+        return cv2.resize(small_mask, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 class FaceDetector:

@@ -80,3 +80,13 @@ def test_jpeg_output_flattens_alpha_over_the_colour():
     out = Image.open(io.BytesIO(imaging.encode(img, "jpg", bgcolor=(0, 0, 255))))
     r, g, b = out.getpixel((1, 1))
     assert out.format == "JPEG" and b > 240 and r < 20
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 4), (64, 33, 3), (301, 200, 4)])
+def test_fast_png_encoder_is_lossless(shape):
+    import numpy as np
+
+    pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(imaging.encode_png(pixels)))
+    assert decoded.mode == ("RGBA" if shape[2] == 4 else "RGB")
+    assert np.array_equal(np.asarray(decoded), pixels)
