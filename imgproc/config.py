@@ -87,7 +87,7 @@ class Settings:
     result_ttl: int = 24 * 3600
     #: Seconds a failed job stays pollable.
     failure_ttl: int = 7 * 24 * 3600
-    #: zlib level of PNG results (1 is fast and barely larger than 6).
+    #: Deflate level of PNG results, 0-3 (ISA-L; 1: as fast as 0, 10% smaller files).
     png_compress_level: int = 1
 
     # --- limits on input ------------------------------------------------
