@@ -37,11 +37,12 @@ class Services:
         from .db import make_engine
         from .queue import JobQueue, connect
         from .storage import make_storage
-        from .vendors import Vendors
+        from .vendors import CachedVendors, Vendors
 
         conn = connect(settings.redis_url)
         engine = make_engine(settings)
-        return cls(settings, conn, engine, JobQueue(conn, settings), Vendors(engine), make_storage(settings))
+        return cls(settings, conn, engine, JobQueue(conn, settings), CachedVendors(Vendors(engine)),
+                   make_storage(settings))
 
 
 def services() -> Services:

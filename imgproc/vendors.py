@@ -6,6 +6,7 @@ import builtins
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -91,3 +92,35 @@ class Vendors:
             if conn.execute(query).rowcount == 0:
                 raise ValueError(f"no vendor named {name!r}")
         return key
+
+
+class CachedVendors:
+    """``Vendors.authenticate`` remembered for a few seconds per API process.
+
+    Every request authenticates; the lookup was a third of an enqueue's time
+    in the API (measured 0.4 of 1.3 ms). A removed or rotated key keeps
+    working for at most ``ttl`` seconds in each API process.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, vendors: Vendors, ttl: float = 5.0):
+        self.vendors = vendors
+        self.ttl = ttl
+        self._seen: dict[str, tuple[Vendor | None, float]] = {}
+
+    def authenticate(self, key: str) -> Vendor | None:
+        """The vendor owning ``key`` (or None), from the cache while it is fresh."""
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._seen.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        vendor = self.vendors.authenticate(key)
+        if len(self._seen) >= self.MAX_ENTRIES:  # unknown keys cannot grow it without bound
+            self._seen.clear()
+        self._seen[digest] = (vendor, now + self.ttl)
+        return vendor
+
+    def __getattr__(self, name):
+        return getattr(self.vendors, name)

@@ -74,3 +74,18 @@ def test_down_database_is_transient():
     with pytest.raises(TransientError) as info:
         Vendors(engine).authenticate("ik_whatever")
     assert info.value.code == "database_failed" and "s3cret" not in info.value.message
+
+
+def test_cached_authentication_forgets_a_removed_key_after_its_ttl(engine):
+    import time
+
+    from imgproc.vendors import CachedVendors
+
+    plain = Vendors(engine)
+    key = plain.add("acme")
+    cached = CachedVendors(plain, ttl=0.3)
+    assert cached.authenticate(key) == Vendor("acme", operator=False)
+    plain.remove("acme")
+    assert cached.authenticate(key) is not None  # still fresh in this process
+    time.sleep(0.35)
+    assert cached.authenticate(key) is None
