@@ -32,6 +32,12 @@ SOAK_JOBS ?= 10000
 soak: models
 	IMGPROC_SOAK_JOBS=$(SOAK_JOBS) $(BIN)/python -m pytest -s -o timeout=3600 tests/faults/test_load.py -k load
 
+# Measures imgproc against the model's raw inference; prints a table, writes bench/results.json
+# (about 4 minutes on 2 cores). BENCH_ARGS=--quick for a run of under a minute.
+bench: models
+	$(BIN)/pip install -q -e '.[$(EXTRAS),bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 run-api: install
 	$(BIN)/flask --app api run --port $(PORT)
 

@@ -79,7 +79,8 @@ class ApiClient:
         """Send one request; the status and the decoded JSON answer."""
         data = json.dumps(body).encode() if body is not None else None
         headers = {**self.headers, **({"Content-Type": "application/json"} if data is not None else {})}
-        for attempt in (1, 2):
+        while True:
+            reused = self.conn is not None
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
@@ -90,10 +91,13 @@ class ApiClient:
                     self.close()  # gunicorn's sync workers close after each answer
                 return response.status, json.loads(raw) if raw else {}
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.close()  # a kept-alive connection the server had dropped: once more on a new one
-                if attempt == 2:
+                self.close()
+                if not reused:
                     raise
-        raise AssertionError("unreachable")
+                # A kept-alive connection the server had dropped before reading: once more on a new one.
+            except BaseException:
+                self.close()  # never reuse a connection left halfway through a request
+                raise
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
         """Like ``request``, raising StackError on any answer but 2xx."""
@@ -155,12 +159,9 @@ class LocalStack:
         var.mkdir(parents=True, exist_ok=True)
         self._stack = ExitStack()
         self.procs: list[subprocess.Popen] = []
+        self.redis_url = start_redis(self._stack, var)
+        # Callbacks run last-in first-out: the processes stop while Redis is still there.
         self._stack.callback(self._stop_all)
-        try:
-            self.redis_url = start_redis(self._stack, var)
-        except BaseException:
-            self._stack.close()
-            raise
         self.embedded_redis = not os.environ.get("REDIS_URL")
         # The API's address is fixed now: workers started before it build result URLs from it.
         self.api = f"http://127.0.0.1:{free_port()}"
@@ -217,7 +218,11 @@ class LocalStack:
         command = [sys.executable, "-m", "gunicorn", "-b", self.api.removeprefix("http://"), "-w", str(processes),
                    "--threads", str(threads), "api:app"]
         proc = self.spawn("api", command, self.env)
-        wait_until(lambda: ApiClient(self.api).request("GET", "/health")[0] == 200, 60, "the API", [proc])
+        client = ApiClient(self.api, timeout=5)
+        try:
+            wait_until(lambda: client.request("GET", "/health")[0] == 200, 60, "the API", [proc])
+        finally:
+            client.close()
         return self.api
 
     def start_workers(self, n: int, queues: tuple[str, ...] | str = QUEUES, **env: str) -> list[subprocess.Popen]:

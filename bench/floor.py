@@ -1,0 +1,44 @@
+"""The floor: ``session.run`` of the default model on one preprocessed photo, with a worker's thread settings."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+
+import numpy as np
+
+
+def isnet_input(jpeg: bytes) -> np.ndarray:
+    """A photo as ISNet's 1x3x1024x1024 float32 input (rembg's normalisation: scaled by its max, minus 0.5)."""
+    import io
+
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB").resize((1024, 1024), Image.Resampling.BILINEAR),
+                     dtype=np.float32)
+    x = rgb / max(float(rgb.max()), 1e-6) - 0.5
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis])
+
+
+def measure_floor(settings, jpeg: bytes, runs: int, warmup: int) -> dict:
+    """Build the session exactly as a worker does for ``settings``; median seconds of ``runs`` runs."""
+    from imgproc.sessions import BackgroundRemover
+
+    remover = BackgroundRemover(settings)
+    try:
+        inner = remover.sessions[settings.bg_model].inner_session
+        feed = {inner.get_inputs()[0].name: isnet_input(jpeg)}
+        for _ in range(warmup):
+            inner.run(None, feed)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            inner.run(None, feed)
+            times.append(time.perf_counter() - started)
+        return {"threads": settings.intra_op_threads, "workers_per_host": settings.workers_per_host,
+                "floor_s": round(statistics.median(times), 4), "runs_s": [round(t, 4) for t in times],
+                "load_s": round(remover.load_seconds[settings.bg_model], 3)}
+    finally:
+        del remover
+        gc.collect()  # the next session (or the workers) should not share the machine with this one's arena

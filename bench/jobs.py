@@ -1,0 +1,211 @@
+"""The phases that take imgproc's whole path: HTTP enqueue, Redis, workers, storage, records on SQLite.
+
+Each phase gets the run's ``Bench`` (``bench/run.py``): its ``LocalStack``,
+an ``ApiClient`` with the bench vendor's key, the served ``Photos``, the
+parsed arguments and a ``log`` function.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import sys
+import threading
+import time
+
+from imgproc.config import QUEUE_BG, QUEUE_LIGHT, QUEUES
+from imgproc.stack import ApiClient, StackError
+
+API = "/api/image-queue"
+DONE = {"finished", "failed", "canceled", "stopped"}
+LIGHT_OPTIONS = {"resize": [64, 64]}
+MIB = 2**20
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (the value below which ``q`` percent of ``values`` fall)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def wait_job(client: ApiClient, job_id: str, poll: float, timeout: float = 600) -> dict:
+    """Poll a job every ``poll`` seconds until it has ended; its last view."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = client.get(f"{API}/job/{job_id}")
+        if view["state"] in DONE:
+            return view
+        time.sleep(poll)
+    raise StackError(f"job {job_id} still not done after {timeout:.0f}s")
+
+
+def _finished(client: ApiClient, view: dict) -> dict:
+    if view["state"] != "finished":
+        raise StackError(f"job {view['job_id']} ended {view['state']}: {view.get('error')}")
+    return view
+
+
+def last_ended(conn, job_ids: list[str]) -> float:
+    """When the last of the jobs ended (epoch seconds), from rq's own ``ended_at`` of each."""
+    from rq.job import Job
+
+    return max(job.ended_at.timestamp() for job in Job.fetch_many(job_ids, connection=conn))
+
+
+def run_bulk(b, endpoint: str, items: list[dict], timeout: float = 900) -> float:
+    """POST one bulk, poll its batch until every job has ended; seconds from just before the POST to the last end.
+
+    The end is the last job's own ``ended_at``, so the figure does not depend on
+    the poll interval, and polling can stay slow enough not to compete with the
+    workers for the cores.
+    """
+    posted = time.time()
+    batch = b.client.post(f"{API}/{endpoint}", {"items": items})
+    deadline = time.monotonic() + timeout
+    while True:
+        view = b.client.get(batch["status_url"])
+        if view["done"] == view["total"]:
+            break
+        if time.monotonic() > deadline:
+            raise StackError(f"bulk {endpoint}: {view['done']}/{view['total']} done after {timeout:.0f}s")
+        time.sleep(b.args.bulk_poll)
+    if view["counts"]["finished"] != view["total"]:
+        bad = next(j for j in view["jobs"] if j["state"] != "finished")
+        _finished(b.client, b.client.get(f"{API}/job/{bad['job_id']}"))
+    return last_ended(b.redis, batch["job_ids"]) - posted
+
+
+def workers(b, n: int, queues=(QUEUE_BG,)):
+    """Start ``n`` workers (cores ÷ n threads each) and wait until they have loaded their models."""
+    procs = b.stack.start_workers(n, queues)
+    b.stack.wait_workers(procs)
+    return procs
+
+
+def e2e(b, sizes: list[str], floor_s: float) -> dict:
+    """Per size: median seconds from just before the POST to the poll that saw ``finished``, one worker."""
+    results = {}
+    for size in sizes:
+        runs, durations = [], []
+        for i in range(b.args.e2e_warmup + b.args.e2e_runs):
+            started = time.perf_counter()
+            job = b.client.post(f"{API}/remove-bg-queue",
+                                {"record_id": f"e2e-{size}-{i}", "image_url": b.photos.url(size)})
+            view = _finished(b.client, wait_job(b.client, job["job_id"], b.args.poll_ms / 1000))
+            elapsed = time.perf_counter() - started
+            if i >= b.args.e2e_warmup:
+                runs.append(elapsed)
+                durations.append(view["result"]["duration_ms"])
+        median = statistics.median(runs)
+        results[size] = {"e2e_s": round(median, 4), "runs_s": [round(r, 4) for r in runs],
+                         "job_duration_ms": durations, "ratio": round(median / floor_s, 3)}
+        b.log(f"e2e {size}: {median:.2f} s (runs {', '.join(f'{r:.2f}' for r in runs)}; job's own "
+              f"duration_ms {durations}), {median / floor_s:.2f} x the floor")
+    return results
+
+
+def throughput(b, size: str, count: int, label: str) -> dict:
+    """Images per minute of one bulk of ``count`` photos of ``size``, from the POST to the last finished."""
+    seconds = run_bulk(b, "bulk-remove-bg", b.photos.items(size, count, f"tp-{label}-{size}"))
+    per_min = count / seconds * 60
+    b.log(f"throughput {label}, {count} x {size}: {seconds:.1f} s = {per_min:.1f} images/min")
+    return {"size": size, "photos": count, "seconds": round(seconds, 3), "images_per_min": round(per_min, 2)}
+
+
+def light(b, count: int) -> dict:
+    """Light jobs (64x64 resize of a small photo) per second, POST to all finished, 2 workers on image-processing."""
+    procs = workers(b, 2, (QUEUE_LIGHT,))
+    try:
+        items = b.photos.items("small", count, "light", LIGHT_OPTIONS)
+        seconds = run_bulk(b, "bulk-process-image", items)
+    finally:
+        b.stack.stop(procs)
+    b.log(f"light jobs: {count} in {seconds:.2f} s = {count / seconds:.0f} jobs/s through imgproc (2 workers)")
+    return {"jobs": count, "workers": 2, "seconds": round(seconds, 3), "jobs_per_s": round(count / seconds, 1)}
+
+
+def _latencies(b, clients: int, requests: int) -> list[float]:
+    """Enqueue latency in ms of ``clients`` closed-loop clients sending ``requests`` each, started together."""
+    barrier = threading.Barrier(clients)
+    results: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client_loop(n: int) -> None:
+        client = ApiClient(b.stack.api, b.key)
+        mine = []
+        try:
+            barrier.wait()
+            for i in range(requests):
+                body = {"record_id": f"lat-{clients}-{n}-{i}", "image_url": b.photos.url("small"),
+                        "options": LIGHT_OPTIONS}
+                started = time.perf_counter()
+                status, answer = client.request("POST", f"{API}/process-image-queue", body)
+                mine.append((time.perf_counter() - started) * 1000)
+                if status != 202:
+                    raise StackError(f"enqueue answered {status}: {answer}")
+        except Exception as exc:  # reported below: a thread's error must not vanish
+            errors.append(str(exc))
+        finally:
+            client.close()
+            with lock:
+                results.extend(mine)
+
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise StackError(f"{len(errors)} client(s) failed: {errors[0]}")
+    return results
+
+
+def enqueue_latency(b) -> dict:
+    """p50/p99 of single enqueues against gunicorn, with 1 client and with many concurrent clients."""
+    results = {}
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # a client thread whose answer came should not wait 5 ms for the GIL
+    try:
+        measured = [(clients, requests, _latencies(b, clients, requests)) for clients, requests in
+                    ((1, b.args.latency_requests), (b.args.latency_clients, b.args.latency_per_client))]
+    finally:
+        sys.setswitchinterval(switch)
+    for clients, requests, ms in measured:
+        results[f"{clients}_clients"] = {"clients": clients, "requests": len(ms),
+                                         "p50_ms": round(statistics.median(ms), 2),
+                                         "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2)}
+        b.log(f"enqueue latency, {clients} client(s) x {requests}: p50 {statistics.median(ms):.1f} ms, "
+              f"p99 {percentile(ms, 99):.1f} ms")
+    return results
+
+
+def _load_times(log_path) -> dict:
+    text = log_path.read_text(errors="replace")
+    loaded = re.search(r"loaded \S+ on \S+ in ([\d.]+)\s*s", text)
+    ready = re.search(r"ready in ([\d.]+)\s*s", text)
+    return {"worker_model_load_s": float(loaded.group(1)) if loaded else None,
+            "worker_ready_s": float(ready.group(1)) if ready else None}
+
+
+def memory(b, counts: tuple[int, int, int]) -> dict:
+    """RSS of one worker on all queues after job 1 (2048x1536), ``counts[1]`` (512x512s), ``counts[2]`` (light)."""
+    import psutil
+
+    first, middle, last = counts
+    proc = workers(b, 1, QUEUES)[0]
+    try:
+        rss = psutil.Process(proc.pid).memory_info
+        job = b.client.post(f"{API}/remove-bg-queue", {"record_id": "mem-1", "image_url": b.photos.url("2048x1536")})
+        _finished(b.client, wait_job(b.client, job["job_id"], b.args.bulk_poll))
+        after = {str(first): rss().rss}
+        run_bulk(b, "bulk-remove-bg", b.photos.items("512x512", middle - first, "mem-bg"))
+        after[str(middle)] = rss().rss
+        run_bulk(b, "bulk-process-image", b.photos.items("small", last - middle, "mem-light", LIGHT_OPTIONS))
+        after[str(last)] = rss().rss
+    finally:
+        b.stack.stop([proc])
+    mib = {k: round(v / MIB, 1) for k, v in after.items()}
+    b.log("worker RSS after " + ", ".join(f"{k} jobs: {v:.0f} MiB" for k, v in mib.items()))
+    return {"rss_mib": mib, "growth_mib": round(mib[str(last)] - mib[str(middle)], 1), **_load_times(proc.log_path)}
