@@ -42,3 +42,31 @@ def measure_floor(settings, jpeg: bytes, runs: int, warmup: int) -> dict:
     finally:
         del remover
         gc.collect()  # the next session (or the workers) should not share the machine with this one's arena
+
+
+def _floor_in_process(args) -> dict:
+    settings, jpeg, runs, warmup, start = args
+    start.wait()  # every process loads first, then all run together
+    return measure_floor(settings, jpeg, runs, warmup)
+
+
+def measure_floor_concurrent(settings, jpeg: bytes, runs: int, warmup: int, processes: int) -> dict:
+    """The floor of ``processes`` workers: as many sessions running at once, each in its own process.
+
+    N sessions on N cores share the memory bandwidth and the caches, so one
+    session measured alone runs faster than each of N side by side; the
+    floor of N workers is what N raw sessions achieve together.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that holds a session
+    with ctx.Manager() as manager:
+        start = manager.Event()
+        with ctx.Pool(processes) as pool:
+            pending = pool.map_async(_floor_in_process, [(settings, jpeg, runs, warmup, start)] * processes)
+            time.sleep(0.5)
+            start.set()
+            results = pending.get(timeout=600)
+    medians = [r["floor_s"] for r in results]
+    return {**results[0], "floor_s": round(statistics.median(medians), 4), "per_process_s": medians,
+            "runs_s": [t for r in results for t in r["runs_s"]]}

@@ -54,7 +54,7 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
     try:
         img.seek(0)  # animated GIF/WebP/APNG: the first frame
         img.load()
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # a copy of 12 MP costs 20 ms when nothing turns
         return _normalise_mode(img)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise PermanentError("unsupported_image", f"the image is truncated or corrupt ({exc})") from None

@@ -98,20 +98,32 @@ class Records:
     def _upsert(self, conn: sa.Connection, vendor: str, record_id: str, fields: dict,
                 count_write: bool = False) -> None:
         now = utcnow()
-        key = sa.and_(records.c.vendor == vendor, records.c.record_id == record_id)
-        exists = sa.select(records.c.id).where(key)
-        if conn.execute(exists).first() is None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(records.insert().values(
-                        vendor=vendor, record_id=record_id, created_at=now, updated_at=now))
-            except sa.exc.IntegrityError:
-                # Another worker inserted the record since our SELECT: update theirs instead.
-                if conn.execute(exists).first() is None:
-                    raise
+        chunks = list(_chunks(list(fields.items()), self.max_fields)) or [[]]
+        first = {**dict(chunks[0]), "updated_at": now}
+        if count_write:
+            first["writes"] = records.c.writes + 1
+        # One statement inserts the row or updates it, atomically: two workers writing
+        # the same new record cannot both insert it.
+        conn.execute(_upsert_statement(conn.dialect.name, vendor, record_id, now, first, count_write))
         # The original system capped columns per UPDATE to stay far below max_allowed_packet.
-        for i, chunk in enumerate(_chunks(list(fields.items()), self.max_fields)):
-            values = {**dict(chunk), "updated_at": now}
-            if count_write and i == 0:
-                values["writes"] = records.c.writes + 1
-            conn.execute(records.update().where(key).values(values))
+        key = sa.and_(records.c.vendor == vendor, records.c.record_id == record_id)
+        for chunk in chunks[1:]:
+            conn.execute(records.update().where(key).values({**dict(chunk), "updated_at": now}))
+
+
+def _upsert_statement(dialect: str, vendor: str, record_id: str, now, values: dict, count_write: bool):
+    """INSERT ... ON CONFLICT DO UPDATE (SQLite, PostgreSQL) or ON DUPLICATE KEY UPDATE (MySQL, MariaDB)."""
+    inserted = {k: v for k, v in values.items() if k != "writes"}
+    row = {"vendor": vendor, "record_id": record_id, "created_at": now, **inserted,
+           "writes": 1 if count_write else 0}
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+
+        return insert(records).values(row).on_duplicate_key_update(values)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        raise ValueError(f"records need SQLite, MySQL/MariaDB or PostgreSQL, not {dialect}")
+    return insert(records).values(row).on_conflict_do_update(index_elements=["vendor", "record_id"], set_=values)

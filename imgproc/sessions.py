@@ -83,13 +83,18 @@ class BackgroundRemover:
                 active = session.inner_session.get_providers()
                 if "CUDAExecutionProvider" not in active:
                     raise RuntimeError(f"CUDA was asked for but {name} runs on {active}")
+            # One run at start-up: ONNX Runtime sizes its memory arena on the first run,
+            # which took ~0.4 s longer than the others; a job should not pay for it.
+            started = time.perf_counter()
+            self.mask(np.zeros((64, 64, 3), np.uint8), name, session)
+            self.warmup_seconds = time.perf_counter() - started
             self.sessions[name] = session
             log.info("loaded %s on %s in %.2fs (%d threads)", name, session.inner_session.get_providers()[0],
                      self.load_seconds[name], threads)
 
-    def mask(self, rgb: np.ndarray, model: str) -> np.ndarray:
+    def mask(self, rgb: np.ndarray, model: str, session=None) -> np.ndarray:
         """The foreground mask (uint8, same height and width as ``rgb``) of an RGB array."""
-        session = self.sessions.get(model)
+        session = session or self.sessions.get(model)
         if session is None:  # the API validated the model; only a misconfigured worker gets here
             raise PermanentError("invalid_options", f"this worker has no model {model!r}")
         if model in ISNET_MODELS:

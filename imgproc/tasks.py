@@ -43,11 +43,19 @@ def process_image(payload: dict) -> dict:
         png_level=rt.settings.png_compress_level))
 
 
-def _stage(job: Job, stage: str) -> None:
+#: A stage reached sooner than this after the last one saved stays in memory until the next save:
+#: nobody can poll that fast, and each save is a Redis round trip (a light job has five stages).
+SAVE_EVERY = 0.1
+
+
+def _stage(job: Job, stage: str, force: bool = False) -> None:
     # Progress never goes down, not even when a retry starts over.
     job.meta["stage"] = stage
     job.meta["progress"] = max(job.meta.get("progress", 0), STAGES[stage])
-    job.save_meta()
+    now = time.monotonic()
+    if force or now - getattr(job, "_stage_saved", 0.0) >= SAVE_EVERY:
+        job.save_meta()
+        job._stage_saved = now
 
 
 def storage_key(job: Job, payload: dict, fmt: str) -> str:
@@ -66,23 +74,24 @@ def _run(payload: dict, operation: Callable[[Any, bytes], operations.Output]) ->
     job.meta.pop("error", None)
     output = job.meta.get("output")
     if output is None:
-        _stage(job, "fetching")
+        _stage(job, "fetching", force=True)
         data = _input(job, payload, runtime)
-        _stage(job, "inference")
+        _stage(job, "inference", force=payload["type"] != "process-image")  # the long one, when there is a model
         out = operation(runtime, data)
         _stage(job, "uploading")
         key = storage_key(job, payload, out.format)
         url = runtime.storage.put(key, out.data, out.content_type)
         output = {"url": url, "width": out.width, "height": out.height, "format": out.format,
                   "bytes": len(out.data), **out.extra}
-        # Kept with the job: a retry after a failed write-back reuses the upload.
+        # Kept with the job (saved now): a retry after a failed write-back reuses the upload.
         job.meta["output"] = output
+        job.save_meta()
     if not job.meta.get("saved"):
         _stage(job, "saving")
         runtime.records.save_result(payload["vendor"], payload["record_id"], payload["type"], output["url"],
                                     original_url=payload.get("image_url"))
         job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
-    _stage(job, "done")
+    _stage(job, "done", force=True)
     if payload.get("upload"):
         runtime.conn.delete(KEY_UPLOAD.format(job.id))
     return {**output, "record_id": payload["record_id"],

@@ -80,9 +80,11 @@ def test_record_ids_are_per_vendor_and_case_sensitive(engine):
 def test_update_fields_chunks_the_updates(engine, max_fields):
     fields = {name: f"https://cdn/{name}" for name in sorted(FIELDS) if name != "processed"}
     fields["processed"] = True
-    updates = count_statements(engine, "UPDATE")
+    updates, upserts = count_statements(engine, "UPDATE"), count_statements(engine, "INSERT")
     Records(engine, max_fields=max_fields).update_fields("acme", "rec-1", fields)
-    assert len(updates) == math.ceil(len(fields) / max_fields)
+    # the first chunk rides on the upsert (INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE)
+    assert len(upserts) == 1 and len(updates) + 1 == math.ceil(len(fields) / max_fields)
+    assert all(u.count("=?") + u.count("=%s") <= max_fields + 3 for u in updates)  # + updated_at, the key
     row = Records(engine).get("acme", "rec-1")
     assert {name: row[name] for name in fields} == fields
 
@@ -90,7 +92,7 @@ def test_update_fields_chunks_the_updates(engine, max_fields):
 def test_save_result_goes_through_the_chunks(engine):
     updates = count_statements(engine, "UPDATE")
     Records(engine, max_fields=1).save_result("acme", "rec-1", "process-image", "u", "o")
-    assert len(updates) == 3  # result column, processed, original_url
+    assert len(updates) == 2  # result column (in the upsert), then processed, then original_url
 
 
 def test_unknown_field_is_refused(engine):
@@ -125,26 +127,24 @@ def test_save_results_checks_every_row_first(engine):
     assert Records(engine).count() == 0
 
 
-def test_concurrent_insert_falls_back_to_update(engine):
-    """Another worker inserts the record between our SELECT and our INSERT."""
-    raced = []
+def test_two_writers_on_one_new_record(engine):
+    """Two workers write different results of the same new record at once: one row, both results."""
+    import threading
 
-    @sa.event.listens_for(engine, "after_cursor_execute")
-    def _race(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and not raced:
-            raced.append(statement)
-            cursor.connection.cursor().execute(
-                "INSERT INTO records (vendor, record_id, bg_removed_url, processed, created_at,"
-                " updated_at) VALUES ('acme', 'rec-1', 'theirs', 1, CURRENT_TIMESTAMP,"
-                " CURRENT_TIMESTAMP)"
-            )
+    barrier = threading.Barrier(2)
 
-    rollbacks = count_statements(engine, "ROLLBACK TO SAVEPOINT")
-    Records(engine).save_result("acme", "rec-1", "crop-face", "ours")
-    assert len(rollbacks) == 1  # our INSERT lost the race
+    def write(operation):
+        barrier.wait()
+        Records(engine).save_result("acme", "rec-1", operation, f"https://cdn/{operation}")
+
+    threads = [threading.Thread(target=write, args=(op,)) for op in ("crop-face", "remove-bg")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     row = Records(engine).get("acme", "rec-1")
-    assert (row["bg_removed_url"], row["face_crop_url"]) == ("theirs", "ours")
-    assert Records(engine).count() == 1
+    assert (row["bg_removed_url"], row["face_crop_url"]) == ("https://cdn/remove-bg", "https://cdn/crop-face")
+    assert row["writes"] == 2 and Records(engine).count() == 1
 
 
 def test_down_database_is_transient_without_password(settings):
