@@ -70,11 +70,12 @@ def _run(payload: dict, operation: Callable[[Any, bytes], operations.Output]) ->
     if runtime is None:
         raise PermanentError("internal", "imgproc jobs run only on imgproc workers (python worker.py)")
     started = time.perf_counter()
+    job._stage_saved = time.monotonic()  # rq has just saved the job: stages before 100 ms stay in memory
     job.meta["attempts"] = job.meta.get("attempts", 0) + 1
     job.meta.pop("error", None)
     output = job.meta.get("output")
     if output is None:
-        _stage(job, "fetching", force=True)
+        _stage(job, "fetching")
         data = _input(job, payload, runtime)
         _stage(job, "inference", force=payload["type"] != "process-image")  # the long one, when there is a model
         out = operation(runtime, data)
@@ -83,9 +84,9 @@ def _run(payload: dict, operation: Callable[[Any, bytes], operations.Output]) ->
         url = runtime.storage.put(key, out.data, out.content_type)
         output = {"url": url, "width": out.width, "height": out.height, "format": out.format,
                   "bytes": len(out.data), **out.extra}
-        # Kept with the job (saved now): a retry after a failed write-back reuses the upload.
+        # Kept with the job: a retry after a failed write-back reuses the upload (the failure's
+        # handler saves the meta, output included).
         job.meta["output"] = output
-        job.save_meta()
     if not job.meta.get("saved"):
         _stage(job, "saving")
         runtime.records.save_result(payload["vendor"], payload["record_id"], payload["type"], output["url"],

@@ -130,6 +130,10 @@ class ImgprocWorker(SimpleWorker):
     """
 
     FEED_INTERVAL = 5
+    # rq logs two more lines per job (its description, its result's lifetime); at hundreds of
+    # light jobs a second that is a measurable share of a worker's time, and "Job OK" stays.
+    log_result_lifespan = False
+    log_job_description = False
 
     def __init__(self, *args, runtime: Runtime, **kwargs):
         settings = runtime.settings
@@ -211,11 +215,14 @@ class ImgprocWorker(SimpleWorker):
             return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
         idle_since = time.monotonic()
         pause = 1.0
+        first = True
         while True:
             try:
-                self.check_for_suspension(burst=False)  # rq checks only between jobs; we idle in here
-                if self._stop_requested:
-                    return None
+                if not first:  # rq checked before calling us; while we idle in here, we check
+                    self.check_for_suspension(burst=False)
+                    if self._stop_requested:
+                        return None
+                first = False
                 self.feed()
                 result = super().dequeue_job_and_maintain_ttl(min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL)
                 pause = 1.0
