@@ -162,7 +162,7 @@ def cmd_queues(args, settings: Settings) -> int:
 def cmd_demo(args, settings: Settings) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), keep_running=False)
+    return run_demo(out_dir=Path(args.out))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ def sample_photos() -> dict[str, bytes]:
     return photos
 
 
-def run_demo(out_dir: Path, keep_running: bool = False) -> int:
+def run_demo(out_dir: Path) -> int:
     from . import provision
     from .stack import ApiClient, LocalStack, PhotoServer, wait_until
 

@@ -53,7 +53,7 @@ def _stage(job: Job, stage: str, force: bool = False) -> None:
     job.meta["stage"] = stage
     job.meta["progress"] = max(job.meta.get("progress", 0), STAGES[stage])
     now = time.monotonic()
-    if force or now - getattr(job, "_stage_saved", 0.0) >= SAVE_EVERY:
+    if force or now - job._stage_saved >= SAVE_EVERY:
         job.save_meta()
         job._stage_saved = now
 

@@ -43,7 +43,7 @@ class Runtime:
     detector: Any = None
 
     @classmethod
-    def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES, conn: redis.Redis | None = None) -> "Runtime":
+    def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> "Runtime":
         """Connect the services and load the models the queues need (a missing model stops here)."""
         from .db import make_engine
         from .fetch import Fetcher
@@ -56,7 +56,7 @@ class Runtime:
         detector = FaceDetector(settings) if QUEUE_FACE in queues else None
         return cls(
             settings=settings,
-            conn=conn or connect(settings.redis_url),
+            conn=connect(settings.redis_url),
             fetcher=Fetcher(settings),
             storage=make_storage(settings),
             records=Records(make_engine(settings), max_fields=settings.db_max_fields),

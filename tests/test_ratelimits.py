@@ -8,6 +8,7 @@ import time
 import pytest
 
 from imgproc.app import create_app
+from imgproc.stack import free_port
 
 BG = "/api/image-queue/remove-bg-queue"
 LIGHT = "/api/image-queue/process-image-queue"
@@ -93,12 +94,6 @@ def test_two_api_processes_share_the_counters(limited):
     a, b = first.test_client(), second.test_client()
     codes = [c.post(LIGHT, json={"record_id": "r", "image_url": URL}, headers=acme).status_code for c in (a, b, a, b)]
     assert codes == [202, 202, 202, 429]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(port):

@@ -16,12 +16,7 @@ import pytest
 import redis as redis_lib
 
 from imgproc.config import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from imgproc.stack import free_port
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.05):
