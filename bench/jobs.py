@@ -7,12 +7,17 @@ parsed arguments and a ``log`` function.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from imgproc.config import QUEUE_BG, QUEUE_LIGHT, QUEUES
 from imgproc.stack import ApiClient, StackError
@@ -168,22 +173,56 @@ def _latencies(b, clients: int, requests: int) -> list[float]:
     return results
 
 
+def _wrk(b, clients: int, seconds: float) -> dict:
+    """Run wrk (closed loop, ``clients`` connections) for ``seconds``; its figures, in ms."""
+    script = Path(__file__).with_name("enqueue.lua")
+    env = dict(os.environ, IMGPROC_WRK_KEY=b.key, IMGPROC_WRK_PATH=f"{API}/process-image-queue",
+               IMGPROC_WRK_URL=b.photos.url("small"))
+    threads = min(clients, 2)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{seconds:g}s", "--timeout", "10s",
+                          "-s", str(script), b.stack.api], env=env, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("WRK_RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        raise StackError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
+    r = json.loads(line.removeprefix("WRK_RESULT "))
+    errors = r["non_202"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
+    if errors:
+        raise StackError(f"wrk: {errors} of {r['requests']} requests failed: {r}")
+    return {"clients": clients, "requests": r["requests"], "per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+            "p50_ms": round(r["p50_us"] / 1000, 2), "p99_ms": round(r["p99_us"] / 1000, 2),
+            "max_ms": round(r["max_us"] / 1000, 2)}
+
+
 def enqueue_latency(b) -> dict:
-    """p50/p99 of single enqueues against gunicorn, with 1 client and with many concurrent clients."""
+    """p50/p99 of single enqueues against gunicorn, with 1 client and with many concurrent clients.
+
+    wrk when it is installed (a C load generator leaves the 2 cores to the API);
+    else closed-loop Python client threads, which take CPU from the API and
+    make the figure worse.
+    """
+    runs = ((1, b.args.latency_requests), (b.args.latency_clients, b.args.latency_per_client))
     results = {}
+    if shutil.which("wrk") and not b.args.python_clients:
+        for clients, _ in runs:
+            _wrk(b, clients, 1)  # warm-up: every gunicorn process has connected to Redis
+            r = results[f"{clients}_clients"] = _wrk(b, clients, b.args.latency_seconds)
+            b.log(f"enqueue latency (wrk), {clients} client(s) for {b.args.latency_seconds:g} s: {r['requests']} "
+                  f"requests, {r['per_s']:.0f}/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
+        results["generator"] = "wrk"
+        return results
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)  # a client thread whose answer came should not wait 5 ms for the GIL
     try:
-        measured = [(clients, requests, _latencies(b, clients, requests)) for clients, requests in
-                    ((1, b.args.latency_requests), (b.args.latency_clients, b.args.latency_per_client))]
+        measured = [(clients, requests, _latencies(b, clients, requests)) for clients, requests in runs]
     finally:
         sys.setswitchinterval(switch)
     for clients, requests, ms in measured:
         results[f"{clients}_clients"] = {"clients": clients, "requests": len(ms),
                                          "p50_ms": round(statistics.median(ms), 2),
                                          "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2)}
-        b.log(f"enqueue latency, {clients} client(s) x {requests}: p50 {statistics.median(ms):.1f} ms, "
-              f"p99 {percentile(ms, 99):.1f} ms")
+        b.log(f"enqueue latency (Python clients), {clients} client(s) x {requests}: "
+              f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
+    results["generator"] = "python"
     return results
 
 

@@ -34,10 +34,10 @@ from imgproc.stack import ApiClient, LocalStack, PhotoServer, StackError
 #: Counts of a full run (about 4 minutes on 2 cores) and of ``--quick`` (under a minute).
 FULL = dict(e2e_sizes=list(SIZES), e2e_runs=3, e2e_warmup=1, floor_runs=3, floor_warmup=1, size="2048x1536",
             photos=20, compare_photos=8, light_jobs=500, latency_requests=200, latency_clients=50,
-            latency_per_client=20, memory="1,50,500", rembg=True)
+            latency_per_client=20, latency_seconds=5, memory="1,50,500", rembg=True)
 QUICK = dict(e2e_sizes=["512x512"], e2e_runs=1, e2e_warmup=0, floor_runs=1, floor_warmup=0, size="512x512",
              photos=2, compare_photos=0, light_jobs=20, latency_requests=10, latency_clients=5,
-             latency_per_client=2, memory="1,3,5", rembg=False)
+             latency_per_client=2, latency_seconds=1, memory="1,3,5", rembg=False)
 #: Request limits high enough never to refuse the bench's vendor.
 UNLIMITED = "1000000 per minute"
 
@@ -73,7 +73,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--floor-warmup", type=int)
     parser.add_argument("--latency-requests", type=int, help="requests of the single client")
     parser.add_argument("--latency-clients", type=int, help="concurrent clients")
-    parser.add_argument("--latency-per-client", type=int, help="requests of each concurrent client")
+    parser.add_argument("--latency-per-client", type=int, help="requests of each concurrent Python client")
+    parser.add_argument("--latency-seconds", type=float, help="seconds of each wrk run")
+    parser.add_argument("--python-clients", action="store_true",
+                        help="measure enqueue latency with Python client threads even where wrk is installed")
     parser.add_argument("--memory", help="job counts at which worker RSS is read, e.g. 1,50,500")
     parser.add_argument("--rembg", action=argparse.BooleanOptionalAction, help="compare with rembg's server")
     parser.add_argument("--rembg-threads", type=int, default=os.cpu_count(),
@@ -206,8 +209,11 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                             f"of {args.e2e_runs} after {args.e2e_warmup} warm-up, per size, 1 worker",
                      "bulks": f"from just before the bulk POST to the last job's own ended_at (rq); the batch "
                               f"polled every {args.bulk_poll:g} s meanwhile",
-                     "enqueue_latency": "closed-loop client threads, one http.client connection each, started "
-                                        "together; POST process-image-queue; no worker running",
+                     "enqueue_latency": ("wrk (bench/enqueue.lua), closed loop, one connection per client, "
+                                         f"{args.latency_seconds:g} s per run after a 1 s warm-up"
+                                         if r["enqueue_latency"]["generator"] == "wrk" else
+                                         "closed-loop Python client threads, one http.client connection each, "
+                                         "started together") + "; POST process-image-queue; no worker running",
                      "threads_per_worker": {"1_worker": floor["1_worker"]["threads"],
                                             "n_workers": floor["n_workers"]["threads"]},
                      "floor": f"median of {args.floor_runs} session.run after {args.floor_warmup} warm-up, "

@@ -83,21 +83,33 @@ class FairShare:
         #: Jobs kept ready in each RQ queue: enough that a free worker never waits on a feed,
         #: few enough that a newcomer's job is near the front.
         self.room = room
-        self._admit = conn.register_script(_ADMIT)
         self._feed = conn.register_script(_FEED)
 
-    def admit(self, pipe, queue: str, vendor: str, job_ids: list[str]) -> None:
-        """Put new jobs at the end of the vendor's lane (in the caller's transaction)."""
-        self._admit(keys=[KEY_LANE.format(queue=queue, vendor=vendor), KEY_RING.format(queue=queue),
-                          KEY_RING_SET.format(queue=queue)], args=[vendor, *job_ids], client=pipe)
+    @staticmethod
+    def admit(pipe, queue: str, vendor: str, job_ids: list[str]) -> None:
+        """Put new jobs at the end of the vendor's lane, in the caller's transaction.
 
-    def feed(self, queue: Queue) -> int:
-        """Move waiting jobs into the RQ queue, vendors in turn, within each vendor's cap."""
-        return int(self._feed(
-            keys=[queue.key, KEY_RING.format(queue=queue.name), KEY_RING_SET.format(queue=queue.name)],
-            args=[self.cap, self.room, KEY_LANE.format(queue=queue.name, vendor=""), KEY_ACTIVE.format(vendor=""),
-                  queue.job_class.redis_job_namespace_prefix],
-        ))
+        EVAL with the script's text rather than redis-py's Script: in a pipeline,
+        a Script costs a SCRIPT EXISTS round trip before every transaction, and
+        an EVALSHA that Redis no longer knows (after a restart) would fail inside
+        the transaction while the job hashes beside it are written.
+        """
+        pipe.eval(_ADMIT, 3, KEY_LANE.format(queue=queue, vendor=vendor), KEY_RING.format(queue=queue),
+                  KEY_RING_SET.format(queue=queue), vendor, *job_ids)
+
+    def feed(self, queue: Queue, pipe=None) -> int | None:
+        """Move waiting jobs into the RQ queue, vendors in turn, within each vendor's cap.
+
+        With ``pipe``, the feed is queued in the caller's transaction (as EVAL, see
+        ``admit``) and nothing is returned; else it runs now and returns how many moved.
+        """
+        keys = [queue.key, KEY_RING.format(queue=queue.name), KEY_RING_SET.format(queue=queue.name)]
+        args = [self.cap, self.room, KEY_LANE.format(queue=queue.name, vendor=""), KEY_ACTIVE.format(vendor=""),
+                queue.job_class.redis_job_namespace_prefix]
+        if pipe is not None:
+            pipe.eval(_FEED, len(keys), *keys, *args)
+            return None
+        return int(self._feed(keys=keys, args=args))
 
     def waiting(self, queue: str) -> int:
         """Jobs still in the lanes of ``queue``."""

@@ -21,6 +21,7 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from rq.serializers import resolve_serializer
 from rq.worker import Worker
 
 from .config import QUEUES, Settings
@@ -37,6 +38,8 @@ KEY_UPLOAD = "imgproc:upload:{}"
 KEY_VENDOR_JOBS = "imgproc:vendor-jobs:{}"
 KEY_IDEMPOTENCY = "imgproc:idempotency:{}:{}"
 STATES = ("queued", "started", "deferred", "scheduled", "finished", "failed", "canceled", "stopped")
+#: rq's default serializer, which stores every job's meta.
+SERIALIZER = resolve_serializer()
 DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED}
 
 
@@ -67,15 +70,18 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class LaneQueue(Queue):
-    """An rq queue whose new jobs wait in their vendor's lane until ``FairShare.feed`` moves them in."""
+    """An rq queue whose new jobs wait in their vendor's lane until ``FairShare.feed`` moves them in.
 
-    def __init__(self, name: str, *, fair: FairShare, vendor: str, **kwargs):
+    rq pushes each job id as it enqueues; they are collected here and admitted
+    to the lane all at once by ``JobQueue.enqueue``, in the same transaction.
+    """
+
+    def __init__(self, name: str, **kwargs):
         super().__init__(name, **kwargs)
-        self.fair = fair
-        self.vendor = vendor
+        self.pushed: list[str] = []
 
     def push_job_id(self, job_id: str, pipeline=None, at_front: bool = False) -> None:
-        self.fair.admit(pipeline if pipeline is not None else self.connection, self.name, self.vendor, [job_id])
+        self.pushed.append(job_id)
 
 
 class JobQueue:
@@ -97,8 +103,7 @@ class JobQueue:
         if not specs:
             return None, []
         job_type = specs[0].type
-        queue = LaneQueue(JOB_QUEUES[job_type], connection=self.conn, fair=self.fair, vendor=vendor,
-                          default_timeout=self.settings.job_timeout)
+        queue = LaneQueue(JOB_QUEUES[job_type], connection=self.conn, default_timeout=self.settings.job_timeout)
         batch_id = "b_" + uuid.uuid4().hex if batch else None
         created = time.time()
         datas = []
@@ -126,8 +131,10 @@ class JobQueue:
                     {"vendor": vendor, "type": job_type, "created_at": created,
                      "job_ids": [d.job_id for d in datas]}), ex=self.settings.failure_ttl)
             jobs = queue.enqueue_many(datas, pipeline=pipe)
+            # The admission and a feed in the same transaction: one round trip for the whole enqueue.
+            self.fair.admit(pipe, queue.name, vendor, queue.pushed)
+            self.fair.feed(self.queues[queue.name], pipe)
             pipe.execute()
-        self.fair.feed(self.queues[queue.name])
         return batch_id, jobs
 
     def claim(self, vendor: str, key: str) -> tuple[str, Job | None]:
@@ -191,17 +198,23 @@ class JobQueue:
             raise NotFound(f"no batch {batch_id}")
         counts = dict.fromkeys(STATES, 0)
         items, progress = [], 0
-        for job_id, job in zip(batch["job_ids"], Job.fetch_many(batch["job_ids"], connection=self.conn)):
-            if job is None:  # expired
+        # Only each job's status and meta (rq's Job.fetch_many reads and unpacks whole jobs:
+        # a 500-job batch polled every 250 ms took a tenth of the CPU beside 2 workers).
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in batch["job_ids"]:
+                pipe.hmget(Job.key_for(job_id), "status", "meta")
+            fields = pipe.execute()
+        for job_id, (status, raw_meta) in zip(batch["job_ids"], fields):
+            if status is None:  # expired
                 items.append({"job_id": job_id, "record_id": None, "state": "expired"})
                 progress += 100
                 continue
-            state = job.get_status(refresh=False)
-            state = state.value if hasattr(state, "value") else str(state)
+            state = status.decode()
+            meta = SERIALIZER.loads(raw_meta) if raw_meta else {}
             counts[state] = counts.get(state, 0) + 1
-            progress += 100 if state in DONE else job.meta.get("progress", 0)
-            items.append({"job_id": job.id, "record_id": job.meta.get("record_id"), "state": state,
-                          "progress": job.meta.get("progress", 0)})
+            progress += 100 if state in DONE else meta.get("progress", 0)
+            items.append({"job_id": job_id, "record_id": meta.get("record_id"), "state": state,
+                          "progress": meta.get("progress", 0)})
         total = len(batch["job_ids"])
         return {"batch_id": batch_id, "type": batch["type"], "total": total, "counts": counts,
                 "progress": round(progress / total) if total else 100,

@@ -281,3 +281,68 @@ def test_check_url_refuses_anything_else(url):
     with pytest.raises(InvalidRequest) as info:
         check_url(url)
     assert "s3cret" not in info.value.message
+
+
+class KeepAliveServer:
+    """An HTTP/1.1 server that counts connections; ``drop_after`` closes each after that many answers."""
+
+    def __init__(self, drop_after: int = 0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def setup(self):
+                super().setup()
+                server.connections += 1
+                self.answered = 0
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(PHOTO)))
+                self.end_headers()
+                self.wfile.write(PHOTO)
+                self.answered += 1
+                # Closes without saying so, as a server whose keep-alive timeout passed.
+                self.close_connection = drop_after > 0 and self.answered >= drop_after
+
+            def log_message(self, *args):
+                pass
+
+        self.connections = 0
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/p.png"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("drop_after, connections", [(0, 1), (1, 3)])
+def test_connections_are_kept_alive_between_fetches_and_renewed_when_dropped(fast, drop_after, connections):
+    server = KeepAliveServer(drop_after)
+    fetcher = Fetcher(fast)
+    try:
+        for _ in range(3):
+            assert fetcher.fetch(server.url) == PHOTO
+            time.sleep(0.05)  # lets a dropping server close before the next fetch
+    finally:
+        fetcher.close()
+        server.close()
+    assert server.connections == connections
+
+
+def test_a_refused_body_never_goes_back_to_the_pool(fast, photo_server):
+    photo_server.serve("/big.png", PHOTO, headers={"Content-Length": "999999999"})
+    fetcher = Fetcher(fast)
+    with pytest.raises(PermanentError, match="announces"):
+        fetcher.fetch(photo_server.url("/big.png"))
+    photo_server.serve("/cat.png", PHOTO)
+    assert fetcher.fetch(photo_server.url("/cat.png")) == PHOTO
+    fetcher.close()
