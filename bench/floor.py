@@ -23,11 +23,11 @@ def isnet_input(jpeg: bytes) -> np.ndarray:
 
 def measure_floor(settings, jpeg: bytes, runs: int, warmup: int) -> dict:
     """Build the session exactly as a worker does for ``settings``; median seconds of ``runs`` runs."""
-    from imgproc.sessions import BackgroundRemover
+    from imgproc.sessions import BackgroundRemover, runtime_session
 
     remover = BackgroundRemover(settings)
     try:
-        inner = remover.sessions[settings.bg_model].inner_session
+        inner = runtime_session(remover.sessions[settings.bg_model])
         feed = {inner.get_inputs()[0].name: isnet_input(jpeg)}
         for _ in range(warmup):
             inner.run(None, feed)

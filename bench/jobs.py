@@ -188,7 +188,8 @@ def _wrk(b, clients: int, seconds: float) -> dict:
     errors = r["non_202"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
     if errors:
         raise StackError(f"wrk: {errors} of {r['requests']} requests failed: {r}")
-    return {"clients": clients, "requests": r["requests"], "per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+    return {"clients": clients, "generator": "wrk", "requests": r["requests"],
+            "per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
             "p50_ms": round(r["p50_us"] / 1000, 2), "p99_ms": round(r["p99_us"] / 1000, 2),
             "max_ms": round(r["max_us"] / 1000, 2)}
 
@@ -208,7 +209,6 @@ def enqueue_latency(b) -> dict:
             r = results[f"{clients}_clients"] = _wrk(b, clients, b.args.latency_seconds)
             b.log(f"enqueue latency (wrk), {clients} client(s) for {b.args.latency_seconds:g} s: {r['requests']} "
                   f"requests, {r['per_s']:.0f}/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
-        results["generator"] = "wrk"
         return results
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)  # a client thread whose answer came should not wait 5 ms for the GIL
@@ -217,12 +217,11 @@ def enqueue_latency(b) -> dict:
     finally:
         sys.setswitchinterval(switch)
     for clients, requests, ms in measured:
-        results[f"{clients}_clients"] = {"clients": clients, "requests": len(ms),
+        results[f"{clients}_clients"] = {"clients": clients, "generator": "python", "requests": len(ms),
                                          "p50_ms": round(statistics.median(ms), 2),
                                          "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2)}
         b.log(f"enqueue latency (Python clients), {clients} client(s) x {requests}: "
               f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
-    results["generator"] = "python"
     return results
 
 

@@ -68,12 +68,10 @@ def verdicts(r: dict) -> list[dict]:
     rows.append(_row("light jobs / bare RQ no-ops", light["ratio"],
                      f"{light['imgproc']['jobs_per_s']:.0f} vs {light['bare_rq']['jobs_per_s']:.0f}/s = "
                      f"{light['ratio']:.2f}x", f">= {LIGHT_TARGET}", light["ratio"] >= LIGHT_TARGET))
-    generator = r["enqueue_latency"].get("generator", "python")
-    for key, lat in r["enqueue_latency"].items():
-        if key == "generator":
-            continue
+    for lat in r["enqueue_latency"].values():
         many = lat["clients"] > 1
-        rows.append(_row(f"enqueue p99, {_n(lat['clients'], 'client')} ({generator})", lat["p99_ms"],
+        label = f"enqueue p99, {_n(lat['clients'], 'client')} ({lat.get('generator', 'python')})"
+        rows.append(_row(label, lat["p99_ms"],
                          f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
                          f"<= {LATENCY_P99_MS:.0f} ms" if many else "",
                          lat["p99_ms"] <= LATENCY_P99_MS if many else None))

@@ -211,7 +211,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                               f"polled every {args.bulk_poll:g} s meanwhile",
                      "enqueue_latency": ("wrk (bench/enqueue.lua), closed loop, one connection per client, "
                                          f"{args.latency_seconds:g} s per run after a 1 s warm-up"
-                                         if r["enqueue_latency"]["generator"] == "wrk" else
+                                         if r["enqueue_latency"]["1_clients"]["generator"] == "wrk" else
                                          "closed-loop Python client threads, one http.client connection each, "
                                          "started together") + "; POST process-image-queue; no worker running",
                      "threads_per_worker": {"1_worker": floor["1_worker"]["threads"],

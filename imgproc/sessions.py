@@ -43,13 +43,17 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def runtime_session(session):
+    """The ONNX Runtime session itself, of a rembg session or of a bare one."""
+    return getattr(session, "inner_session", session)
+
+
 class BackgroundRemover:
-    """rembg sessions for the configured models, one ONNX Runtime session each."""
+    """A session per configured model: ISNet as a bare ONNX Runtime session, others as rembg's."""
 
     def __init__(self, settings: Settings):
         import cv2
         import onnxruntime as ort
-        from rembg import new_session
 
         self.settings = settings
         self.providers = providers_for(settings.device)
@@ -77,10 +81,18 @@ class BackgroundRemover:
                 # Spinning threads of N processes on N cores steal each other's time.
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             started = time.perf_counter()
-            session = new_session(name, sess_opts=opts, providers=list(self.providers))
+            if name in ISNET_MODELS:
+                # The file rembg's own ISNet session would load, loaded the way it does. Not
+                # through rembg: importing rembg imports pymatting and numba, 137 MiB of every
+                # worker's memory for alpha matting only (imported when a job asks for it).
+                session = ort.InferenceSession(str(path), sess_options=opts, providers=list(self.providers))
+            else:
+                from rembg import new_session
+
+                session = new_session(name, sess_opts=opts, providers=list(self.providers))
             self.load_seconds[name] = time.perf_counter() - started
             if "CUDAExecutionProvider" in self.providers and settings.device == "cuda":
-                active = session.inner_session.get_providers()
+                active = runtime_session(session).get_providers()
                 if "CUDAExecutionProvider" not in active:
                     raise RuntimeError(f"CUDA was asked for but {name} runs on {active}")
             # One run at start-up: ONNX Runtime sizes its memory arena on the first run,
@@ -89,7 +101,7 @@ class BackgroundRemover:
             self.mask(np.zeros((64, 64, 3), np.uint8), name, session)
             self.warmup_seconds = time.perf_counter() - started
             self.sessions[name] = session
-            log.info("loaded %s on %s in %.2fs (%d threads)", name, session.inner_session.get_providers()[0],
+            log.info("loaded %s on %s in %.2fs (%d threads)", name, runtime_session(session).get_providers()[0],
                      self.load_seconds[name], threads)
 
     def mask(self, rgb: np.ndarray, model: str, session=None) -> np.ndarray:
@@ -98,7 +110,7 @@ class BackgroundRemover:
         if session is None:  # the API validated the model; only a misconfigured worker gets here
             raise PermanentError("invalid_options", f"this worker has no model {model!r}")
         if model in ISNET_MODELS:
-            return self._isnet_mask(session.inner_session, rgb)
+            return self._isnet_mask(session, rgb)
         from PIL import Image
 
         return np.asarray(session.predict(Image.fromarray(rgb))[0])

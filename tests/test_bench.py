@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -38,6 +39,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert light["imgproc"]["jobs_per_s"] > 0 and light["bare_rq"]["jobs_per_s"] > 0 and light["ratio"] > 0
     assert len(r["enqueue_latency"]) == 2
     assert all(lat["p99_ms"] >= lat["p50_ms"] > 0 for lat in r["enqueue_latency"].values())
+    # wrk where it is installed, else Python client threads
+    assert {lat["generator"] for lat in r["enqueue_latency"].values()} == {"wrk" if shutil.which("wrk") else "python"}
     assert list(r["memory"]["rss_mib"]) == ["1", "3", "5"] and all(v > 0 for v in r["memory"]["rss_mib"].values())
     assert all({"figure", "value", "target", "pass"} <= set(row) for row in r["verdicts"])
     assert "PASS" in proc.stdout or "FAIL" in proc.stdout  # the table was printed

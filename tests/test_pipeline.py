@@ -97,16 +97,16 @@ def test_transient_failure_is_retried_permanent_is_not(client, acme, photo_serve
 
 
 def test_worker_loads_its_session_once_for_three_jobs(monkeypatch, client, acme, photo_server, settings, redis_conn):
-    """A real worker process start-up path: three background removals, one rembg session."""
-    import rembg
+    """A real worker process start-up path: three background removals, one ONNX Runtime session."""
+    import onnxruntime
 
     from imgproc import sessions
     from imgproc.config import QUEUE_BG
     from imgproc.workers import build_worker
 
     created = []
-    real = rembg.new_session
-    monkeypatch.setattr(rembg, "new_session", lambda *a, **k: created.append(a) or real(*a, **k))
+    real = onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *a, **k: created.append(a) or real(*a, **k))
     img = Image.new("RGB", (64, 64), "white")
     img.paste((200, 30, 30), (16, 16, 48, 48))
     buf = io.BytesIO()
