@@ -125,23 +125,39 @@ def encode(
     return out.getvalue()
 
 
+#: Rows filtered and deflated at a time by encode_png: a strip buffer of ~4 MB at 4000 px, reused.
+PNG_STRIP_ROWS = 256
+
+
 def encode_png(pixels: np.ndarray, level: int = 1) -> bytes:
     """A PNG of an RGB or RGBA uint8 array: rows "Up"-filtered in numpy, deflated by ISA-L.
 
     Pillow's encoder took 0.60 s at zlib level 1 for a 4000x3000 RGBA cut-out
     (most of the work outside the model); this took 0.11 s and the file was
-    10% smaller (measured). ISA-L has levels 0-3; higher ones are capped at 3.
+    10% smaller (measured). Strips of rows go through one compressor, so no
+    filtered copy of the whole image is made (48 MB of new pages at 12 MP).
+    ISA-L has levels 0-3; higher ones are capped at 3.
     """
     height, width, channels = pixels.shape
     flat = pixels.reshape(height, width * channels)
-    rows = np.empty((height, width * channels + 1), np.uint8)
-    rows[:, 0] = 2  # PNG filter type "Up": each byte minus the one above (uint8 wraps as PNG wants)
-    rows[0, 1:] = flat[0]
-    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
+    strip = np.empty((min(PNG_STRIP_ROWS, height), width * channels + 1), np.uint8)
+    strip[:, 0] = 2  # PNG filter type "Up": each byte minus the one above (uint8 wraps as PNG wants)
+    deflate = isal_zlib.compressobj(min(max(level, 0), 3))
+    parts = []
+    for top in range(0, height, PNG_STRIP_ROWS):
+        rows = strip[: min(PNG_STRIP_ROWS, height - top)]
+        n = len(rows)
+        if top == 0:
+            rows[0, 1:] = flat[0]
+            np.subtract(flat[1:n], flat[: n - 1], out=rows[1:, 1:])
+        else:
+            np.subtract(flat[top : top + n], flat[top - 1 : top + n - 1], out=rows[:, 1:])
+        parts.append(deflate.compress(rows))
+    parts.append(deflate.flush())
     color_type = 6 if channels == 4 else 2
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),
-                     _chunk(b"IDAT", isal_zlib.compress(rows, min(max(level, 0), 3))), _chunk(b"IEND", b"")))
+                     _chunk(b"IDAT", b"".join(parts)), _chunk(b"IEND", b"")))
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

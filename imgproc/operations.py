@@ -37,11 +37,13 @@ class Output:
 
 def cutout(rgb: np.ndarray, mask: np.ndarray, opts: dict) -> np.ndarray:
     """RGB pixels and a mask to RGBA (or RGB over ``bgcolor``), refined as the options ask."""
-    from rembg.bg import alpha_matting_cutout, post_process
-
     if opts["post_process_mask"]:
+        from rembg.bg import post_process  # imported when asked for: rembg brings pymatting and numba
+
         mask = post_process(mask)
     if opts["alpha_matting"]:
+        from rembg.bg import alpha_matting_cutout
+
         rgba = np.asarray(alpha_matting_cutout(Image.fromarray(rgb), Image.fromarray(mask), 240, 10, 10))
         rgb, mask = rgba[..., :3], rgba[..., 3]
     if opts["bgcolor"]:

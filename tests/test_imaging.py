@@ -82,7 +82,7 @@ def test_jpeg_output_flattens_alpha_over_the_colour():
     assert out.format == "JPEG" and b > 240 and r < 20
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 4), (64, 33, 3), (301, 200, 4)])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 4), (64, 33, 3), (256, 2, 3), (301, 200, 4), (513, 3, 4)])
 def test_fast_png_encoder_is_lossless(shape):
     import numpy as np
 
