@@ -7,6 +7,7 @@ import struct
 import warnings
 import zlib
 
+import cv2
 import numpy as np
 from isal import isal_zlib
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,6 +32,29 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
     The pixel count is checked from the header before any pixel is decoded, so
     a decompression bomb costs nothing; the format is decided from the bytes.
     """
+    return _load(_open(data, max_pixels))
+
+
+def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
+    """The upright RGB pixels of an image as one array, checked as ``decode`` checks them.
+
+    A complete colour JPEG goes straight from OpenCV's decoder into a packed
+    array: Pillow decodes into 4 bytes a pixel and the array is a copy of that,
+    84 MB of new memory and 60-80 ms more per 12-megapixel photo (measured).
+    OpenCV turns the pixels by the EXIF orientation, as ``exif_transpose`` does.
+    Anything else (PNG, grey or CMYK JPEG, a truncated one) goes through Pillow.
+    """
+    img = _open(data, max_pixels)
+    # A JPEG cut short lacks its end marker; OpenCV would fill the rest in grey, Pillow refuses it.
+    if img.format == "JPEG" and img.mode == "RGB" and data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+    return rgb_array(_load(img))
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only, and refuse what is empty, not an accepted format, or too large."""
     if not data:
         raise PermanentError("unsupported_image", "the image is empty (0 bytes)")
     try:
@@ -51,6 +75,10 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         )
     if width == 0 or height == 0:
         raise PermanentError("unsupported_image", "the image has no pixels")
+    return img
+
+
+def _load(img: Image.Image) -> Image.Image:
     try:
         img.seek(0)  # animated GIF/WebP/APNG: the first frame
         img.load()

@@ -58,10 +58,11 @@ def cutout(rgb: np.ndarray, mask: np.ndarray, opts: dict) -> np.ndarray:
 
 def remove_background(data: bytes, opts: dict, remover: BackgroundRemover, *, max_pixels: int, png_level: int) -> Output:
     """Background removal with the options of API.md, in arrays from decode to encode."""
-    img = imaging.decode(data, max_pixels)
     if opts["max_size"]:
-        img = imaging.downscale(img, opts["max_size"])  # before inference: less to resize and encode
-    rgb = imaging.rgb_array(img)
+        # Shrunk before inference: less to resize and encode.
+        rgb = imaging.rgb_array(imaging.downscale(imaging.decode(data, max_pixels), opts["max_size"]))
+    else:
+        rgb = imaging.decode_rgb(data, max_pixels)
     out = cutout(rgb, remover.mask(rgb, opts["model"]), opts)
     encoded = imaging.encode(out, opts["format"], png_level=png_level,
                              bgcolor=imaging.parse_color(opts["bgcolor"] or "#ffffff"))

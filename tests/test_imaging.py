@@ -90,3 +90,36 @@ def test_fast_png_encoder_is_lossless(shape):
     decoded = Image.open(io.BytesIO(imaging.encode_png(pixels)))
     assert decoded.mode == ("RGBA" if shape[2] == 4 else "RGB")
     assert np.array_equal(np.asarray(decoded), pixels)
+
+
+def _jpeg_with_orientation(orientation: int, mode: str = "RGB") -> bytes:
+    from skimage import data
+
+    img = Image.fromarray(data.astronaut()).resize((300, 200)).convert(mode)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_straight_to_an_array_matches_pillow_upright(orientation):
+    import numpy as np
+
+    data = _jpeg_with_orientation(orientation)
+    fast = imaging.decode_rgb(data, 10**8)
+    assert fast.shape == ((300, 200, 3) if orientation >= 5 else (200, 300, 3))
+    assert np.array_equal(fast, imaging.rgb_array(imaging.decode(data, 10**8)))
+
+
+def test_array_decode_refuses_what_decode_refuses():
+    data = _jpeg_with_orientation(1)
+    with pytest.raises(PermanentError) as info:
+        imaging.decode_rgb(data[: len(data) // 2], 10**8)  # truncated: OpenCV alone would fill it in grey
+    assert info.value.code == "unsupported_image"
+    with pytest.raises(PermanentError) as info:
+        imaging.decode_rgb(data, 1000)
+    assert info.value.code == "image_too_large"
+    grey = imaging.decode_rgb(_jpeg_with_orientation(6, "L"), 10**8)  # through Pillow, as RGB
+    assert grey.shape == (300, 200, 3)
