@@ -152,7 +152,7 @@ class ImgprocWorker(SimpleWorker):
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
         # rq beats three times per job on its own (after the job, before and after each
         # dequeue), each an HSET and an EXPIRE round trip, to extend a key that lives for
-        # worker_ttl + 60 s: one beat a second is plenty, and light jobs ran 9% faster.
+        # worker_ttl + 60 s: one beat a second is plenty.
         if pipeline is None and timeout is None:
             if time.monotonic() - self._beaten < 1.0:
                 return
