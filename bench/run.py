@@ -158,10 +158,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                 imgproc_by_size[size] = jobs.throughput(b, size, args.compare_photos, f"{n} workers")
             stack.stop(procs)
             for key_, workers in (("1_worker", 1), ("n_workers", n)):
-                t = tp[key_]
-                t.update(workers=workers, threads=floor[key_]["threads"],
-                         floor_images_per_min=floor[key_]["images_per_min"])
-                t["ratio"] = round(t["images_per_min"] / t["floor_images_per_min"], 3)
+                tp[key_].update(workers=workers, threads=floor[key_]["threads"])  # ratios: in pool_floors
             r["throughput"] = tp
 
             r["rembg"] = {"skipped": "--no-rembg (or --quick)"}
