@@ -7,7 +7,7 @@ QUEUES ?= bg-removal,face-crop,image-processing
 PORT   ?= 8000
 EXTRAS ?= cpu,dev
 
-.PHONY: install models demo test soak run-api run-workers bench clean
+.PHONY: install models demo lint test soak run-api run-workers bench clean
 
 # The virtualenv is rebuilt when setup.cfg changes.
 $(BIN)/.installed: setup.cfg setup.py
@@ -23,6 +23,13 @@ models: install
 
 demo: models
 	$(BIN)/imgproc demo
+
+# Ruff (pyflakes, pycodestyle at 110 columns, import order, bugbear, pyupgrade; format) and the
+# package's floors: no import circles, no imports upward (tests/layout.py).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m tests.layout
 
 test: models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 import sys
 
-from imgproc.workers import main
+from imgproc.worker import main
 
 if __name__ == "__main__":
     sys.exit(main())

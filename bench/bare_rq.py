@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.jobs import last_ended
 from imgproc.config import ROOT
-from imgproc.stack import StackError, wait_until
+from imgproc.tools.stack import StackError, wait_until
 
 QUEUE = "bench-noop"
 

@@ -23,7 +23,7 @@ def isnet_input(jpeg: bytes) -> np.ndarray:
 
 def measure_floor(settings, jpeg: bytes, runs: int, warmup: int) -> dict:
     """Build the session exactly as a worker does for ``settings``; median seconds of ``runs`` runs."""
-    from imgproc.sessions import BackgroundRemover, runtime_session
+    from imgproc.processing.models import BackgroundRemover, runtime_session
 
     remover = BackgroundRemover(settings)
     try:

@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from imgproc.config import QUEUE_BG, QUEUE_LIGHT, QUEUES
-from imgproc.stack import ApiClient, StackError
+from imgproc.jobtypes import QUEUE_BG, QUEUE_LIGHT, QUEUES
+from imgproc.tools.stack import ApiClient, StackError
 
 API = "/api/image-queue"
 DONE = {"finished", "failed", "canceled", "stopped"}

@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from imgproc.stack import StackError, free_port, wait_until
+from imgproc.tools.stack import StackError, free_port, wait_until
 
 MODEL = "isnet-general-use"
 PNG = b"\x89PNG\r\n\x1a\n"

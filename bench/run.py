@@ -31,7 +31,7 @@ from bench import bare_rq, jobs, report
 from bench.floor import measure_floor, measure_floor_concurrent
 from bench.photos import SIZES, Photos
 from imgproc.config import ROOT, Settings
-from imgproc.stack import ApiClient, LocalStack, PhotoServer, StackError
+from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError
 
 #: Counts of a full run (about 4 minutes on 2 cores) and of ``--quick`` (under a minute).
 FULL = dict(e2e_sizes=list(SIZES), e2e_runs=3, e2e_warmup=1, floor_runs=3, floor_warmup=1, size="2048x1536",
@@ -106,7 +106,7 @@ def bench_env(var: Path, workers_per_host: int = 1) -> dict[str, str]:
 
 def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     """Run every phase and return results.json's content (before the verdicts)."""
-    from imgproc import provision
+    from imgproc.tools import provision
 
     cores = os.cpu_count() or 1
     n = cores

@@ -13,13 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: The checkout (or install) root: default home of var/ and models/.
 ROOT = Path(__file__).resolve().parent.parent
-
-#: Queue names, as in the original Node/Bull system.
-QUEUE_BG = "bg-removal"
-QUEUE_FACE = "face-crop"
-QUEUE_LIGHT = "image-processing"
-QUEUES = (QUEUE_BG, QUEUE_FACE, QUEUE_LIGHT)
 
 
 def _list(value: str) -> tuple[str, ...]:

@@ -11,15 +11,20 @@
     │   ├── TooManyItems              413 too_many_items
     │   ├── UnsupportedMediaType      415 unsupported_media_type
     │   └── Unavailable               503 unavailable
-    └── JobError                      raised inside a job
-        ├── PermanentError            failed at once, never retried
-        │   fetch_forbidden, image_too_large, unsupported_image, no_face_found,
-        │   invalid_options, storage_failed (4xx), internal
-        └── TransientError            retried with exponential backoff
-            fetch_failed, storage_failed (5xx, network), database_failed, timeout
+    ├── JobError                      raised inside a job
+    │   ├── PermanentError            failed at once, never retried
+    │   │   fetch_forbidden, image_too_large, unsupported_image, no_face_found,
+    │   │   invalid_options, storage_failed (4xx), internal
+    │   └── TransientError            retried with exponential backoff
+    │       fetch_failed, storage_failed (5xx, network), database_failed, timeout, worker_lost
+    └── SetupError                    raised at start-up or by an operator's command, never in a job
+        └── ModelMissing              model_missing: a model file is not provisioned
+            └── ChecksumMismatch      model_corrupt: a model file is not the one the manifest names
 
-Library errors are translated at the boundary (fetch, storage, records):
-``raise TransientError("fetch_failed", ...) from exc``.
+Every error is built the same way, ``Error(message, *, code=..., details=...)``;
+a class with a fixed code needs no ``code``. Library errors are translated at
+the boundary (``imgproc.adapters``):
+``raise TransientError("the host answered 503", code="fetch_failed") from exc``.
 """
 
 from __future__ import annotations
@@ -118,9 +123,6 @@ class JobError(ImgprocError):
 
     retryable = False
 
-    def __init__(self, code: str, message: str, *, details: dict | None = None):
-        super().__init__(message, code=code, details=details)
-
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
 
@@ -133,3 +135,21 @@ class TransientError(JobError):
     """Raised for a failure that may pass (network, storage 5xx, database connection)."""
 
     retryable = True
+
+
+class SetupError(ImgprocError):
+    """Raised when the service cannot start as configured (a worker at boot, an operator's command)."""
+
+    code = "setup_failed"
+
+
+class ModelMissing(SetupError):
+    """Raised when a model file is not provisioned (``make models`` provisions them)."""
+
+    code = "model_missing"
+
+
+class ChecksumMismatch(ModelMissing):
+    """Raised when a model file's sha256 differs from the manifest's."""
+
+    code = "model_corrupt"

@@ -62,7 +62,7 @@ def mariadb_url():
 @pytest.fixture(params=["sqlite", "mariadb"])
 def engine(request, settings):
     """The records database, once on SQLite and once on the real MariaDB."""
-    from imgproc.db import make_engine
+    from imgproc.adapters.db import make_engine
 
     if request.param == "mariadb":
         settings = settings.replace(database_url=request.getfixturevalue("mariadb_url"))
@@ -90,7 +90,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def app(settings, redis_conn):
-    from imgproc.app import create_app
+    from imgproc.api import create_app
 
     app = create_app(settings)
     app.config["TESTING"] = True
@@ -124,7 +124,7 @@ def photo_server():
 @pytest.fixture(scope="session")
 def photos():
     """Real photos from scikit-image, as JPEG bytes: a face, two faces, no face."""
-    from imgproc.demo import sample_photos
+    from imgproc.tools.demo import sample_photos
 
     return sample_photos()
 
@@ -132,7 +132,7 @@ def photos():
 @pytest.fixture(scope="session")
 def models():
     """ISNet and BlazeFace, loaded once for the whole test session (as a worker does)."""
-    from imgproc.sessions import BackgroundRemover, FaceDetector
+    from imgproc.processing.models import BackgroundRemover, FaceDetector
 
     settings = Settings()
     remover, detector = BackgroundRemover(settings), FaceDetector(settings)
@@ -143,11 +143,11 @@ def models():
 @pytest.fixture
 def runtime(settings, redis_conn, models):
     """A worker's runtime on the test's Redis, database and storage, with the session's models."""
-    from imgproc.db import make_engine
-    from imgproc.fetch import Fetcher
-    from imgproc.records import Records
-    from imgproc.storage import make_storage
-    from imgproc.workers import Runtime
+    from imgproc.adapters.db import make_engine
+    from imgproc.adapters.fetch import Fetcher
+    from imgproc.adapters.records import Records
+    from imgproc.adapters.storage import make_storage
+    from imgproc.worker import Runtime
 
     engine = make_engine(settings)
     yield Runtime(settings=settings, conn=redis_conn, fetcher=Fetcher(settings), storage=make_storage(settings),
@@ -162,8 +162,8 @@ def work(runtime):
 
     from rq.registry import ScheduledJobRegistry
 
-    from imgproc.config import QUEUES
-    from imgproc.workers import build_worker
+    from imgproc.jobtypes import QUEUES
+    from imgproc.worker import build_worker
 
     def run(timeout: float = 120):
         deadline = time.monotonic() + timeout

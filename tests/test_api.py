@@ -12,7 +12,7 @@ LIGHT = "/api/image-queue/process-image-queue"
 
 def queued(redis_conn) -> int:
     """Jobs waiting for a worker: in the RQ queues and in the vendors' lanes."""
-    from imgproc.fairshare import FairShare
+    from imgproc.queueing.fairshare import FairShare
 
     lanes = FairShare(redis_conn, cap=1)
     return sum(Queue(name, connection=redis_conn).count + lanes.waiting(name)
@@ -206,8 +206,8 @@ def test_cancelled_jobs_never_run(client, vendor_key, photo_server, photos, runt
     """A queued job and one waiting for its retry (scheduled) are both cancelled for good."""
     import time
 
-    from imgproc.config import QUEUES
-    from imgproc.workers import build_worker
+    from imgproc.jobtypes import QUEUES
+    from imgproc.worker import build_worker
 
     acme = vendor_key("acme")
     photo_server.serve("/a.jpg", photos["coffee"])

@@ -7,8 +7,8 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from imgproc.cli import main
-from imgproc.queue import JobQueue, JobSpec
+from imgproc.tools.cli import main
+from imgproc.queueing import JobQueue, JobSpec
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
 

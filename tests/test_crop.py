@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from imgproc.crop import Face, crop_box, cut, select_face
+from imgproc.processing.crop import Face, crop_box, cut, select_face
 
 
 def test_crop_puts_the_face_where_the_options_say():

@@ -9,8 +9,8 @@ from rq import Queue
 from rq.job import Job
 
 from imgproc.config import ROOT
-from imgproc.fairshare import KEY_ACTIVE
-from imgproc.queue import JobQueue, JobSpec
+from imgproc.queueing.fairshare import KEY_ACTIVE
+from imgproc.queueing import JobQueue, JobSpec
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from imgproc.errors import InvalidRequest, PermanentError, TransientError
-from imgproc.fetch import Fetcher, check_url
+from imgproc.adapters.fetch import Fetcher, check_url
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 

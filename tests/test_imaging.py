@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgproc import imaging
+from imgproc.processing import imaging
 from imgproc.errors import PermanentError
 
 

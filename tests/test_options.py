@@ -4,7 +4,7 @@ import pytest
 
 from imgproc.config import Settings
 from imgproc.errors import InvalidOptions
-from imgproc.options import validate
+from imgproc.api.options import validate
 
 S = Settings()
 

@@ -22,7 +22,7 @@ def acme(vendor_key):
 
 def result_image(settings, job) -> Image.Image:
     key = job["result"]["url"].split("/media/", 1)[1]
-    from imgproc.storage import LocalStorage
+    from imgproc.adapters.storage import LocalStorage
 
     path = LocalStorage(settings.storage_dir, settings.public_url).path_of(key)
     return Image.open(io.BytesIO(path.read_bytes()))
@@ -100,9 +100,9 @@ def test_worker_loads_its_session_once_for_three_jobs(monkeypatch, client, acme,
     """A real worker process start-up path: three background removals, one ONNX Runtime session."""
     import onnxruntime
 
-    from imgproc import sessions
-    from imgproc.config import QUEUE_BG
-    from imgproc.workers import build_worker
+    from imgproc.jobtypes import QUEUE_BG
+    from imgproc.processing import models
+    from imgproc.worker import build_worker
 
     created = []
     real = onnxruntime.InferenceSession
@@ -115,7 +115,7 @@ def test_worker_loads_its_session_once_for_three_jobs(monkeypatch, client, acme,
     ids = [submit(client, BG, acme, record_id=f"sq{i}", image_url=photo_server.url("/square.png"),
                   options={"format": "webp"}) for i in range(3)]
     worker = build_worker(settings, (QUEUE_BG,))
-    assert isinstance(worker.runtime.remover, sessions.BackgroundRemover) and worker.runtime.detector is None
+    assert isinstance(worker.runtime.remover, models.BackgroundRemover) and worker.runtime.detector is None
     worker.work(burst=True)
     assert [poll(client, acme, i)["state"] for i in ids] == ["finished"] * 3
     assert len(created) == 1
@@ -171,9 +171,9 @@ def test_light_job_to_cloudinary_and_mariadb(client, acme, photo_server, photos,
     """
     import urllib.request
 
-    from imgproc.db import make_engine
-    from imgproc.records import Records
-    from imgproc.storage import make_storage
+    from imgproc.adapters.db import make_engine
+    from imgproc.adapters.records import Records
+    from imgproc.adapters.storage import make_storage
     from tests.cloudinary_stub import CloudinaryStub
 
     with CloudinaryStub() as cdn:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from imgproc import provision
-from imgproc.provision import (
+from imgproc.tools import provision
+from imgproc.tools.provision import (
     ChecksumMismatch,
-    ModelsMissing,
+    ModelMissing,
     check_models,
     fetch_models,
     fetch_rembg_model,
@@ -79,7 +79,7 @@ def test_manifest_pins_both_files():
 def test_check_models_on_an_empty_dir_lists_both_missing(tmp_path):
     problems = check_models(tmp_path)
     assert sorted(problems) == sorted(f"{name}: missing from {tmp_path}" for name in MANIFEST)
-    with pytest.raises(ModelsMissing, match="imgproc models fetch"):
+    with pytest.raises(ModelMissing, match="imgproc models fetch"):
         require_models(tmp_path)
 
 
@@ -171,7 +171,7 @@ def test_no_usable_source_says_what_is_missing(provisioned, monkeypatch, tmp_pat
         raise provision._Unavailable("pip is not installed")
 
     monkeypatch.setattr(provision, "_run", no_pip)
-    with pytest.raises(ModelsMissing) as caught:
+    with pytest.raises(ModelMissing) as caught:
         fetch_models(tmp_path, tmp_path / "cache", log=lambda line: None)
     assert not isinstance(caught.value, ChecksumMismatch)
     message = str(caught.value)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from imgproc.app import create_app
-from imgproc.stack import free_port
+from imgproc.api import create_app
+from imgproc.tools.stack import free_port
 
 BG = "/api/image-queue/remove-bg-queue"
 LIGHT = "/api/image-queue/process-image-queue"

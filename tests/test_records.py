@@ -8,9 +8,9 @@ import math
 import pytest
 import sqlalchemy as sa
 
-from imgproc.db import make_engine, records
+from imgproc.adapters.db import make_engine, records
 from imgproc.errors import TransientError
-from imgproc.records import FIELDS, Records
+from imgproc.adapters.records import FIELDS, Records
 
 DOWN_URL = "mysql+pymysql://root:s3cret@127.0.0.1:1/x"
 

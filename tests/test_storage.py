@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from imgproc.errors import PermanentError, TransientError
-from imgproc.storage import (
+from imgproc.adapters.storage import (
     CloudinaryStorage,
     LocalStorage,
     make_storage,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from imgproc.db import vendors
+from imgproc.adapters.db import vendors
 from imgproc.errors import TransientError
-from imgproc.vendors import Vendor, Vendors, hash_key
+from imgproc.adapters.vendors import Vendor, Vendors, hash_key
 
 
 def test_added_key_authenticates(engine):
@@ -79,7 +79,7 @@ def test_down_database_is_transient():
 def test_cached_authentication_forgets_a_removed_key_after_its_ttl(engine):
     import time
 
-    from imgproc.vendors import CachedVendors
+    from imgproc.adapters.vendors import CachedVendors
 
     plain = Vendors(engine)
     key = plain.add("acme")

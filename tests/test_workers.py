@@ -8,11 +8,11 @@ import sys
 import pytest
 from PIL import Image
 
-from imgproc import operations
+from imgproc.processing import operations
 from imgproc.config import ROOT, Settings
 from imgproc.errors import PermanentError
-from imgproc.sessions import providers_for
-from imgproc.workers import classify
+from imgproc.processing.models import providers_for
+from imgproc.worker.failures import classify
 
 
 def test_missing_model_stops_the_worker_at_boot(tmp_path):
@@ -67,9 +67,10 @@ def test_strip_metadata_or_keep_it():
     exif[0x0112] = 6  # rotated on display
     buf = io.BytesIO()
     Image.new("RGB", (60, 20), "white").save(buf, "JPEG", exif=exif.tobytes())
+    tools = operations.Tools(max_pixels=10**6, png_level=1)
     opts = {"resize": None, "fit": "contain", "format": "jpg", "quality": 80}
-    stripped = operations.process_image(buf.getvalue(), {**opts, "strip_metadata": True}, max_pixels=10**6, png_level=1)
-    kept = operations.process_image(buf.getvalue(), {**opts, "strip_metadata": False}, max_pixels=10**6, png_level=1)
+    stripped = operations.process_image(buf.getvalue(), {**opts, "strip_metadata": True}, tools)
+    kept = operations.process_image(buf.getvalue(), {**opts, "strip_metadata": False}, tools)
     for out in (stripped, kept):
         assert (out.width, out.height) == (20, 60)  # orientation applied either way
     assert not Image.open(io.BytesIO(stripped.data)).getexif()

@@ -16,7 +16,7 @@ import pytest
 import redis as redis_lib
 
 from imgproc.config import ROOT
-from imgproc.stack import free_port
+from imgproc.tools.stack import free_port
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.05):

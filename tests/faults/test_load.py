@@ -14,7 +14,7 @@ from PIL import Image
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
-from imgproc.app import create_app
+from imgproc.api import create_app
 from tests.cloudinary_stub import CloudinaryStub
 from tests.faults.conftest import wait_for
 

@@ -5,7 +5,7 @@ import time
 import redis as redis_lib
 from rq.suspension import resume, suspend
 
-from imgproc.app import create_app
+from imgproc.api import create_app
 from tests.faults.conftest import wait_for
 
 LIGHT = "/api/image-queue/process-image-queue"

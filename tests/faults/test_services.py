@@ -4,7 +4,7 @@ import time
 
 from rq.job import Job
 
-from imgproc.app import create_app
+from imgproc.api import create_app
 from tests.cloudinary_stub import CloudinaryStub
 from tests.faults.conftest import TcpLink, wait_for
 

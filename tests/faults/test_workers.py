@@ -71,14 +71,14 @@ def test_make_run_workers_recycles_a_worker_after_max_jobs(settings, worker_env,
     import sys
 
     from imgproc.config import ROOT
-    from imgproc.queue import JobQueue, JobSpec
+    from imgproc.queueing import JobQueue, JobSpec
 
     photo_server.serve("/coffee.jpg", photos["coffee"])
     options = {"resize": [32, 32], "fit": "contain", "format": "jpg", "quality": 80, "strip_metadata": True}
     _, jobs = JobQueue(redis_conn, settings).enqueue("acme", [
         JobSpec("process-image", f"r{i}", options, image_url=photo_server.url("/coffee.jpg")) for i in range(7)])
     log = open(tmp_path / "pool.log", "w")
-    pool = subprocess.Popen([sys.executable, "-m", "imgproc.cli", "workers", "1", "--queues", "image-processing"],
+    pool = subprocess.Popen([sys.executable, "-m", "imgproc.tools.cli", "workers", "1", "--queues", "image-processing"],
                             cwd=ROOT, env=worker_env(IMGPROC_WORKER_MAX_JOBS="3"), stdout=log,
                             stderr=subprocess.STDOUT)
     try:

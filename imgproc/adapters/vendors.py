@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import sqlalchemy as sa
 
@@ -23,6 +24,14 @@ class Vendor:
 
     name: str
     operator: bool
+
+
+class VendorDirectory(Protocol):
+    """Who an API key belongs to: what the API asks of every request."""
+
+    def authenticate(self, key: str) -> Vendor | None:
+        """The key's vendor, or None for an unknown key."""
+        ...
 
 
 def hash_key(key: str) -> str:

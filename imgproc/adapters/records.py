@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 import sqlalchemy as sa
 
+from imgproc.jobtypes import JOB_TYPES
+
 from .db import database_errors, records, utcnow
 
-#: The column each operation writes its result URL to.
-OPERATION_COLUMNS = {
-    "remove-bg": "bg_removed_url",
-    "crop-face": "face_crop_url",
-    "process-image": "processed_url",
-}
+#: The column each operation (job type) writes its result URL to.
+OPERATION_COLUMNS = {jt.name: jt.column for jt in JOB_TYPES.values()}
+
+
+class ResultWriter(Protocol):
+    """Where a job's result URL is written back: what a job asks of the database."""
+
+    def save_result(
+        self, vendor: str, record_id: str, operation: str, url: str, original_url: str | None = None
+    ) -> None:
+        """Store ``url`` as the result of ``operation`` on the vendor's record, creating it when missing."""
+        ...
 
 #: Columns that update_fields may set; the key and the timestamps are managed here.
 FIELDS = frozenset(records.c.keys()) - {"id", "vendor", "record_id", "writes", "created_at", "updated_at"}

@@ -1,7 +1,9 @@
-"""The three operations as pure functions: image bytes and options in, encoded result out.
+"""The operations as pure functions: image bytes, options and ``Tools`` in, encoded result out.
 
-No Redis, no storage: the models are parameters, so tests and benchmarks call
-these directly.
+Every operation has the same shape, ``(data, options, tools) -> Output``, and
+a job type names its operation here by name (``imgproc.jobtypes``). No Redis,
+no storage: the models are parameters, so tests and benchmarks call these
+directly and may hand in fakes of the ``Matting`` and ``FaceFinder`` protocols.
 """
 
 from __future__ import annotations
@@ -13,11 +15,26 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from imgproc.errors import PermanentError
+from imgproc.optiontypes import aspect_ratio
+
 from . import imaging
 from .crop import crop_box, cut, select_face
-from .errors import PermanentError
-from .options import aspect_ratio
-from .sessions import BackgroundRemover, FaceDetector
+from .models import FaceFinder, Matting
+
+
+@dataclass(frozen=True)
+class Tools:
+    """What an operation may use besides its input: the process's models and the limits on output."""
+
+    #: Largest photo in pixels, checked from the header before decoding.
+    max_pixels: int
+    #: Deflate level of PNG results (0-3).
+    png_level: int = 1
+    #: Model of a face crop's ``remove_background``.
+    bg_model: str = "isnet-general-use"
+    remover: Matting | None = None
+    detector: FaceFinder | None = None
 
 
 @dataclass
@@ -56,8 +73,10 @@ def cutout(rgb: np.ndarray, mask: np.ndarray, opts: dict) -> np.ndarray:
     return cv2.bitwise_and(out, out, mask=cv2.threshold(mask, 0, 255, cv2.THRESH_BINARY)[1])
 
 
-def remove_background(data: bytes, opts: dict, remover: BackgroundRemover, *, max_pixels: int, png_level: int) -> Output:
+def remove_background(data: bytes, opts: dict, tools: Tools) -> Output:
     """Background removal with the options of API.md, in arrays from decode to encode."""
+    remover = _needs(tools.remover, "background-removal")
+    max_pixels, png_level = tools.max_pixels, tools.png_level
     if opts["max_size"]:
         # Shrunk before inference: less to resize and encode.
         rgb = imaging.rgb_array(imaging.downscale(imaging.decode(data, max_pixels), opts["max_size"]))
@@ -69,21 +88,14 @@ def remove_background(data: bytes, opts: dict, remover: BackgroundRemover, *, ma
     return Output(encoded, opts["format"], out.shape[1], out.shape[0], {"model": opts["model"]})
 
 
-def crop_face(
-    data: bytes,
-    opts: dict,
-    detector: FaceDetector,
-    remover: BackgroundRemover | None,
-    *,
-    max_pixels: int,
-    png_level: int,
-    bg_model: str,
-) -> Output:
+def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
     """Find the face, frame it as the options say, optionally remove the background."""
+    detector, remover = _needs(tools.detector, "face-detection"), tools.remover
+    max_pixels, png_level, bg_model = tools.max_pixels, tools.png_level, tools.bg_model
     img = imaging.decode(data, max_pixels)
     faces = detector.detect(np.asarray(img.convert("RGB")))
     if not faces:
-        raise PermanentError("no_face_found", "no face was found in the photo")
+        raise PermanentError("no face was found in the photo", code="no_face_found")
     face = select_face(faces, opts["select"])
     box = crop_box(face.box, aspect_ratio(opts["aspect"]), opts["face_height"], opts["face_center_y"])
     fill = imaging.parse_color(opts["bgcolor"])
@@ -94,7 +106,7 @@ def crop_face(
                              "crop_box": list(box)}
     if opts["remove_background"]:
         if remover is None:
-            raise PermanentError("invalid_options", "this worker has no background-removal model")
+            raise PermanentError("this worker has no background-removal model", code="invalid_options")
         rgb = imaging.rgb_array(out)
         out = cutout(rgb, remover.mask(rgb, bg_model),
                      {"post_process_mask": False, "alpha_matting": False, "bgcolor": opts["bgcolor"]})
@@ -104,8 +116,9 @@ def crop_face(
     return Output(encoded, opts["format"], width, height, extra)
 
 
-def process_image(data: bytes, opts: dict, *, max_pixels: int, png_level: int) -> Output:
+def process_image(data: bytes, opts: dict, tools: Tools) -> Output:
     """Light operations: resize (contain or cover), convert, recompress, strip metadata."""
+    max_pixels, png_level = tools.max_pixels, tools.png_level
     img = imaging.decode(data, max_pixels)
     exif = None if opts["strip_metadata"] else img.info.get("exif")
     icc = None if opts["strip_metadata"] else img.info.get("icc_profile")
@@ -114,3 +127,10 @@ def process_image(data: bytes, opts: dict, *, max_pixels: int, png_level: int) -
     encoded = imaging.encode(img, opts["format"], quality=opts["quality"], png_level=png_level, exif=exif,
                              icc_profile=icc)
     return Output(encoded, opts["format"], img.width, img.height)
+
+
+def _needs(model, what: str):
+    # The worker loads what its queues' job types name; only a misconfigured one gets here.
+    if model is None:
+        raise PermanentError(f"this worker has no {what} model", code="invalid_options")
+    return model

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import redis
 
-from .config import QUEUES, ROOT, Settings
+from imgproc.config import Settings
+from imgproc.jobtypes import QUEUES
 
 
 def _vendors(settings: Settings):
-    from .db import make_engine
-    from .vendors import Vendors
+    from imgproc.adapters.db import make_engine
+    from imgproc.adapters.vendors import Vendors
 
     return Vendors(make_engine(settings))
 
@@ -68,58 +69,28 @@ def cmd_models(args, settings: Settings) -> int:
 
 
 def cmd_workers(args, settings: Settings) -> int:
-    """Run N worker processes in the foreground, replacing any that exits; SIGINT/SIGTERM stops them all.
+    from imgproc.worker.pool import run_pool
 
-    A worker leaves on its own after ``IMGPROC_WORKER_MAX_JOBS`` jobs (recycling)
-    or when it crashes; either way a fresh one takes its place. One that cannot
-    start (exit code 2: a missing model, a bad setting) stops the pool.
-    """
-    env = dict(os.environ, IMGPROC_WORKERS_PER_HOST=str(args.n))
-    command = [sys.executable, str(ROOT / "worker.py"), "--queues", args.queues]
-    procs = [subprocess.Popen(command, env=env) for _ in range(args.n)]
-    stopping = False
-
-    def stop(signum=None, frame=None):
-        nonlocal stopping
-        stopping = True
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not all(proc.poll() is not None for proc in procs) or not stopping:
-        for i, proc in enumerate(procs):
-            code = proc.poll()
-            if code is None or stopping:
-                continue
-            if code == 2:
-                print("a worker could not start; stopping the others", file=sys.stderr)
-                stop()
-                break
-            print(f"worker {proc.pid} exited ({code}); starting a new one", file=sys.stderr)
-            procs[i] = subprocess.Popen(command, env=env)
-        time.sleep(0.5)
-    return max(proc.returncode for proc in procs)
+    return run_pool(args.n, args.queues)
 
 
 def _jobs(settings: Settings):
-    from .queue import JobQueue, connect
+    from imgproc.queueing import JobQueue, connect
 
     return JobQueue(connect(settings.redis_url), settings)
 
 
 def cmd_jobs(args, settings: Settings) -> int:
-    from . import operator
+    from . import admin
 
     jobs = _jobs(settings)
     if args.action == "failed":
-        views = operator.failed_jobs(jobs, queue=args.queue, vendor=args.vendor)
+        views = admin.failed_jobs(jobs, queue=args.queue, vendor=args.vendor)
         if not views:
             print("no failed jobs")
             return 0
         shown = views[:args.limit] if args.limit > 0 else views
-        print(operator.table(operator.FAILED_HEADERS, operator.failed_rows(shown)))
+        print(admin.table(admin.FAILED_HEADERS, admin.failed_rows(shown)))
         if len(shown) < len(views):
             print(f"({len(shown)} of {len(views)} failed jobs shown; --limit 0 shows all)")
         return 0
@@ -127,13 +98,13 @@ def cmd_jobs(args, settings: Settings) -> int:
         print("error: give job ids, or --all-failed (optionally with --queue/--vendor)", file=sys.stderr)
         return 2
     if args.all_failed:
-        requeued, refused = operator.retry_failed(jobs, queue=args.queue, vendor=args.vendor)
+        requeued, refused = admin.retry_failed(jobs, queue=args.queue, vendor=args.vendor)
     else:
         requeued, refused = [], []
         for job_id in args.ids:
             try:
-                requeued.append(operator.retry(jobs, job_id))
-            except operator.RetryRefused as exc:
+                requeued.append(admin.retry(jobs, job_id))
+            except admin.RetryRefused as exc:
                 refused.append(str(exc))
     for job in requeued:
         print(f"requeued {job.id}  {job.origin}  {job.meta.get('vendor')}/{job.meta.get('record_id')}")
@@ -147,13 +118,13 @@ def cmd_jobs(args, settings: Settings) -> int:
 
 
 def cmd_queues(args, settings: Settings) -> int:
-    from . import operator
+    from . import admin
 
     stats = _jobs(settings).stats("", operator=True)
-    print(operator.table(*operator.queue_rows(stats)))
+    print(admin.table(*admin.queue_rows(stats)))
     print()
     if stats["vendors"]:
-        print(operator.table(*operator.vendor_rows(stats)))
+        print(admin.table(*admin.vendor_rows(stats)))
     else:
         print("no vendor has jobs")
     return 0

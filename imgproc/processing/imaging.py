@@ -12,7 +12,7 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import PermanentError
+from imgproc.errors import PermanentError
 
 #: Formats a vendor may send; anything else (SVG, HTML, PDF...) is unsupported_image.
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
@@ -56,25 +56,25 @@ def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Read the header only, and refuse what is empty, not an accepted format, or too large."""
     if not data:
-        raise PermanentError("unsupported_image", "the image is empty (0 bytes)")
+        raise PermanentError("the image is empty (0 bytes)", code="unsupported_image")
     try:
         with warnings.catch_warnings():
             # Pillow warns (and at 2x errors) on huge images; our own cap below is lower.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise PermanentError("image_too_large", f"image over the pixel limit: {exc}") from None
+        raise PermanentError(f"image over the pixel limit: {exc}", code="image_too_large") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise PermanentError("unsupported_image", f"not a decodable image ({type(exc).__name__})") from None
+        raise PermanentError(f"not a decodable image ({type(exc).__name__})", code="unsupported_image") from None
     if img.format not in ACCEPTED_FORMATS:
-        raise PermanentError("unsupported_image", f"image format {img.format} is not accepted")
+        raise PermanentError(f"image format {img.format} is not accepted", code="unsupported_image")
     width, height = img.size
     if width * height > max_pixels:
         raise PermanentError(
-            "image_too_large", f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}"
+            f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", code="image_too_large"
         )
     if width == 0 or height == 0:
-        raise PermanentError("unsupported_image", "the image has no pixels")
+        raise PermanentError("the image has no pixels", code="unsupported_image")
     return img
 
 
@@ -85,7 +85,7 @@ def _load(img: Image.Image) -> Image.Image:
         ImageOps.exif_transpose(img, in_place=True)  # a copy of 12 MP costs 20 ms when nothing turns
         return _normalise_mode(img)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise PermanentError("unsupported_image", f"the image is truncated or corrupt ({exc})") from None
+        raise PermanentError(f"the image is truncated or corrupt ({exc})", code="unsupported_image") from None
 
 
 def _normalise_mode(img: Image.Image) -> Image.Image:

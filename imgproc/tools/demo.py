@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .config import ROOT, Settings
+from imgproc.config import ROOT, Settings
 
 
 def sample_photos() -> dict[str, bytes]:

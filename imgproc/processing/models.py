@@ -1,4 +1,11 @@
-"""The models a worker holds: loaded once per process at start-up, never per job."""
+"""The models a worker holds: loaded once per process at start-up, never per job.
+
+    Matting       the contract of a background-removal model: ``mask(rgb, model)``
+    FaceFinder    the contract of a face detector: ``detect(rgb)``, ``close()``
+    BackgroundRemover, FaceDetector   the real ones (ONNX Runtime, MediaPipe)
+
+Operations are typed by the contracts, so a test can hand in a fake.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,14 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from .config import Settings
+from imgproc.config import Settings
+from imgproc.errors import ModelMissing, PermanentError
+
 from .crop import Face, merge_faces, windows
-from .errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +31,22 @@ ISNET_MODELS = {"isnet-general-use", "isnet-anime"}
 WINDOW_MIN_CONFIDENCE = 0.8
 
 
-class ModelMissing(RuntimeError):
-    """Raised at start-up when a model file is not provisioned."""
+class Matting(Protocol):
+    """A background-removal model: the foreground mask of a photo."""
+
+    def mask(self, rgb: np.ndarray, model: str) -> np.ndarray:
+        """The mask (uint8, the height and width of ``rgb``) of an RGB array, by the named model."""
+        ...
+
+
+class FaceFinder(Protocol):
+    """A face detector."""
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Every face in an RGB array."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def providers_for(device: str) -> list[str]:
@@ -108,7 +131,7 @@ class BackgroundRemover:
         """The foreground mask (uint8, same height and width as ``rgb``) of an RGB array."""
         session = session or self.sessions.get(model)
         if session is None:  # the API validated the model; only a misconfigured worker gets here
-            raise PermanentError("invalid_options", f"this worker has no model {model!r}")
+            raise PermanentError(f"this worker has no model {model!r}", code="invalid_options")
         if model in ISNET_MODELS:
             return self._isnet_mask(session, rgb)
         from PIL import Image

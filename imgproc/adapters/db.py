@@ -10,8 +10,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from .config import Settings
-from .errors import PermanentError, TransientError
+from imgproc.config import Settings
+from imgproc.errors import PermanentError, TransientError
+from imgproc.jobtypes import JOB_TYPES
 
 MYSQL = ("mysql", "mariadb")
 
@@ -72,9 +73,8 @@ records = sa.Table(
     sa.Column("vendor", _key(64), nullable=False),
     sa.Column("record_id", _key(191), nullable=False),
     sa.Column("original_url", sa.Text),
-    sa.Column("bg_removed_url", sa.Text),
-    sa.Column("face_crop_url", sa.Text),
-    sa.Column("processed_url", sa.Text),
+    # One result column per job type (imgproc.jobtypes): bg_removed_url, face_crop_url, processed_url.
+    *(sa.Column(jt.column, sa.Text) for jt in JOB_TYPES.values()),
     sa.Column("processed", sa.Boolean, nullable=False, default=False),
     # Results written to the row: a job that ran twice shows here (audits "effects applied once").
     sa.Column("writes", sa.Integer, nullable=False, default=0, server_default="0"),
@@ -144,4 +144,4 @@ def database_errors(engine: sa.Engine, action: str) -> Iterator[None]:
             detail = detail.replace(str(engine.url.password), "***")
         message = f"database {action} failed: {type(source).__name__}: {detail}"
         error = TransientError if isinstance(exc, TRANSIENT) else PermanentError
-        raise error("database_failed", message) from exc
+        raise error(message, code="database_failed") from exc

@@ -100,7 +100,7 @@ class LocalStorage:
                 tmp.unlink()
         if failure:
             # A full or unwritable disk is the local analogue of a storage 5xx.
-            raise TransientError("storage_failed", failure)
+            raise TransientError(failure, code="storage_failed")
         return self._url(key)
 
     def url_of(self, key: str) -> str | None:
@@ -189,7 +189,7 @@ class CloudinaryStorage:
         if failure is not None:
             retryable, detail = failure
             message = f"Cloudinary upload of {public_id} failed: {self._scrub(detail)}"
-            raise (TransientError if retryable else PermanentError)("storage_failed", message)
+            raise (TransientError if retryable else PermanentError)(message, code="storage_failed")
         return result["secure_url"]
 
     def url_of(self, key: str) -> str | None:

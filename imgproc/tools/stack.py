@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .config import QUEUES, ROOT
+from imgproc.config import ROOT
+from imgproc.jobtypes import QUEUES
 
 
 class StackError(RuntimeError):
@@ -184,20 +185,20 @@ class LocalStack:
 
     def settings(self):
         """The ``Settings`` every process of this stack reads from its environment."""
-        from .config import Settings
+        from imgproc.config import Settings
 
         return Settings.from_env(self.env)
 
     def redis(self):
         """A Redis client on this stack's Redis."""
-        from .queue import connect
+        from imgproc.queueing import connect
 
         return connect(self.redis_url)
 
     def add_vendor(self, name: str) -> str:
         """Create a vendor in the stack's database and return its API key."""
-        from .db import make_engine
-        from .vendors import Vendors
+        from imgproc.adapters.db import make_engine
+        from imgproc.adapters.vendors import Vendors
 
         engine = make_engine(self.settings())
         try:

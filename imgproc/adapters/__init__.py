@@ -1,0 +1,12 @@
+"""Adapters: where imgproc meets what it does not control, and outside errors become imgproc's.
+
+    fetch.py     photos from vendors' URLs: SSRF-safe, size- and time-bounded (PhotoFetcher)
+    storage.py   results on local disk or Cloudinary (Storage)
+    db.py        the tables, the engine, database errors translated
+    records.py   results written back to the vendor's records (ResultWriter)
+    vendors.py   vendors and their API keys (VendorDirectory)
+
+Each module opens with the contract (a Protocol) the rest of imgproc relies on,
+and translates its library's errors into ``TransientError`` (retried) or
+``PermanentError`` (failed at once) with a stable code.
+"""

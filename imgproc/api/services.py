@@ -1,0 +1,66 @@
+"""What the API's views share, built once per app from ``Settings``: a leaf module, never the factory.
+
+Each field is typed by the contract of the part it stands for, so a test can
+hand ``create_app`` nothing but the settings and read the real ones here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+import sqlalchemy as sa
+from flask import current_app
+from rq.job import Job
+
+from imgproc.adapters.db import make_engine
+from imgproc.adapters.storage import Storage, make_storage
+from imgproc.adapters.vendors import CachedVendors, VendorDirectory, Vendors
+from imgproc.config import Settings
+from imgproc.queueing import JobQueue, JobSpec, connect
+
+
+class JobStore(Protocol):
+    """The queue as the views use it: enqueue for a vendor, read back only the vendor's own."""
+
+    def enqueue(self, vendor: str, specs: list[JobSpec], *, batch: bool = False) -> tuple[str | None, list[Job]]:
+        ...
+
+    def claim(self, vendor: str, key: str) -> tuple[str, Job | None]: ...
+
+    def release(self, vendor: str, key: str) -> None: ...
+
+    def job_for(self, vendor: str, job_id: str, *, operator: bool = False) -> Job: ...
+
+    def job_view(self, job: Job) -> dict[str, Any]: ...
+
+    def batch_view(self, vendor: str, batch_id: str, *, operator: bool = False) -> dict[str, Any]: ...
+
+    def stats(self, vendor: str, *, operator: bool = False) -> dict[str, Any]: ...
+
+    def workers(self) -> int: ...
+
+
+@dataclass
+class Services:
+    """What the request handlers use."""
+
+    settings: Settings
+    conn: redis.Redis
+    engine: sa.Engine
+    jobs: JobStore
+    vendors: VendorDirectory
+    storage: Storage
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        conn = connect(settings.redis_url)
+        engine = make_engine(settings)
+        return cls(settings, conn, engine, JobQueue(conn, settings), CachedVendors(Vendors(engine)),
+                   make_storage(settings))
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["imgproc"]

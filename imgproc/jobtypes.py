@@ -1,0 +1,178 @@
+"""The one table of job types, and the typed ``Payload`` the API hands a worker.
+
+A job type is everything the service knows about one kind of work: its API
+name and endpoints, its queue, the operation that does it, its options, the
+models a worker loads for it, the file-name suffix of its results and the
+records column they are written to. Adding a job type is one ``JobType`` in
+``JOB_TYPES`` plus its function in ``imgproc.processing.operations`` (the
+README's "Adding a job type" walks through it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import optiontypes as o
+from .config import Settings
+from .errors import InvalidOptions, PermanentError
+
+#: Queue names, as in the original Node/Bull system.
+QUEUE_BG = "bg-removal"
+QUEUE_FACE = "face-crop"
+QUEUE_LIGHT = "image-processing"
+#: Every queue, in a worker's default priority order.
+QUEUES = (QUEUE_BG, QUEUE_FACE, QUEUE_LIGHT)
+
+#: Models a worker can hold (``imgproc.processing.models``); a job type names those it needs.
+MATTING = "matting"  # background removal: ISNet and the other rembg models
+FACE = "face"  # BlazeFace
+
+#: The RQ function of every job: rq stores this path in Redis with each job.
+TASK = "imgproc.worker.tasks.run"
+
+
+@dataclass(frozen=True)
+class JobType:
+    """One kind of work, from its endpoints down to its records column."""
+
+    #: API name, also in the job's status (``type``) and in the Payload.
+    name: str
+    queue: str
+    #: Name of its function in ``imgproc.processing.operations``: ``(data, options, tools) -> Output``.
+    operation: str
+    #: Its options: name -> (checker, default); built from ``Settings`` (the models a deployment has).
+    schema: Callable[[Settings], o.Schema]
+    #: Result file names end in ``-<suffix>.<format>``.
+    suffix: str
+    #: Column of the records table that gets its result URL.
+    column: str
+    #: ``POST /api/image-queue/<single_endpoint>`` and ``/<bulk_endpoint>``.
+    single_endpoint: str
+    bulk_endpoint: str
+    #: Models a worker on its queue loads at start-up.
+    models: frozenset[str] = frozenset()
+    #: Whether each job counts against the background-removal rate limit.
+    bg_limited: bool = False
+    #: Checks between options, after each was checked alone: ``(given, validated) -> None``.
+    cross_check: Callable[[dict, dict], None] | None = None
+
+
+def _remove_bg_schema(settings: Settings) -> o.Schema:
+    return {
+        "model": (o.choice(*settings.bg_models), settings.bg_model),
+        "format": (o.choice("png", "webp", "jpg"), "png"),
+        "bgcolor": (o.color, None),
+        "alpha_matting": (o.boolean, False),
+        "post_process_mask": (o.boolean, False),
+        "max_size": (o.whole(16, o.MAX_SIDE), None),
+    }
+
+
+def _remove_bg_check(given: dict, result: dict) -> None:
+    if result["format"] == "jpg" and not result["bgcolor"]:
+        raise InvalidOptions("bgcolor", "is needed with format jpg, which has no transparency")
+
+
+def _crop_face_schema(settings: Settings) -> o.Schema:
+    return {
+        "aspect": (o.aspect, "3:4"),
+        "size": (o.size, None),
+        "face_height": (o.fraction(0.05, 1.0), 0.5),
+        "face_center_y": (o.fraction(0.0, 1.0), 0.42),
+        "remove_background": (o.boolean, False),
+        "bgcolor": (o.color, "#ffffff"),
+        "format": (o.choice("jpg", "png", "webp"), "jpg"),
+        "select": (o.choice("largest", "most_confident"), "largest"),
+    }
+
+
+def _crop_face_check(given: dict, result: dict) -> None:
+    if result["size"]:
+        w, h = result["size"]
+        if "aspect" in given and abs(o.aspect_ratio(result["aspect"]) - w / h) > 0.01:
+            raise InvalidOptions("size", f"{w}x{h} does not have the aspect {result['aspect']}")
+        result["aspect"] = f"{w}:{h}"  # size alone decides the shape
+
+
+def _process_image_schema(settings: Settings) -> o.Schema:
+    return {
+        "resize": (o.size, None),
+        "fit": (o.choice("contain", "cover"), "contain"),
+        "format": (o.choice("jpg", "png", "webp"), "jpg"),
+        "quality": (o.whole(1, 100), 85),
+        "strip_metadata": (o.boolean, True),
+    }
+
+
+JOB_TYPES: dict[str, JobType] = {
+    jt.name: jt
+    for jt in (
+        JobType(
+            "remove-bg", QUEUE_BG, "remove_background", _remove_bg_schema, suffix="bg", column="bg_removed_url",
+            single_endpoint="remove-bg-queue", bulk_endpoint="bulk-remove-bg", models=frozenset({MATTING}),
+            bg_limited=True, cross_check=_remove_bg_check,
+        ),
+        JobType(
+            # The matting model too: a crop may ask for remove_background.
+            "crop-face", QUEUE_FACE, "crop_face", _crop_face_schema, suffix="face", column="face_crop_url",
+            single_endpoint="crop-face-queue", bulk_endpoint="bulk-crop-face",
+            models=frozenset({FACE, MATTING}), cross_check=_crop_face_check,
+        ),
+        JobType(
+            "process-image", QUEUE_LIGHT, "process_image", _process_image_schema, suffix="img",
+            column="processed_url", single_endpoint="process-image-queue", bulk_endpoint="bulk-process-image",
+        ),
+    )
+}
+
+#: Endpoint name -> job type, for the API's routes.
+SINGLE_ENDPOINTS = {jt.single_endpoint: jt for jt in JOB_TYPES.values()}
+BULK_ENDPOINTS = {jt.bulk_endpoint: jt for jt in JOB_TYPES.values()}
+
+
+def models_for(queues: tuple[str, ...]) -> frozenset[str]:
+    """The models a worker on ``queues`` loads."""
+    return frozenset().union(*(jt.models for jt in JOB_TYPES.values() if jt.queue in queues))
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What the API hands a worker for one job: built at enqueue, stored by rq, read by the task.
+
+    Stored as the plain dict of ``asdict`` (rq keeps it in Redis with the job),
+    so a payload outlives the code that wrote it: ``decode`` reads one that an
+    older API wrote, and refuses one with fields it does not know.
+    """
+
+    vendor: str
+    type: str
+    record_id: str
+    options: dict[str, Any]
+    image_url: str | None = None
+    #: True when the photo was uploaded: its bytes wait in Redis (``imgproc.queueing.uploads``).
+    upload: bool = False
+
+    @property
+    def job_type(self) -> JobType:
+        return JOB_TYPES[self.type]
+
+    def asdict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> Payload:
+        """The payload of a stored dict; PermanentError ``internal`` when it is not one."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown or data.get("type") not in JOB_TYPES:
+            raise PermanentError(
+                f"not a job payload this worker can read (type {data.get('type')!r}, unknown fields {unknown})",
+                code="internal",
+            )
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a required field is missing
+            raise PermanentError(f"not a job payload: {exc}", code="internal") from None

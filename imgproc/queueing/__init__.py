@@ -1,0 +1,17 @@
+"""Queueing: jobs into RQ on Redis through the vendors' fair-share lanes, and read back per vendor.
+
+    connection.py   connect(): the Redis client every part uses
+    jobs.py         JobQueue.enqueue (one transaction per request), idempotency keys, JobSpec
+    views.py        JobViews: a job, a batch, counts per queue and vendor, as API.md shows them
+    fairshare.py    per-vendor lanes in front of each RQ queue, fed in turn (Lua)
+    uploads.py      uploaded photos kept in Redis for the worker
+    keys.py         imgproc's own Redis keys and the job states
+
+Nothing here knows HTTP or models: the API and the workers both build on it.
+"""
+
+from .connection import connect
+from .fairshare import FairShare
+from .jobs import JobQueue, JobSpec
+
+__all__ = ["FairShare", "JobQueue", "JobSpec", "connect"]

@@ -1,0 +1,125 @@
+"""Enqueueing: the queues, the retry policy, idempotency keys; jobs of one vendor at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from imgproc.config import Settings
+from imgproc.errors import Conflict
+from imgproc.jobtypes import JOB_TYPES, QUEUES, TASK, Payload
+
+from . import uploads
+from .fairshare import FairShare
+from .keys import KEY_BATCH, KEY_IDEMPOTENCY, KEY_VENDOR_JOBS
+from .views import JobViews
+
+
+@dataclass
+class JobSpec:
+    """One job to enqueue: validated options, and either a URL or uploaded bytes."""
+
+    type: str
+    record_id: str
+    options: dict
+    image_url: str | None = None
+    upload: bytes | None = None
+    job_id: str | None = None
+
+
+class LaneQueue(Queue):
+    """An rq queue whose new jobs wait in their vendor's lane until ``FairShare.feed`` moves them in.
+
+    rq pushes each job id as it enqueues; they are collected here and admitted
+    to the lane all at once by ``JobQueue.enqueue``, in the same transaction.
+    """
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(name, **kwargs)
+        self.pushed: list[str] = []
+
+    def push_job_id(self, job_id: str, pipeline=None, at_front: bool = False) -> None:
+        self.pushed.append(job_id)
+
+
+class JobQueue(JobViews):
+    """Enqueues jobs for a vendor and reads them back (``JobViews``), never across vendors."""
+
+    def __init__(self, conn: redis.Redis, settings: Settings):
+        self.conn = conn
+        self.settings = settings
+        self.fair = FairShare(conn, settings.vendor_concurrency)
+        self.queues = {name: Queue(name, connection=conn, default_timeout=settings.job_timeout) for name in QUEUES}
+
+    def _retry(self) -> Retry | None:
+        if self.settings.max_retries == 0:
+            return None
+        return Retry(max=self.settings.max_retries, interval=self.settings.retry_intervals)
+
+    def enqueue(self, vendor: str, specs: list[JobSpec], *, batch: bool = False) -> tuple[str | None, list[Job]]:
+        """Enqueue jobs of one type atomically (one Redis transaction); a bulk gets a batch id."""
+        if not specs:
+            return None, []
+        job_type = specs[0].type
+        queue = LaneQueue(JOB_TYPES[job_type].queue, connection=self.conn, default_timeout=self.settings.job_timeout)
+        batch_id = "b_" + uuid.uuid4().hex if batch else None
+        created = time.time()
+        datas = []
+        with self.conn.pipeline() as pipe:
+            for spec in specs:
+                job_id = spec.job_id or uuid.uuid4().hex
+                payload = Payload(vendor, spec.type, spec.record_id, spec.options, image_url=spec.image_url,
+                                  upload=spec.upload is not None)
+                meta = {"vendor": vendor, "type": spec.type, "record_id": spec.record_id, "batch_id": batch_id,
+                        "progress": 0, "stage": "queued", "attempts": 0,
+                        "max_attempts": self.settings.max_attempts}
+                if spec.upload is not None:
+                    uploads.put(pipe, job_id, spec.upload, self.settings.result_ttl)
+                datas.append(Queue.prepare_data(
+                    # The payload as a plain dict: rq pickles it, and a dict outlives a renamed class.
+                    TASK, args=(payload.asdict(),), job_id=job_id, meta=meta, retry=self._retry(),
+                    timeout=self.settings.job_timeout, result_ttl=self.settings.result_ttl,
+                    failure_ttl=self.settings.failure_ttl, description=f"{spec.type} {vendor}/{spec.record_id}",
+                ))
+                pipe.zadd(KEY_VENDOR_JOBS.format(vendor), {job_id: created})
+            # Keep the per-vendor index as long as the longest-lived job it can point at.
+            pipe.zremrangebyscore(KEY_VENDOR_JOBS.format(vendor), 0, created - self.settings.failure_ttl)
+            if batch_id:
+                pipe.set(KEY_BATCH.format(batch_id), json.dumps(
+                    {"vendor": vendor, "type": job_type, "created_at": created,
+                     "job_ids": [d.job_id for d in datas]}), ex=self.settings.failure_ttl)
+            jobs = queue.enqueue_many(datas, pipeline=pipe)
+            # The admission and a feed in the same transaction: one round trip for the whole enqueue.
+            self.fair.admit(pipe, queue.name, vendor, queue.pushed)
+            self.fair.feed(self.queues[queue.name], pipe)
+            pipe.execute()
+        return batch_id, jobs
+
+    def claim(self, vendor: str, key: str) -> tuple[str, Job | None]:
+        """Claim an idempotency key for a new job id, or find the job that already holds it.
+
+        Returns ``(job_id, None)`` when the caller should enqueue a job with that
+        id, and ``(job_id, job)`` when the key was used before.
+        """
+        redis_key = KEY_IDEMPOTENCY.format(vendor, hashlib.sha256(key.encode()).hexdigest())
+        job_id = uuid.uuid4().hex
+        previous = self.conn.set(redis_key, job_id, nx=True, ex=self.settings.idempotency_ttl, get=True)
+        if previous is None:
+            return job_id, None
+        try:
+            return previous.decode(), Job.fetch(previous.decode(), connection=self.conn)
+        except NoSuchJobError:
+            # Claimed a moment ago by a request still enqueueing, or its job has expired.
+            raise Conflict("a request with this idempotency_key is being processed; retry shortly") from None
+
+    def release(self, vendor: str, key: str) -> None:
+        """Forget an idempotency key whose job could not be enqueued."""
+        self.conn.delete(KEY_IDEMPOTENCY.format(vendor, hashlib.sha256(key.encode()).hexdigest()))

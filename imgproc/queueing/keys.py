@@ -1,0 +1,22 @@
+"""imgproc's own Redis keys beside rq's, and the job states they count.
+
+``imgproc.queueing.fairshare`` keeps the keys of the vendors' lanes.
+"""
+
+from __future__ import annotations
+
+from rq.job import JobStatus
+
+#: A bulk request's vendor, type and job ids (JSON), kept as long as a failed job.
+KEY_BATCH = "imgproc:batch:{}"
+#: An uploaded photo's bytes, until its job ends (``imgproc.queueing.uploads``).
+KEY_UPLOAD = "imgproc:upload:{}"
+#: Sorted set of a vendor's job ids by enqueue time: its counts, never another vendor's.
+KEY_VENDOR_JOBS = "imgproc:vendor-jobs:{}"
+#: (vendor, sha256 of the key) -> the job id that claimed an idempotency key.
+KEY_IDEMPOTENCY = "imgproc:idempotency:{}:{}"
+
+#: Every state a job can be in, as the API names them.
+STATES = ("queued", "started", "deferred", "scheduled", "finished", "failed", "canceled", "stopped")
+#: States a job never leaves.
+DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED}

@@ -1,0 +1,77 @@
+"""What a job gets from its worker process: built once at start-up, handed to every job.
+
+Each field is typed by the contract of the part it stands for (a Protocol at
+the head of its module), so a test can build a ``Runtime`` of fakes. A job's
+data goes ``tasks.run`` -> ``fetcher`` (or the upload in Redis) -> the
+operation with ``tools`` -> ``storage`` -> ``records``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import redis
+
+from imgproc.adapters.db import make_engine
+from imgproc.adapters.fetch import Fetcher, PhotoFetcher
+from imgproc.adapters.records import Records, ResultWriter
+from imgproc.adapters.storage import Storage, make_storage
+from imgproc.config import Settings
+from imgproc.jobtypes import FACE, MATTING, QUEUES, models_for
+from imgproc.processing.models import BackgroundRemover, FaceDetector, FaceFinder, Matting
+from imgproc.processing.operations import Tools
+from imgproc.queueing import connect
+
+#: The runtime of the job running now: set by the worker around each job, read by ``tasks.run``.
+#: (rq calls a job's function with the job's stored arguments only; a runtime is not one of them.)
+current: ContextVar[Runtime] = ContextVar("imgproc_runtime")
+
+
+@dataclass
+class Runtime:
+    """The services and models of one worker process."""
+
+    settings: Settings
+    conn: redis.Redis
+    fetcher: PhotoFetcher
+    storage: Storage
+    records: ResultWriter
+    remover: Matting | None = None
+    detector: FaceFinder | None = None
+
+    @classmethod
+    def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> Runtime:
+        """Connect the services and load the models the queues' job types need (a missing model stops here)."""
+        models = models_for(queues)
+        return cls(
+            settings=settings,
+            conn=connect(settings.redis_url),
+            fetcher=Fetcher(settings),
+            storage=make_storage(settings),
+            records=Records(make_engine(settings), max_fields=settings.db_max_fields),
+            remover=BackgroundRemover(settings) if MATTING in models else None,
+            detector=FaceDetector(settings) if FACE in models else None,
+        )
+
+    @property
+    def tools(self) -> Tools:
+        """What the operations get of this process."""
+        return Tools(max_pixels=self.settings.max_image_pixels, png_level=self.settings.png_compress_level,
+                     bg_model=self.settings.bg_model, remover=self.remover, detector=self.detector)
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Make this the runtime of the job that runs inside the block."""
+        token = current.set(self)
+        try:
+            yield
+        finally:
+            current.reset(token)
+
+    def close(self) -> None:
+        self.fetcher.close()
+        if self.detector is not None:
+            self.detector.close()

@@ -1,0 +1,99 @@
+"""The one RQ job function, thin: load the input, run the operation, upload, write back.
+
+It runs only on an imgproc worker (``imgproc.worker``), which makes its
+``Runtime`` current around every job. The job's type (``imgproc.jobtypes``)
+names the operation; everything else is the same for every type.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from rq import get_current_job
+from rq.job import Job
+
+from imgproc.errors import PermanentError
+from imgproc.jobtypes import Payload
+from imgproc.processing import operations
+from imgproc.queueing import uploads
+
+from . import runtime as runtimes
+
+#: Progress of each stage, 0-100, as API.md lists them.
+STAGES = {"fetching": 10, "inference": 30, "uploading": 80, "saving": 90, "done": 100}
+
+#: A stage reached sooner than this after the last one saved stays in memory until the next save:
+#: nobody can poll that fast, and each save is a Redis round trip (a light job has five stages).
+SAVE_EVERY = 0.1
+
+
+class Stages:
+    """A job's stage and progress, saved to Redis at most every ``SAVE_EVERY`` seconds unless forced."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.saved = time.monotonic()  # rq has just saved the job: stages before 100 ms stay in memory
+
+    def reach(self, stage: str, force: bool = False) -> None:
+        # Progress never goes down, not even when a retry starts over.
+        meta = self.job.meta
+        meta["stage"] = stage
+        meta["progress"] = max(meta.get("progress", 0), STAGES[stage])
+        now = time.monotonic()
+        if force or now - self.saved >= SAVE_EVERY:
+            self.job.save_meta()
+            self.saved = now
+
+
+def storage_key(job: Job, payload: Payload, fmt: str) -> str:
+    """Where a job's result goes: the same key on every attempt, unguessable through the job id."""
+    record = re.sub(r"[^A-Za-z0-9._-]+", "-", payload.record_id).strip(".-")[:80] or "record"
+    return f"{payload.vendor}/{job.id}/{record}-{payload.job_type.suffix}.{fmt}"
+
+
+def run(data: dict) -> dict:
+    """Job: any job type, as its stored payload (``Payload.asdict``) says."""
+    job = get_current_job()
+    runtime = runtimes.current.get(None)
+    if runtime is None:
+        raise PermanentError("imgproc jobs run only on imgproc workers (python worker.py)", code="internal")
+    payload = Payload.decode(data)
+    job_type = payload.job_type
+    started = time.perf_counter()
+    stages = Stages(job)
+    job.meta["attempts"] = job.meta.get("attempts", 0) + 1
+    job.meta.pop("error", None)
+    output = job.meta.get("output")
+    if output is None:
+        stages.reach("fetching")
+        photo = _input(job, payload, runtime)
+        stages.reach("inference", force=bool(job_type.models))  # the long one, when there is a model
+        operation = getattr(operations, job_type.operation)
+        out = operation(photo, payload.options, runtime.tools)
+        stages.reach("uploading")
+        url = runtime.storage.put(storage_key(job, payload, out.format), out.data, out.content_type)
+        output = {"url": url, "width": out.width, "height": out.height, "format": out.format,
+                  "bytes": len(out.data), **out.extra}
+        # Kept with the job: a retry after a failed write-back reuses the upload (the failure's
+        # handler saves the meta, output included).
+        job.meta["output"] = output
+    if not job.meta.get("saved"):
+        stages.reach("saving")
+        runtime.records.save_result(payload.vendor, payload.record_id, payload.type, output["url"],
+                                    original_url=payload.image_url)
+        job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
+    stages.reach("done", force=True)
+    if payload.upload:
+        uploads.drop(runtime.conn, job.id)
+    return {**output, "record_id": payload.record_id,
+            "duration_ms": round((time.perf_counter() - started) * 1000)}
+
+
+def _input(job: Job, payload: Payload, runtime: runtimes.Runtime) -> bytes:
+    if payload.upload:
+        data = uploads.get(runtime.conn, job.id)
+        if data is None:
+            raise PermanentError("the uploaded image has expired", code="fetch_failed")
+        return data
+    return runtime.fetcher.fetch(payload.image_url)

@@ -1,0 +1,61 @@
+"""The package's shape: no import circles, no imports across floors, one table of job types."""
+
+import inspect
+import textwrap
+
+from tests import layout
+
+
+def test_no_import_circles_and_no_imports_across_floors():
+    edges = layout.graph()
+    assert len(edges) > 30  # the whole package was read
+    assert layout.circles(edges) == []
+    assert layout.crossings(edges) == {"upward": [], "sideways": [], "apart": [], "unplaced": []}
+
+
+def _tree(tmp_path, files: dict[str, str]):
+    root = tmp_path / "imgproc"
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def test_the_checker_finds_a_hidden_circle_and_an_upward_import(tmp_path):
+    root = _tree(tmp_path, {
+        "__init__.py": "",
+        "config.py": "",
+        "api/__init__.py": "from .app import create_app\n",
+        "api/app.py": "def create_app():\n    from .routes import bp\n",
+        "api/routes.py": "from .app import create_app\nfrom . import helpers\n",
+        "api/helpers.py": "",
+        "queueing/__init__.py": "",
+        "queueing/jobs.py": "from imgproc.api.routes import bp\nimport imgproc.config\n",
+        "processing/ops.py": "from imgproc.adapters import fetch\n",
+        "adapters/__init__.py": "",
+        "adapters/fetch.py": "",
+        "worker/run.py": "from imgproc.api import create_app\n",
+    })
+    edges = layout.graph(root)
+    assert edges["imgproc.api.routes"] == {"imgproc.api.app", "imgproc.api.helpers"}
+    assert layout.circles(edges) == [["imgproc.api.app", "imgproc.api.routes"]]
+    crossed = layout.crossings(edges)
+    assert crossed["upward"] == [("imgproc.queueing.jobs", "imgproc.api.routes")]
+    assert crossed["sideways"] == [("imgproc.processing.ops", "imgproc.adapters.fetch")]
+    assert crossed["apart"] == [("imgproc.worker.run", "imgproc.api")]
+
+
+def test_every_job_type_is_complete():
+    from imgproc.adapters.db import records
+    from imgproc.config import Settings
+    from imgproc.jobtypes import JOB_TYPES, QUEUES
+    from imgproc.processing import operations
+
+    endpoints = [e for jt in JOB_TYPES.values() for e in (jt.single_endpoint, jt.bulk_endpoint)]
+    assert len(endpoints) == len(set(endpoints))
+    for jt in JOB_TYPES.values():
+        assert jt.queue in QUEUES
+        assert list(inspect.signature(getattr(operations, jt.operation)).parameters) == ["data", "opts", "tools"]
+        assert jt.column in records.c
+        assert jt.schema(Settings())  # has options
