@@ -25,9 +25,26 @@ def bare_rq(b, count: int, n: int = 2) -> dict:
     from rq.worker import Worker
 
     rq = str(Path(sys.executable).parent / "rq")
-    procs = [b.stack.spawn(f"rq-noop-{i}", [rq, "worker", "-w", "rq.worker.SimpleWorker", "-u", b.stack.redis_url,
-                                            "--path", str(ROOT), "-n", f"noop-{i}-{time.monotonic_ns()}", QUEUE],
-                           b.stack.env) for i in range(n)]
+    procs = [
+        b.stack.spawn(
+            f"rq-noop-{i}",
+            [
+                rq,
+                "worker",
+                "-w",
+                "rq.worker.SimpleWorker",
+                "-u",
+                b.stack.redis_url,
+                "--path",
+                str(ROOT),
+                "-n",
+                f"noop-{i}-{time.monotonic_ns()}",
+                QUEUE,
+            ],
+            b.stack.env,
+        )
+        for i in range(n)
+    ]
     conn = b.stack.redis()
     try:
         queue = Queue(QUEUE, connection=conn)
@@ -35,15 +52,27 @@ def bare_rq(b, count: int, n: int = 2) -> dict:
         finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
         started = time.time()
         done = queue.enqueue_many([Queue.prepare_data("bench.noop.noop") for _ in range(count)])
-        wait_until(lambda: finished.count >= count or failed.count, 300, f"{count} no-op jobs", procs,
-                   interval=b.args.bulk_poll)
+        wait_until(
+            lambda: finished.count >= count or failed.count,
+            300,
+            f"{count} no-op jobs",
+            procs,
+            interval=b.args.bulk_poll,
+        )
         seconds = last_ended(conn, [job.id for job in done]) - started  # measured like imgproc's bulks
         if failed.count:
             raise StackError(f"{failed.count} no-op jobs failed; see {procs[0].log_path}")
     finally:
         b.stack.stop(procs)
         conn.close()
-    b.log(f"bare rq: {count} no-op jobs in {seconds:.2f} s = {count / seconds:.0f} jobs/s ({n} SimpleWorkers)")
-    return {"jobs": count, "workers": n, "worker_class": "rq.worker.SimpleWorker", "job": "bench.noop.noop",
-            "seconds": round(seconds, 3), "jobs_per_s": round(count / seconds, 1)}
-
+    b.log(
+        f"bare rq: {count} no-op jobs in {seconds:.2f} s = {count / seconds:.0f} jobs/s ({n} SimpleWorkers)"
+    )
+    return {
+        "jobs": count,
+        "workers": n,
+        "worker_class": "rq.worker.SimpleWorker",
+        "job": "bench.noop.noop",
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(count / seconds, 1),
+    }

@@ -1,4 +1,4 @@
-"""The floor: ``session.run`` of the default model on one preprocessed photo, with a worker's thread settings."""
+"""The floor: ``session.run`` of the default model on one preprocessed photo, a worker's thread settings."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import numpy as np
 
 
 def isnet_input(jpeg: bytes) -> np.ndarray:
-    """A photo as ISNet's 1x3x1024x1024 float32 input (rembg's normalisation: scaled by its max, minus 0.5)."""
+    """A photo as ISNet's 1x3x1024x1024 float32 input (rembg's normalisation: over its max, minus 0.5)."""
     import io
 
     from PIL import Image
 
-    rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB").resize((1024, 1024), Image.Resampling.BILINEAR),
-                     dtype=np.float32)
+    rgb = np.asarray(
+        Image.open(io.BytesIO(jpeg)).convert("RGB").resize((1024, 1024), Image.Resampling.BILINEAR),
+        dtype=np.float32,
+    )
     x = rgb / max(float(rgb.max()), 1e-6) - 0.5
     return np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis])
 
@@ -36,9 +38,13 @@ def measure_floor(settings, jpeg: bytes, runs: int, warmup: int) -> dict:
             started = time.perf_counter()
             inner.run(None, feed)
             times.append(time.perf_counter() - started)
-        return {"threads": settings.intra_op_threads, "workers_per_host": settings.workers_per_host,
-                "floor_s": round(statistics.median(times), 4), "runs_s": [round(t, 4) for t in times],
-                "load_s": round(remover.load_seconds[settings.bg_model], 3)}
+        return {
+            "threads": settings.intra_op_threads,
+            "workers_per_host": settings.workers_per_host,
+            "floor_s": round(statistics.median(times), 4),
+            "runs_s": [round(t, 4) for t in times],
+            "load_s": round(remover.load_seconds[settings.bg_model], 3),
+        }
     finally:
         del remover
         gc.collect()  # the next session (or the workers) should not share the machine with this one's arena
@@ -68,5 +74,9 @@ def measure_floor_concurrent(settings, jpeg: bytes, runs: int, warmup: int, proc
             start.set()
             results = pending.get(timeout=600)
     medians = [r["floor_s"] for r in results]
-    return {**results[0], "floor_s": round(statistics.median(medians), 4), "per_process_s": medians,
-            "runs_s": [t for r in results for t in r["runs_s"]]}
+    return {
+        **results[0],
+        "floor_s": round(statistics.median(medians), 4),
+        "per_process_s": medians,
+        "runs_s": [t for r in results for t in r["runs_s"]],
+    }

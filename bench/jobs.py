@@ -59,7 +59,9 @@ def last_ended(conn, job_ids: list[str]) -> float:
 
 
 def run_bulk(b, endpoint: str, items: list[dict], timeout: float = 900) -> float:
-    """POST one bulk, poll its batch until every job has ended; seconds from just before the POST to the last end.
+    """POST one bulk, poll its batch until every job has ended.
+
+    Seconds from just before the POST to the last end.
 
     The end is the last job's own ``ended_at``, so the figure does not depend on
     the poll interval, and polling can stay slow enough not to compete with the
@@ -101,18 +103,25 @@ def e2e(b, sizes: list[str], floor_s: float) -> dict:
         runs, durations = [], []
         for i in range(b.args.e2e_warmup + b.args.e2e_runs):
             started = time.time()
-            job = b.client.post(f"{API}/remove-bg-queue",
-                                {"record_id": f"e2e-{size}-{i}", "image_url": b.photos.url(size)})
+            job = b.client.post(
+                f"{API}/remove-bg-queue", {"record_id": f"e2e-{size}-{i}", "image_url": b.photos.url(size)}
+            )
             view = _finished(b.client, wait_job(b.client, job["job_id"], b.args.poll_ms / 1000))
             elapsed = last_ended(b.redis, [job["job_id"]]) - started
             if i >= b.args.e2e_warmup:
                 runs.append(elapsed)
                 durations.append(view["result"]["duration_ms"])
         median = statistics.median(runs)
-        results[size] = {"e2e_s": round(median, 4), "runs_s": [round(r, 4) for r in runs],
-                         "job_duration_ms": durations, "ratio": round(median / floor_s, 3)}
-        b.log(f"e2e {size}: {median:.2f} s (runs {', '.join(f'{r:.2f}' for r in runs)}; job's own "
-              f"duration_ms {durations}), {median / floor_s:.2f} x the floor")
+        results[size] = {
+            "e2e_s": round(median, 4),
+            "runs_s": [round(r, 4) for r in runs],
+            "job_duration_ms": durations,
+            "ratio": round(median / floor_s, 3),
+        }
+        b.log(
+            f"e2e {size}: {median:.2f} s (runs {', '.join(f'{r:.2f}' for r in runs)}; job's own "
+            f"duration_ms {durations}), {median / floor_s:.2f} x the floor"
+        )
     return results
 
 
@@ -125,19 +134,26 @@ def throughput(b, size: str, count: int, label: str) -> dict:
 
 
 def light(b, count: int) -> dict:
-    """Light jobs (64x64 resize of a small photo) per second, POST to all finished, 2 workers on image-processing."""
+    """Light jobs (64x64 resize of a small photo) per second, POST to all finished, 2 light workers."""
     procs = workers(b, 2, (QUEUE_LIGHT,))
     try:
         items = b.photos.items("small", count, "light", LIGHT_OPTIONS)
         seconds = run_bulk(b, "bulk-process-image", items)
     finally:
         b.stack.stop(procs)
-    b.log(f"light jobs: {count} in {seconds:.2f} s = {count / seconds:.0f} jobs/s through imgproc (2 workers)")
-    return {"jobs": count, "workers": 2, "seconds": round(seconds, 3), "jobs_per_s": round(count / seconds, 1)}
+    b.log(
+        f"light jobs: {count} in {seconds:.2f} s = {count / seconds:.0f} jobs/s through imgproc (2 workers)"
+    )
+    return {
+        "jobs": count,
+        "workers": 2,
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(count / seconds, 1),
+    }
 
 
 def _latencies(b, clients: int, requests: int) -> list[float]:
-    """Enqueue latency in ms of ``clients`` closed-loop clients sending ``requests`` each, started together."""
+    """Enqueue latency in ms of ``clients`` closed-loop clients, ``requests`` each, started together."""
     barrier = threading.Barrier(clients)
     results: list[float] = []
     errors: list[str] = []
@@ -149,8 +165,11 @@ def _latencies(b, clients: int, requests: int) -> list[float]:
         try:
             barrier.wait()
             for i in range(requests):
-                body = {"record_id": f"lat-{clients}-{n}-{i}", "image_url": b.photos.url("small"),
-                        "options": LIGHT_OPTIONS}
+                body = {
+                    "record_id": f"lat-{clients}-{n}-{i}",
+                    "image_url": b.photos.url("small"),
+                    "options": LIGHT_OPTIONS,
+                }
                 started = time.perf_counter()
                 status, answer = client.request("POST", f"{API}/process-image-queue", body)
                 mine.append((time.perf_counter() - started) * 1000)
@@ -176,22 +195,49 @@ def _latencies(b, clients: int, requests: int) -> list[float]:
 def _wrk(b, clients: int, seconds: float) -> dict:
     """Run wrk (closed loop, ``clients`` connections) for ``seconds``; its figures, in ms."""
     script = Path(__file__).with_name("enqueue.lua")
-    env = dict(os.environ, IMGPROC_WRK_KEY=b.key, IMGPROC_WRK_PATH=f"{API}/process-image-queue",
-               IMGPROC_WRK_URL=b.photos.url("small"))
+    env = dict(
+        os.environ,
+        IMGPROC_WRK_KEY=b.key,
+        IMGPROC_WRK_PATH=f"{API}/process-image-queue",
+        IMGPROC_WRK_URL=b.photos.url("small"),
+    )
     threads = min(clients, 2)
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{seconds:g}s", "--timeout", "10s",
-                          "-s", str(script), b.stack.api], env=env, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("WRK_RESULT ")), None)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(clients),
+            "-d",
+            f"{seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            b.stack.api,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    line = next((row for row in out.stdout.splitlines() if row.startswith("WRK_RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise StackError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
     r = json.loads(line.removeprefix("WRK_RESULT "))
     errors = r["non_202"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
     if errors:
         raise StackError(f"wrk: {errors} of {r['requests']} requests failed: {r}")
-    return {"clients": clients, "generator": "wrk", "requests": r["requests"],
-            "per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
-            "p50_ms": round(r["p50_us"] / 1000, 2), "p99_ms": round(r["p99_us"] / 1000, 2),
-            "max_ms": round(r["max_us"] / 1000, 2)}
+    return {
+        "clients": clients,
+        "generator": "wrk",
+        "requests": r["requests"],
+        "per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+        "p50_ms": round(r["p50_us"] / 1000, 2),
+        "p99_ms": round(r["p99_us"] / 1000, 2),
+        "max_ms": round(r["max_us"] / 1000, 2),
+    }
 
 
 def enqueue_latency(b) -> dict:
@@ -207,8 +253,11 @@ def enqueue_latency(b) -> dict:
         for clients, _ in runs:
             _wrk(b, clients, 1)  # warm-up: every gunicorn process has connected to Redis
             r = results[f"{clients}_clients"] = _wrk(b, clients, b.args.latency_seconds)
-            b.log(f"enqueue latency (wrk), {clients} client(s) for {b.args.latency_seconds:g} s: {r['requests']} "
-                  f"requests, {r['per_s']:.0f}/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
+            b.log(
+                f"enqueue latency (wrk), {clients} client(s) for {b.args.latency_seconds:g} s: "
+                f"{r['requests']} "
+                f"requests, {r['per_s']:.0f}/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+            )
         return results
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)  # a client thread whose answer came should not wait 5 ms for the GIL
@@ -217,11 +266,18 @@ def enqueue_latency(b) -> dict:
     finally:
         sys.setswitchinterval(switch)
     for clients, requests, ms in measured:
-        results[f"{clients}_clients"] = {"clients": clients, "generator": "python", "requests": len(ms),
-                                         "p50_ms": round(statistics.median(ms), 2),
-                                         "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2)}
-        b.log(f"enqueue latency (Python clients), {clients} client(s) x {requests}: "
-              f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
+        results[f"{clients}_clients"] = {
+            "clients": clients,
+            "generator": "python",
+            "requests": len(ms),
+            "p50_ms": round(statistics.median(ms), 2),
+            "p99_ms": round(percentile(ms, 99), 2),
+            "max_ms": round(max(ms), 2),
+        }
+        b.log(
+            f"enqueue latency (Python clients), {clients} client(s) x {requests}: "
+            f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms"
+        )
     return results
 
 
@@ -229,19 +285,23 @@ def _load_times(log_path) -> dict:
     text = log_path.read_text(errors="replace")
     loaded = re.search(r"loaded \S+ on \S+ in ([\d.]+)\s*s", text)
     ready = re.search(r"ready in ([\d.]+)\s*s", text)
-    return {"worker_model_load_s": float(loaded.group(1)) if loaded else None,
-            "worker_ready_s": float(ready.group(1)) if ready else None}
+    return {
+        "worker_model_load_s": float(loaded.group(1)) if loaded else None,
+        "worker_ready_s": float(ready.group(1)) if ready else None,
+    }
 
 
 def memory(b, counts: tuple[int, int, int]) -> dict:
-    """RSS of one worker on all queues after job 1 (2048x1536), ``counts[1]`` (512x512s), ``counts[2]`` (light)."""
+    """RSS of one worker on all queues after job 1 (2048x1536), ``counts[1]`` (512x512), ``counts[2]``."""
     import psutil
 
     first, middle, last = counts
     proc = workers(b, 1, QUEUES)[0]
     try:
         rss = psutil.Process(proc.pid).memory_info
-        job = b.client.post(f"{API}/remove-bg-queue", {"record_id": "mem-1", "image_url": b.photos.url("2048x1536")})
+        job = b.client.post(
+            f"{API}/remove-bg-queue", {"record_id": "mem-1", "image_url": b.photos.url("2048x1536")}
+        )
         _finished(b.client, wait_job(b.client, job["job_id"], b.args.bulk_poll))
         after = {str(first): rss().rss}
         run_bulk(b, "bulk-remove-bg", b.photos.items("512x512", middle - first, "mem-bg"))
@@ -252,4 +312,8 @@ def memory(b, counts: tuple[int, int, int]) -> dict:
         b.stack.stop([proc])
     mib = {k: round(v / MIB, 1) for k, v in after.items()}
     b.log("worker RSS after " + ", ".join(f"{k} jobs: {v:.0f} MiB" for k, v in mib.items()))
-    return {"rss_mib": mib, "growth_mib": round(mib[str(last)] - mib[str(middle)], 1), **_load_times(proc.log_path)}
+    return {
+        "rss_mib": mib,
+        "growth_mib": round(mib[str(last)] - mib[str(middle)], 1),
+        **_load_times(proc.log_path),
+    }

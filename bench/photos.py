@@ -7,8 +7,11 @@ import itertools
 import re
 
 #: Name of each size measured, its pixels, and the scikit-image sample it is made from.
-SIZES = {"512x512": ((512, 512), "astronaut"), "2048x1536": ((2048, 1536), "chelsea"),
-         "4000x3000": ((4000, 3000), "coffee")}
+SIZES = {
+    "512x512": ((512, 512), "astronaut"),
+    "2048x1536": ((2048, 1536), "chelsea"),
+    "4000x3000": ((4000, 3000), "coffee"),
+}
 #: The photo of the light jobs (resized to 64x64 by them).
 SMALL = "small"
 
@@ -33,7 +36,7 @@ def make_photo(size: str) -> bytes:
 
 
 class Photos:
-    """The photos made so far, served at ``/p/<size>/<n>.jpg``: a new ``n`` per job, so each job really fetches."""
+    """The photos made so far, at ``/p/<size>/<n>.jpg``: a new ``n`` per job, so each job really fetches."""
 
     def __init__(self, sizes):
         self.data = {size: make_photo(size) for size in sizes}
@@ -51,5 +54,11 @@ class Photos:
 
     def items(self, size: str, count: int, prefix: str, options: dict | None = None) -> list[dict]:
         """``count`` bulk items of the ``size`` photo, each with its own URL and record id."""
-        return [{"record_id": f"{prefix}-{i}", "image_url": self.url(size), **({"options": options} if options else {})}
-                for i in range(count)]
+        return [
+            {
+                "record_id": f"{prefix}-{i}",
+                "image_url": self.url(size),
+                **({"options": options} if options else {}),
+            }
+            for i in range(count)
+        ]

@@ -1,4 +1,4 @@
-"""The comparison: the same photos through rembg's own HTTP server (``rembg s --no-ui``), same model file and cores."""
+"""The comparison: the same photos through rembg's own server (``rembg s --no-ui``), same model and cores."""
 
 from __future__ import annotations
 
@@ -19,27 +19,47 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def _multipart(jpeg: bytes) -> tuple[bytes, str]:
     """The form ``POST /api/remove`` takes: the photo as ``file`` and the model's name."""
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{MODEL}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + jpeg + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{MODEL}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="photo.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + jpeg
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
 class RembgServer:
-    """``rembg s --no-ui`` started through the bench's stack, with ``U2NET_HOME`` at imgproc's models folder."""
+    """``rembg s --no-ui`` started by the bench's stack, with ``U2NET_HOME`` at imgproc's models folder."""
 
     def __init__(self, b, threads: int | None):
         self.b = b
         self.port = free_port()
-        env = dict(b.stack.env, U2NET_HOME=b.settings.models_dir, MODEL_CHECKSUM_DISABLED="1",
-                   BROWSER="true")  # its start-up opens a browser; `true` makes that a no-op
+        env = dict(
+            b.stack.env, U2NET_HOME=b.settings.models_dir, MODEL_CHECKSUM_DISABLED="1", BROWSER="true"
+        )  # its start-up opens a browser; `true` makes that a no-op
         env.pop("OMP_NUM_THREADS", None)
         if threads:
             # rembg's new_session reads OMP_NUM_THREADS for the intra-op threads (its only thread knob).
             env["OMP_NUM_THREADS"] = str(threads)
         rembg = str(Path(sys.executable).parent / "rembg")
-        self.proc = b.stack.spawn("rembg", [rembg, "s", "--no-ui", "--host", "127.0.0.1", "--port", str(self.port),
-                                            "--log_level", "warning"], env)
+        self.proc = b.stack.spawn(
+            "rembg",
+            [
+                rembg,
+                "s",
+                "--no-ui",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log_level",
+                "warning",
+            ],
+            env,
+        )
         wait_until(lambda: self._get("/api") == 200, 120, "rembg's server", [self.proc], interval=0.3)
 
     def _get(self, path: str) -> int:
@@ -62,7 +82,7 @@ class RembgServer:
             raise StackError(f"rembg answered {response.status}: {data[:200]!r}")
 
     def run(self, jpeg: bytes, count: int, clients: int) -> float:
-        """Seconds for ``count`` uploads of ``jpeg`` sent by ``clients`` concurrent clients, until all answered."""
+        """Seconds for ``count`` uploads of ``jpeg`` by ``clients`` concurrent clients, until all answered."""
         work: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(count):
             work.put(jpeg)
@@ -109,10 +129,15 @@ def compare(b, runs: list[tuple[str, int]], clients: int, threads: int | None) -
         results = {}
         for size, count in runs:
             seconds = server.run(b.photos.data[size], count, clients)
-            results[size] = {"photos": count, "seconds": round(seconds, 3),
-                             "images_per_min": round(count / seconds * 60, 2)}
-            b.log(f"rembg server, {count} x {size}, {clients} clients: {seconds:.1f} s = "
-                  f"{count / seconds * 60:.1f} images/min")
+            results[size] = {
+                "photos": count,
+                "seconds": round(seconds, 3),
+                "images_per_min": round(count / seconds * 60, 2),
+            }
+            b.log(
+                f"rembg server, {count} x {size}, {clients} clients: {seconds:.1f} s = "
+                f"{count / seconds * 60:.1f} images/min"
+            )
     finally:
         server.close()
     return results

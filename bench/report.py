@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: Most e2e / floor per photo size.
 E2E_TARGETS = {"512x512": 1.05, "2048x1536": 1.15, "4000x3000": 1.3}
@@ -25,12 +25,19 @@ def machine() -> dict:
     model = ""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+            model = next(
+                (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), ""
+            )
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "cpu_model": model or platform.processor(),
-            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _row(name: str, value, shown: str, target: str, ok: bool | None) -> dict:
@@ -46,47 +53,107 @@ def verdicts(r: dict) -> list[dict]:
     rows = []
     floor = r["floor"]
     for f in floor.values():
-        rows.append(_row(f"floor_s, {_n(f['threads'], 'thread')} (as {_n(f['workers_per_host'], 'worker')})",
-                         f["floor_s"], f"{f['floor_s']:.3f} s", "", None))
-    rows.append(_row("model load (in-process)", r["model"]["load_s"], f"{r['model']['load_s']:.2f} s", "", None))
+        rows.append(
+            _row(
+                f"floor_s, {_n(f['threads'], 'thread')} (as {_n(f['workers_per_host'], 'worker')})",
+                f["floor_s"],
+                f"{f['floor_s']:.3f} s",
+                "",
+                None,
+            )
+        )
+    rows.append(
+        _row("model load (in-process)", r["model"]["load_s"], f"{r['model']['load_s']:.2f} s", "", None)
+    )
     for size, e in r["e2e"].items():
         target = E2E_TARGETS.get(size)
-        rows.append(_row(f"e2e {size} / floor", e["ratio"], f"{e['e2e_s']:.2f} s = {e['ratio']:.2f}x",
-                         f"<= {target}", e["ratio"] <= target if target else None))
+        rows.append(
+            _row(
+                f"e2e {size} / floor",
+                e["ratio"],
+                f"{e['e2e_s']:.2f} s = {e['ratio']:.2f}x",
+                f"<= {target}",
+                e["ratio"] <= target if target else None,
+            )
+        )
     for key, t in r["throughput"].items():
         n_workers = key == "n_workers"
-        rows.append(_row(f"throughput {_n(t['workers'], 'worker')}, {t['photos']} x {t['size']} / floor", t["ratio"],
-                         f"{t['images_per_min']:.1f}/min of {t['floor_images_per_min']:.1f} = {t['ratio']:.2f}x",
-                         f">= {THROUGHPUT_TARGET}" if n_workers else "",
-                         t["ratio"] >= THROUGHPUT_TARGET if n_workers else None))
+        rows.append(
+            _row(
+                f"throughput {_n(t['workers'], 'worker')}, {t['photos']} x {t['size']} / floor",
+                t["ratio"],
+                f"{t['images_per_min']:.1f}/min of {t['floor_images_per_min']:.1f} = {t['ratio']:.2f}x",
+                f">= {THROUGHPUT_TARGET}" if n_workers else "",
+                t["ratio"] >= THROUGHPUT_TARGET if n_workers else None,
+            )
+        )
     for size, c in r["rembg"].get("by_size", {}).items():
         target = REMBG_TARGETS.get(size)
-        rows.append(_row(f"vs rembg server {size} ({c['photos']} photos)", c["ratio"],
-                         f"{c['imgproc_images_per_min']:.1f} vs {c['images_per_min']:.1f}/min = {c['ratio']:.2f}x",
-                         f">= {target}", c["ratio"] >= target if target else None))
+        rows.append(
+            _row(
+                f"vs rembg server {size} ({c['photos']} photos)",
+                c["ratio"],
+                f"{c['imgproc_images_per_min']:.1f} vs {c['images_per_min']:.1f}/min = {c['ratio']:.2f}x",
+                f">= {target}",
+                c["ratio"] >= target if target else None,
+            )
+        )
     light = r["light"]
-    rows.append(_row("light jobs / bare RQ no-ops", light["ratio"],
-                     f"{light['imgproc']['jobs_per_s']:.0f} vs {light['bare_rq']['jobs_per_s']:.0f}/s = "
-                     f"{light['ratio']:.2f}x", f">= {LIGHT_TARGET}", light["ratio"] >= LIGHT_TARGET))
+    rows.append(
+        _row(
+            "light jobs / bare RQ no-ops",
+            light["ratio"],
+            f"{light['imgproc']['jobs_per_s']:.0f} vs {light['bare_rq']['jobs_per_s']:.0f}/s = "
+            f"{light['ratio']:.2f}x",
+            f">= {LIGHT_TARGET}",
+            light["ratio"] >= LIGHT_TARGET,
+        )
+    )
     for lat in r["enqueue_latency"].values():
         many = lat["clients"] > 1
         label = f"enqueue p99, {_n(lat['clients'], 'client')} ({lat.get('generator', 'python')})"
-        rows.append(_row(label, lat["p99_ms"],
-                         f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
-                         f"<= {LATENCY_P99_MS:.0f} ms" if many else "",
-                         lat["p99_ms"] <= LATENCY_P99_MS if many else None))
+        rows.append(
+            _row(
+                label,
+                lat["p99_ms"],
+                f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
+                f"<= {LATENCY_P99_MS:.0f} ms" if many else "",
+                lat["p99_ms"] <= LATENCY_P99_MS if many else None,
+            )
+        )
     mem = r["memory"]
     counts = list(mem["rss_mib"])
     for count, mib in mem["rss_mib"].items():
         limited = count == counts[1]
-        rows.append(_row(f"worker RSS after {_n(int(count), 'job')}", mib, f"{mib:.0f} MiB",
-                         f"<= {RSS_LIMIT_MIB:.0f} MiB" if limited else "", mib <= RSS_LIMIT_MIB if limited else None))
+        rows.append(
+            _row(
+                f"worker RSS after {_n(int(count), 'job')}",
+                mib,
+                f"{mib:.0f} MiB",
+                f"<= {RSS_LIMIT_MIB:.0f} MiB" if limited else "",
+                mib <= RSS_LIMIT_MIB if limited else None,
+            )
+        )
     allowed = mem["rss_mib"][counts[1]] * FLAT_SHARE + FLAT_MIB
-    rows.append(_row(f"worker RSS growth, job {counts[1]} to {counts[2]}", mem["growth_mib"],
-                     f"{mem['growth_mib']:+.0f} MiB", f"<= {allowed:.0f} MiB", mem["growth_mib"] <= allowed))
+    rows.append(
+        _row(
+            f"worker RSS growth, job {counts[1]} to {counts[2]}",
+            mem["growth_mib"],
+            f"{mem['growth_mib']:+.0f} MiB",
+            f"<= {allowed:.0f} MiB",
+            mem["growth_mib"] <= allowed,
+        )
+    )
     if mem.get("worker_model_load_s") is not None:
-        rows.append(_row("model load (worker log)", mem["worker_model_load_s"], f"{mem['worker_model_load_s']:.2f} s",
-                         "", None))
+        rows.append(
+            _row(
+                "model load (worker log)",
+                mem["worker_model_load_s"],
+                f"{mem['worker_model_load_s']:.2f} s",
+                "",
+                None,
+            )
+        )
     return rows
 
 
@@ -94,7 +161,8 @@ def table(rows: list[dict]) -> str:
     """The rows as aligned text: figure, value, target, PASS/FAIL."""
     cells = [("figure", "value", "target", "")] + [
         (row["figure"], row["shown"], row["target"], {True: "PASS", False: "FAIL", None: ""}[row["pass"]])
-        for row in rows]
+        for row in rows
+    ]
     widths = [max(len(c[i]) for c in cells) for i in range(3)]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(3)) + "  " + c[3] for c in cells]
     lines.insert(1, "-" * len(lines[0]))

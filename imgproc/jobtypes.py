@@ -111,19 +111,40 @@ JOB_TYPES: dict[str, JobType] = {
     jt.name: jt
     for jt in (
         JobType(
-            "remove-bg", QUEUE_BG, "remove_background", _remove_bg_schema, suffix="bg", column="bg_removed_url",
-            single_endpoint="remove-bg-queue", bulk_endpoint="bulk-remove-bg", models=frozenset({MATTING}),
-            bg_limited=True, cross_check=_remove_bg_check,
+            "remove-bg",
+            QUEUE_BG,
+            "remove_background",
+            _remove_bg_schema,
+            suffix="bg",
+            column="bg_removed_url",
+            single_endpoint="remove-bg-queue",
+            bulk_endpoint="bulk-remove-bg",
+            models=frozenset({MATTING}),
+            bg_limited=True,
+            cross_check=_remove_bg_check,
         ),
         JobType(
             # The matting model too: a crop may ask for remove_background.
-            "crop-face", QUEUE_FACE, "crop_face", _crop_face_schema, suffix="face", column="face_crop_url",
-            single_endpoint="crop-face-queue", bulk_endpoint="bulk-crop-face",
-            models=frozenset({FACE, MATTING}), cross_check=_crop_face_check,
+            "crop-face",
+            QUEUE_FACE,
+            "crop_face",
+            _crop_face_schema,
+            suffix="face",
+            column="face_crop_url",
+            single_endpoint="crop-face-queue",
+            bulk_endpoint="bulk-crop-face",
+            models=frozenset({FACE, MATTING}),
+            cross_check=_crop_face_check,
         ),
         JobType(
-            "process-image", QUEUE_LIGHT, "process_image", _process_image_schema, suffix="img",
-            column="processed_url", single_endpoint="process-image-queue", bulk_endpoint="bulk-process-image",
+            "process-image",
+            QUEUE_LIGHT,
+            "process_image",
+            _process_image_schema,
+            suffix="img",
+            column="processed_url",
+            single_endpoint="process-image-queue",
+            bulk_endpoint="bulk-process-image",
         ),
     )
 }
@@ -169,7 +190,8 @@ class Payload:
         unknown = sorted(set(data) - known)
         if unknown or data.get("type") not in JOB_TYPES:
             raise PermanentError(
-                f"not a job payload this worker can read (type {data.get('type')!r}, unknown fields {unknown})",
+                f"not a job payload this worker can read "
+                f"(type {data.get('type')!r}, unknown fields {unknown})",
                 code="internal",
             )
         try:

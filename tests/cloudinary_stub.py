@@ -105,7 +105,7 @@ class CloudinaryStub:
 
     # --- lifecycle ----------------------------------------------------------
 
-    def start(self) -> "CloudinaryStub":
+    def start(self) -> CloudinaryStub:
         """Start serving on a free port."""
         self._stopping.clear()
         self._server = _Server(("127.0.0.1", self.port), _Handler)
@@ -125,7 +125,7 @@ class CloudinaryStub:
         self._thread.join()
         self._server = None
 
-    def __enter__(self) -> "CloudinaryStub":
+    def __enter__(self) -> CloudinaryStub:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -139,8 +139,7 @@ class CloudinaryStub:
     def url(self) -> str:
         """The ``cloudinary://`` URL that points the SDK at this stub."""
         return (
-            f"cloudinary://{self.api_key}:{self.api_secret}@{self.cloud_name}"
-            f"?upload_prefix={self.base_url}"
+            f"cloudinary://{self.api_key}:{self.api_secret}@{self.cloud_name}?upload_prefix={self.base_url}"
         )
 
     # --- failure controls ---------------------------------------------------

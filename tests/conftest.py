@@ -15,9 +15,7 @@ import redis as redis_lib
 from imgproc.config import Settings
 
 REDIS_TEST_URL = os.environ.get("IMGPROC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-MARIADB_SERVER_URL = os.environ.get(
-    "IMGPROC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306"
-)
+MARIADB_SERVER_URL = os.environ.get("IMGPROC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
 def _service_missing(what: str, exc: Exception):
@@ -150,8 +148,15 @@ def runtime(settings, redis_conn, models):
     from imgproc.worker import Runtime
 
     engine = make_engine(settings)
-    yield Runtime(settings=settings, conn=redis_conn, fetcher=Fetcher(settings), storage=make_storage(settings),
-                  records=Records(engine, max_fields=settings.db_max_fields), remover=models[0], detector=models[1])
+    yield Runtime(
+        settings=settings,
+        conn=redis_conn,
+        fetcher=Fetcher(settings),
+        storage=make_storage(settings),
+        records=Records(engine, max_fields=settings.db_max_fields),
+        remover=models[0],
+        detector=models[1],
+    )
     engine.dispose()
 
 

@@ -41,7 +41,7 @@ class PhotoServer:
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
-    def __enter__(self) -> "PhotoServer":
+    def __enter__(self) -> PhotoServer:
         self._thread.start()
         return self
 

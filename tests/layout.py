@@ -26,22 +26,48 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "imgproc"
 
 FLOORS = {
-    "config": 0, "errors": 0, "jobtypes": 0, "optiontypes": 0,
-    "queueing": 1, "processing": 1, "adapters": 1,
-    "api": 2, "worker": 2, "tools": 2, "tasks": 2, "__main__": 2,
+    "config": 0,
+    "errors": 0,
+    "jobtypes": 0,
+    "optiontypes": 0,
+    "queueing": 1,
+    "processing": 1,
+    "adapters": 1,
+    "api": 2,
+    "worker": 2,
+    "tools": 2,
+    "tasks": 2,
+    "__main__": 2,
 }
 #: Rooms of the top floor that must not import one another (tools may use both).
 APART = {("api", "worker"), ("worker", "api"), ("api", "tools"), ("worker", "tools")}
 
 #: The flat layout before the role packages, each module in the room it moved to.
 FLAT_ROOMS = {
-    "config": "config", "errors": "errors",
-    "app": "api", "routes": "api", "ratelimits": "api", "options": "api",
-    "queue": "queueing", "fairshare": "queueing",
-    "tasks": "worker", "workers": "worker",
-    "operations": "processing", "imaging": "processing", "crop": "processing", "sessions": "processing",
-    "fetch": "adapters", "storage": "adapters", "db": "adapters", "records": "adapters", "vendors": "adapters",
-    "cli": "tools", "operator": "tools", "provision": "tools", "demo": "tools", "stack": "tools",
+    "config": "config",
+    "errors": "errors",
+    "app": "api",
+    "routes": "api",
+    "ratelimits": "api",
+    "options": "api",
+    "queue": "queueing",
+    "fairshare": "queueing",
+    "tasks": "worker",
+    "workers": "worker",
+    "operations": "processing",
+    "imaging": "processing",
+    "crop": "processing",
+    "sessions": "processing",
+    "fetch": "adapters",
+    "storage": "adapters",
+    "db": "adapters",
+    "records": "adapters",
+    "vendors": "adapters",
+    "cli": "tools",
+    "operator": "tools",
+    "provision": "tools",
+    "demo": "tools",
+    "stack": "tools",
 }
 
 
@@ -137,7 +163,7 @@ def room(module: str, flat: bool = False) -> str:
 
 
 def crossings(edges: dict[str, set[str]], flat: bool = False) -> dict[str, list[tuple[str, str]]]:
-    """Imports that break the floors: ``upward``, ``sideways`` on floor 1, and top-floor rooms kept ``apart``."""
+    """Imports that break the floors: ``upward``, ``sideways`` on floor 1, top-floor rooms kept ``apart``."""
     found: dict[str, list[tuple[str, str]]] = {"upward": [], "sideways": [], "apart": [], "unplaced": []}
     for source, targets in sorted(edges.items()):
         a = room(source, flat)
@@ -159,7 +185,9 @@ def crossings(edges: dict[str, set[str]], flat: bool = False) -> dict[str, list[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.layout", description=__doc__.split("\n")[0])
     parser.add_argument("root", nargs="?", type=Path, default=ROOT, help="the imgproc package folder")
-    parser.add_argument("--flat", action="store_true", help="the old flat layout: place modules by FLAT_ROOMS")
+    parser.add_argument(
+        "--flat", action="store_true", help="the old flat layout: place modules by FLAT_ROOMS"
+    )
     args = parser.parse_args(argv)
     edges = graph(args.root)
     found = circles(edges)

@@ -15,22 +15,33 @@ def queued(redis_conn) -> int:
     from imgproc.queueing.fairshare import FairShare
 
     lanes = FairShare(redis_conn, cap=1)
-    return sum(Queue(name, connection=redis_conn).count + lanes.waiting(name)
-               for name in ("bg-removal", "face-crop", "image-processing"))
+    return sum(
+        Queue(name, connection=redis_conn).count + lanes.waiting(name)
+        for name in ("bg-removal", "face-crop", "image-processing")
+    )
 
 
 def test_missing_or_unknown_key_is_401(client, vendor_key):
     vendor_key("acme")
     for headers in ({}, {"X-API-Key": "ik_nope"}):
-        response = client.post(BG, json={"record_id": "r1", "image_url": "https://example.com/a.jpg"}, headers=headers)
+        response = client.post(
+            BG, json={"record_id": "r1", "image_url": "https://example.com/a.jpg"}, headers=headers
+        )
         assert response.status_code == 401
         assert response.json["error"]["code"] == "unauthorized"
 
 
 def test_enqueue_and_poll(client, vendor_key, redis_conn):
     acme = vendor_key("acme")
-    response = client.post(FACE, json={"record_id": "emp-1", "image_url": "https://example.com/a.jpg",
-                                       "options": {"size": [300, 400]}}, headers=acme)
+    response = client.post(
+        FACE,
+        json={
+            "record_id": "emp-1",
+            "image_url": "https://example.com/a.jpg",
+            "options": {"size": [300, 400]},
+        },
+        headers=acme,
+    )
     assert response.status_code == 202
     body = response.json
     assert body["state"] == "queued" and body["status_url"] == f"/api/image-queue/job/{body['job_id']}"
@@ -43,7 +54,9 @@ def test_enqueue_and_poll(client, vendor_key, redis_conn):
 
 def test_another_vendors_job_is_404_like_a_missing_one(client, vendor_key):
     a, b = vendor_key("vendor-a"), vendor_key("vendor-b")
-    job_id = client.post(BG, json={"record_id": "r", "image_url": "https://example.com/a.jpg"}, headers=a).json["job_id"]
+    job_id = client.post(
+        BG, json={"record_id": "r", "image_url": "https://example.com/a.jpg"}, headers=a
+    ).json["job_id"]
     theirs = client.get(f"/api/image-queue/job/{job_id}", headers=b)
     missing = client.get("/api/image-queue/job/0123456789abcdef", headers=b)
     assert theirs.status_code == missing.status_code == 404
@@ -51,14 +64,29 @@ def test_another_vendors_job_is_404_like_a_missing_one(client, vendor_key):
     assert client.delete(f"/api/image-queue/job/{job_id}", headers=b).status_code == 404
     assert client.get(f"/api/image-queue/job/{job_id}", headers=a).status_code == 200
     assert client.get("/api/image-queue/queue-stats", headers=b).json["vendors"] == {
-        "vendor-b": {s: 0 for s in ("queued", "started", "deferred", "scheduled", "finished", "failed",
-                                    "canceled", "stopped")}}
+        "vendor-b": {
+            s: 0
+            for s in (
+                "queued",
+                "started",
+                "deferred",
+                "scheduled",
+                "finished",
+                "failed",
+                "canceled",
+                "stopped",
+            )
+        }
+    }
 
 
 def test_bad_option_is_400_naming_it_and_nothing_is_enqueued(client, vendor_key, redis_conn):
     acme = vendor_key("acme")
-    response = client.post(BG, json={"record_id": "r", "image_url": "https://example.com/a.jpg",
-                                     "options": {"formatt": "png"}}, headers=acme)
+    response = client.post(
+        BG,
+        json={"record_id": "r", "image_url": "https://example.com/a.jpg", "options": {"formatt": "png"}},
+        headers=acme,
+    )
     assert response.status_code == 400
     assert response.json["error"]["code"] == "invalid_options"
     assert response.json["error"]["details"]["option"] == "formatt"
@@ -67,8 +95,15 @@ def test_bad_option_is_400_naming_it_and_nothing_is_enqueued(client, vendor_key,
 
 
 def test_unknown_model_is_refused_at_enqueue(client, vendor_key, redis_conn):
-    response = client.post(BG, json={"record_id": "r", "image_url": "https://example.com/a.jpg",
-                                     "options": {"model": "birefnet-massive"}}, headers=vendor_key("acme"))
+    response = client.post(
+        BG,
+        json={
+            "record_id": "r",
+            "image_url": "https://example.com/a.jpg",
+            "options": {"model": "birefnet-massive"},
+        },
+        headers=vendor_key("acme"),
+    )
     assert response.status_code == 400 and response.json["error"]["details"]["option"] == "model"
     assert queued(redis_conn) == 0
 
@@ -78,7 +113,10 @@ def test_bulk_is_all_or_nothing(client, vendor_key, redis_conn):
     items = [{"record_id": f"r{i}", "image_url": f"https://example.com/{i}.jpg"} for i in range(5)]
     items[3]["options"] = {"max_size": -1}
     response = client.post(BULK_BG, json={"items": items}, headers=acme)
-    assert response.status_code == 400 and response.json["error"]["details"] == {"option": "max_size", "item": 3}
+    assert response.status_code == 400 and response.json["error"]["details"] == {
+        "option": "max_size",
+        "item": 3,
+    }
     assert queued(redis_conn) == 0
 
     del items[3]["options"]
@@ -91,7 +129,10 @@ def test_bulk_is_all_or_nothing(client, vendor_key, redis_conn):
 
 
 def test_too_many_items_is_413(client, vendor_key, settings):
-    items = [{"record_id": f"r{i}", "image_url": "https://example.com/a.jpg"} for i in range(settings.max_bulk_items + 1)]
+    items = [
+        {"record_id": f"r{i}", "image_url": "https://example.com/a.jpg"}
+        for i in range(settings.max_bulk_items + 1)
+    ]
     response = client.post(BULK_BG, json={"items": items}, headers=vendor_key("acme"))
     assert response.status_code == 413 and response.json["error"]["code"] == "too_many_items"
 
@@ -113,19 +154,32 @@ def test_bad_requests(client, vendor_key):
 
 def test_multipart_upload_and_size_cap(client, vendor_key, settings, photos):
     acme = vendor_key("acme")
-    response = client.post(FACE, headers=acme, content_type="multipart/form-data", data={
-        "record_id": "up-1", "options": '{"aspect": "1:1"}', "image": (io.BytesIO(photos["astronaut"]), "a.jpg")})
+    response = client.post(
+        FACE,
+        headers=acme,
+        content_type="multipart/form-data",
+        data={
+            "record_id": "up-1",
+            "options": '{"aspect": "1:1"}',
+            "image": (io.BytesIO(photos["astronaut"]), "a.jpg"),
+        },
+    )
     assert response.status_code == 202
     # A raw body: the test client would spool a form this big to an unclosed temp file.
-    too_big = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
-               + b"\xff" * settings.max_request_bytes + b"\r\n--x--\r\n")
+    too_big = (
+        b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
+        + b"\xff" * settings.max_request_bytes
+        + b"\r\n--x--\r\n"
+    )
     response = client.post(FACE, headers=acme, content_type="multipart/form-data; boundary=x", data=too_big)
     assert response.status_code == 413 and response.json["error"]["code"] == "payload_too_large"
 
 
 def test_cancel_a_queued_job(client, vendor_key):
     acme = vendor_key("acme")
-    job_id = client.post(BG, json={"record_id": "r", "image_url": "https://example.com/a.jpg"}, headers=acme).json["job_id"]
+    job_id = client.post(
+        BG, json={"record_id": "r", "image_url": "https://example.com/a.jpg"}, headers=acme
+    ).json["job_id"]
     response = client.delete(f"/api/image-queue/job/{job_id}", headers=acme)
     assert response.status_code == 200 and response.json["state"] == "canceled"
     assert client.delete(f"/api/image-queue/job/{job_id}", headers=acme).status_code == 409
@@ -143,13 +197,23 @@ def test_health_names_a_failing_part(client, app):
 
 def test_queue_stats_per_queue_and_operator_sees_every_vendor(client, vendor_key):
     a, b, ops = vendor_key("vendor-a"), vendor_key("vendor-b"), vendor_key("ops", operator=True)
-    client.post(BULK_BG, json={"items": [{"record_id": f"r{i}", "image_url": "https://example.com/a.jpg"}
-                                         for i in range(3)]}, headers=a)
+    client.post(
+        BULK_BG,
+        json={"items": [{"record_id": f"r{i}", "image_url": "https://example.com/a.jpg"} for i in range(3)]},
+        headers=a,
+    )
     client.post(FACE, json={"record_id": "x", "image_url": "https://example.com/b.jpg"}, headers=b)
     stats = client.get("/api/image-queue/queue-stats", headers=a).json
     assert stats["queues"]["bg-removal"]["queued"] == 3 and stats["queues"]["face-crop"]["queued"] == 1
-    assert stats["queues"]["image-processing"] == {"queued": 0, "started": 0, "scheduled": 0, "deferred": 0,
-                                                   "finished": 0, "failed": 0, "workers": 0}
+    assert stats["queues"]["image-processing"] == {
+        "queued": 0,
+        "started": 0,
+        "scheduled": 0,
+        "deferred": 0,
+        "finished": 0,
+        "failed": 0,
+        "workers": 0,
+    }
     assert list(stats["vendors"]) == ["vendor-a"] and stats["vendors"]["vendor-a"]["queued"] == 3
     everyone = client.get("/api/image-queue/queue-stats", headers=ops).json["vendors"]
     assert everyone["vendor-a"]["queued"] == 3 and everyone["vendor-b"]["queued"] == 1
@@ -183,12 +247,24 @@ def test_cancel_a_running_job_is_409(client, vendor_key, settings, photo_server,
 
     acme = vendor_key("acme")
     photo_server.slow_drip("/slow.jpg", total_bytes=10_000, chunk=10, interval=0.1)
-    job_id = client.post(LIGHT, json={"record_id": "slow", "image_url": photo_server.url("/slow.jpg")},
-                         headers=acme).json["job_id"]
-    env = dict(os.environ, REDIS_URL=settings.redis_url, IMGPROC_DATABASE_URL=settings.database_url,
-               IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1", IMGPROC_FETCH_DEADLINE="5", IMGPROC_MAX_ATTEMPTS="1")
-    worker = subprocess.Popen([sys.executable, "worker.py", "--queues", "image-processing", "--burst"], cwd=ROOT,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job_id = client.post(
+        LIGHT, json={"record_id": "slow", "image_url": photo_server.url("/slow.jpg")}, headers=acme
+    ).json["job_id"]
+    env = dict(
+        os.environ,
+        REDIS_URL=settings.redis_url,
+        IMGPROC_DATABASE_URL=settings.database_url,
+        IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
+        IMGPROC_FETCH_DEADLINE="5",
+        IMGPROC_MAX_ATTEMPTS="1",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "worker.py", "--queues", "image-processing", "--burst"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while client.get(f"/api/image-queue/job/{job_id}", headers=acme).json["state"] != "started":
@@ -213,12 +289,16 @@ def test_cancelled_jobs_never_run(client, vendor_key, photo_server, photos, runt
     photo_server.serve("/a.jpg", photos["coffee"])
     photo_server.serve("/retry.jpg", photos["coffee"])
     photo_server.fail_next("/retry.jpg", 1, status=503)
-    retry_id = client.post(LIGHT, json={"record_id": "s", "image_url": photo_server.url("/retry.jpg")},
-                           headers=acme).json["job_id"]
-    build_worker(runtime.settings, QUEUES, runtime=runtime).work(burst=True)  # one attempt: 503, retry scheduled
+    retry_id = client.post(
+        LIGHT, json={"record_id": "s", "image_url": photo_server.url("/retry.jpg")}, headers=acme
+    ).json["job_id"]
+    build_worker(runtime.settings, QUEUES, runtime=runtime).work(
+        burst=True
+    )  # one attempt: 503, retry scheduled
     assert client.get(f"/api/image-queue/job/{retry_id}", headers=acme).json["state"] == "scheduled"
-    queued_id = client.post(LIGHT, json={"record_id": "q", "image_url": photo_server.url("/a.jpg")},
-                            headers=acme).json["job_id"]
+    queued_id = client.post(
+        LIGHT, json={"record_id": "q", "image_url": photo_server.url("/a.jpg")}, headers=acme
+    ).json["job_id"]
     for job_id in (retry_id, queued_id):
         response = client.delete(f"/api/image-queue/job/{job_id}", headers=acme)
         assert response.status_code == 200 and response.json["state"] == "canceled"

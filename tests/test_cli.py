@@ -1,4 +1,4 @@
-"""Operator commands: ``imgproc jobs failed``, ``imgproc jobs retry`` and ``imgproc queues`` on the real Redis."""
+"""Operator commands: ``imgproc jobs failed``, ``jobs retry`` and ``queues`` on the real Redis."""
 
 import re
 
@@ -7,15 +7,15 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from imgproc.tools.cli import main
 from imgproc.queueing import JobQueue, JobSpec
+from imgproc.tools.cli import main
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
 
 
 @pytest.fixture
 def cli(monkeypatch, capsys, settings, redis_conn):
-    """``cli("jobs", "failed")`` runs ``imgproc`` on the test's Redis and database: (exit code, stdout, stderr)."""
+    """``cli("jobs", "failed")`` runs ``imgproc`` on the test's Redis and database: (code, stdout, stderr)."""
     monkeypatch.setenv("REDIS_URL", settings.redis_url)  # conftest's REDIS_TEST_URL
     monkeypatch.setenv("IMGPROC_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("IMGPROC_STORAGE_DIR", settings.storage_dir)
@@ -46,11 +46,14 @@ def failed(settings, redis_conn, photo_server, photos, work):
     photo_server.serve("/photo.jpg", b"not an image")
     photo_server.serve("/good.jpg", photos["coffee"])
     url = photo_server.url("/photo.jpg")
-    jobs = {job.meta["record_id"]: job for job in [
-        *enqueue(settings, redis_conn, "acme", url, "a1", "a2"),
-        *enqueue(settings, redis_conn, "globex", url, "g1"),
-        *enqueue(settings, redis_conn, "acme", photo_server.url("/good.jpg"), "ok"),
-    ]}
+    jobs = {
+        job.meta["record_id"]: job
+        for job in [
+            *enqueue(settings, redis_conn, "acme", url, "a1", "a2"),
+            *enqueue(settings, redis_conn, "globex", url, "g1"),
+            *enqueue(settings, redis_conn, "acme", photo_server.url("/good.jpg"), "ok"),
+        ]
+    }
     work()
     assert jobs["ok"].get_status(refresh=True) == "finished"
     return jobs
@@ -60,7 +63,17 @@ def test_failed_lists_jobs_newest_first_with_their_error(cli, failed):
     code, out, _ = cli("jobs", "failed")
     assert code == 0
     header, *table = rows(out)
-    assert header == ["job id", "queue", "vendor", "record", "type", "attempts", "error", "ended at", "message"]
+    assert header == [
+        "job id",
+        "queue",
+        "vendor",
+        "record",
+        "type",
+        "attempts",
+        "error",
+        "ended at",
+        "message",
+    ]
     assert sorted(row[3] for row in table) == ["a1", "a2", "g1"]  # not the finished job
     for row in table:
         job = failed[row[3]]
@@ -79,11 +92,13 @@ def test_failed_lists_jobs_newest_first_with_their_error(cli, failed):
 
 
 def test_a_failed_job_without_our_error_shows_internal(cli, settings, redis_conn):
-    """A job rq failed itself (a lost worker, a timeout kill) carries no meta error: code internal, as the API says."""
+    """A job rq failed itself (lost worker, timeout kill) has no meta error: code internal, as in the API."""
     (job,) = enqueue(settings, redis_conn, "acme", "https://example.com/a.jpg", "lost")
     with redis_conn.pipeline() as pipe:
         job.set_status("failed", pipeline=pipe)
-        FailedJobRegistry(job.origin, connection=redis_conn).add(job, ttl=60, pipeline=pipe, exc_string="lost")
+        FailedJobRegistry(job.origin, connection=redis_conn).add(
+            job, ttl=60, pipeline=pipe, exc_string="lost"
+        )
         pipe.execute()
     code, out, _ = cli("jobs", "failed")
     assert code == 0
@@ -120,7 +135,10 @@ def test_retry_unknown_or_not_failed_ids_is_exit_1_and_the_others_are_requeued(c
     code, out, err = cli("jobs", "retry", "no-such-job", failed["ok"].id, failed["g1"].id)
     assert code == 1
     assert out.splitlines() == [f"requeued {failed['g1'].id}  image-processing  globex/g1", "1 job requeued"]
-    assert err.splitlines() == ["error: no job no-such-job", f"error: job {failed['ok'].id} is finished, not failed"]
+    assert err.splitlines() == [
+        "error: no job no-such-job",
+        f"error: job {failed['ok'].id} is finished, not failed",
+    ]
     assert failed["g1"].get_status(refresh=True) == "queued"
     code, _, err = cli("jobs", "retry", failed["g1"].id)  # already requeued
     assert code == 1 and "is queued, not failed" in err
@@ -133,9 +151,13 @@ def test_retry_all_failed_of_a_vendor_then_the_rest(cli, failed, redis_conn):
     assert out.splitlines()[-1] == "2 jobs requeued"
     assert failed["g1"].get_status(refresh=True) == "failed"
     code, out, _ = cli("jobs", "retry", "--all-failed")
-    assert code == 0 and out.splitlines() == [f"requeued {failed['g1'].id}  image-processing  globex/g1",
-                                              "1 job requeued"]
-    assert Queue("image-processing", connection=redis_conn).job_ids == [failed[r].id for r in ("a1", "a2", "g1")]
+    assert code == 0 and out.splitlines() == [
+        f"requeued {failed['g1'].id}  image-processing  globex/g1",
+        "1 job requeued",
+    ]
+    assert Queue("image-processing", connection=redis_conn).job_ids == [
+        failed[r].id for r in ("a1", "a2", "g1")
+    ]
     code, out, _ = cli("jobs", "retry", "--all-failed")
     assert code == 0 and out.strip() == "no failed jobs"
 
@@ -147,7 +169,9 @@ def test_retry_needs_ids_or_all_failed(cli, redis_conn):
 
 
 def test_queues_counts_per_queue_and_per_vendor(cli, settings, redis_conn):
-    enqueue(settings, redis_conn, "acme", "https://example.com/a.jpg", "r1", "r2", "r3")  # 2 in the queue, 1 in a lane
+    enqueue(
+        settings, redis_conn, "acme", "https://example.com/a.jpg", "r1", "r2", "r3"
+    )  # 2 in the queue, 1 in a lane
     enqueue(settings, redis_conn, "globex", "https://example.com/b.jpg", "r4")
     code, out, _ = cli("queues")
     assert code == 0
@@ -174,4 +198,3 @@ def test_unreachable_redis_is_an_error_message(cli, monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     code, out, err = cli("queues")
     assert code == 1 and not out and err.startswith("error: Redis is unreachable")
-

@@ -9,8 +9,8 @@ from rq import Queue
 from rq.job import Job
 
 from imgproc.config import ROOT
-from imgproc.queueing.fairshare import KEY_ACTIVE
 from imgproc.queueing import JobQueue, JobSpec
+from imgproc.queueing.fairshare import KEY_ACTIVE
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
 
@@ -51,12 +51,25 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
     jobs = JobQueue(redis_conn, settings)
     _, bulk = jobs.enqueue("vendor-a", specs(40, url), batch=True)
     _, (single,) = jobs.enqueue("vendor-b", specs(1, url))
-    env = dict(os.environ, REDIS_URL=settings.redis_url, IMGPROC_DATABASE_URL=settings.database_url,
-               IMGPROC_STORAGE_DIR=settings.storage_dir, IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
-               IMGPROC_WORKERS_PER_HOST="2")
+    env = dict(
+        os.environ,
+        REDIS_URL=settings.redis_url,
+        IMGPROC_DATABASE_URL=settings.database_url,
+        IMGPROC_STORAGE_DIR=settings.storage_dir,
+        IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
+        IMGPROC_WORKERS_PER_HOST="2",
+    )
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
-    workers = [subprocess.Popen([sys.executable, "worker.py", "--queues", "image-processing"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT) for log in logs]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "worker.py", "--queues", "image-processing"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for log in logs
+    ]
     try:
         deadline = time.monotonic() + 120
         everything = [*bulk, single]
@@ -71,12 +84,15 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
     finally:
         for worker in workers:
             worker.terminate()
-        for worker, log in zip(workers, logs):
+        for worker, log in zip(workers, logs, strict=True):
             assert worker.wait(timeout=30) == 0  # SIGTERM: a warm shutdown
             log.close()
     starts = sorted(Job.fetch(j.id, connection=redis_conn).started_at for j in bulk)
     single_start = Job.fetch(single.id, connection=redis_conn).started_at
     assert single_start < starts[19]
     position = sum(1 for s in starts if s < single_start)
-    print(f"B's job started after {position} of A's 40 jobs; all 41 done in {(max(starts) - min(starts)).total_seconds():.2f} s")
+    print(
+        f"B's job started after {position} of A's 40 jobs; "
+        f"all 41 done in {(max(starts) - min(starts)).total_seconds():.2f} s"
+    )
     assert position <= 4, f"B's job started after {position} of A's"

@@ -6,8 +6,9 @@ import socket
 import time
 
 import pytest
-from imgproc.errors import InvalidRequest, PermanentError, TransientError
+
 from imgproc.adapters.fetch import Fetcher, check_url
+from imgproc.errors import InvalidRequest, PermanentError, TransientError
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 

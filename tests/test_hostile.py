@@ -16,11 +16,14 @@ LIGHT = "/api/image-queue/process-image-queue"
 @pytest.fixture
 def settings(settings):
     """Small limits so that the slow and endless cases end in a second or two; no retries."""
-    return settings.replace(fetch_deadline=1.5, fetch_read_timeout=1.0, max_image_bytes=2_000_000, max_attempts=1)
+    return settings.replace(
+        fetch_deadline=1.5, fetch_read_timeout=1.0, max_image_bytes=2_000_000, max_attempts=1
+    )
 
 
 def bomb_png(width: int, height: int) -> bytes:
     """A PNG that claims width x height grey pixels, all zero: a few hundred kB that inflate to w*h bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -43,13 +46,20 @@ HOSTILE = {
     "/truncated.jpg": (truncated_jpeg, "unsupported_image"),
     "/empty.jpg": (lambda: b"", "unsupported_image"),
     "/text.jpg": (lambda: b"just some text, not a photo\n" * 10, "unsupported_image"),
-    "/page.jpg": (lambda: b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>", "unsupported_image"),
-    "/script.svg.jpg": (lambda: b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
-                        "unsupported_image"),
+    "/page.jpg": (
+        lambda: b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>",
+        "unsupported_image",
+    ),
+    "/script.svg.jpg": (
+        lambda: b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "unsupported_image",
+    ),
 }
 
 
-def test_hostile_batch_then_a_normal_job_on_the_same_worker(client, vendor_key, photo_server, photos, work, settings):
+def test_hostile_batch_then_a_normal_job_on_the_same_worker(
+    client, vendor_key, photo_server, photos, work, settings
+):
     acme = vendor_key("acme")
     for path, (body, _) in HOSTILE.items():
         photo_server.serve(path, body())
@@ -59,8 +69,14 @@ def test_hostile_batch_then_a_normal_job_on_the_same_worker(client, vendor_key, 
     photo_server.redirect("/to-private.jpg", "http://10.0.0.1/photo.jpg")
     photo_server.serve("/ok.jpg", photos["coffee"])
     cases = {path: code for path, (_, code) in HOSTILE.items()}
-    cases.update({"/drip.jpg": "timeout", "/endless.jpg": "image_too_large", "/to-metadata.jpg": "fetch_forbidden",
-                  "/to-private.jpg": "fetch_forbidden"})
+    cases.update(
+        {
+            "/drip.jpg": "timeout",
+            "/endless.jpg": "image_too_large",
+            "/to-metadata.jpg": "fetch_forbidden",
+            "/to-private.jpg": "fetch_forbidden",
+        }
+    )
     urls = {path: photo_server.url(path) for path in cases}
     urls["private"] = "http://192.168.1.10/photo.jpg"
     cases["private"] = "fetch_forbidden"
@@ -87,6 +103,10 @@ def test_hostile_batch_then_a_normal_job_on_the_same_worker(client, vendor_key, 
     job = client.get(f"/api/image-queue/job/{ok.json['job_id']}", headers=acme).json
     assert job["state"] == "finished"
     redis_conn = worker.connection
-    assert {Job.fetch(i, connection=redis_conn).worker_name for i in [*ids.values(), ok.json["job_id"]]} == {worker.name}
-    assert rss_growth < 150 * 2**20, f"worker memory grew by {rss_growth / 2**20:.0f} MiB"  # a 100-megapixel bomb
+    assert {Job.fetch(i, connection=redis_conn).worker_name for i in [*ids.values(), ok.json["job_id"]]} == {
+        worker.name
+    }
+    assert rss_growth < 150 * 2**20, (
+        f"worker memory grew by {rss_growth / 2**20:.0f} MiB"
+    )  # a 100-megapixel bomb
     assert elapsed < 15

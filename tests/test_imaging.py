@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgproc.processing import imaging
 from imgproc.errors import PermanentError
+from imgproc.processing import imaging
 
 
 def encoded(img: Image.Image, fmt: str, **params) -> bytes:
@@ -54,8 +54,15 @@ def test_animated_gif_gives_first_frame():
     assert r > 200 and b < 50
 
 
-@pytest.mark.parametrize("data", [b"", b"hello, not an image", b"<svg xmlns='http://www.w3.org/2000/svg'/>",
-                                  b"<html><body>hi</body></html>"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"hello, not an image",
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        b"<html><body>hi</body></html>",
+    ],
+)
 def test_garbage_is_unsupported_image(data):
     with pytest.raises(PermanentError) as exc:
         imaging.decode(data, max_pixels=1000)
@@ -82,7 +89,9 @@ def test_jpeg_output_flattens_alpha_over_the_colour():
     assert out.format == "JPEG" and b > 240 and r < 20
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 4), (64, 33, 3), (256, 2, 3), (301, 200, 4), (513, 3, 4)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 3), (7, 5, 4), (64, 33, 3), (256, 2, 3), (301, 200, 4), (513, 3, 4)]
+)
 def test_fast_png_encoder_is_lossless(shape):
     import numpy as np
 

@@ -23,20 +23,23 @@ def _tree(tmp_path, files: dict[str, str]):
 
 
 def test_the_checker_finds_a_hidden_circle_and_an_upward_import(tmp_path):
-    root = _tree(tmp_path, {
-        "__init__.py": "",
-        "config.py": "",
-        "api/__init__.py": "from .app import create_app\n",
-        "api/app.py": "def create_app():\n    from .routes import bp\n",
-        "api/routes.py": "from .app import create_app\nfrom . import helpers\n",
-        "api/helpers.py": "",
-        "queueing/__init__.py": "",
-        "queueing/jobs.py": "from imgproc.api.routes import bp\nimport imgproc.config\n",
-        "processing/ops.py": "from imgproc.adapters import fetch\n",
-        "adapters/__init__.py": "",
-        "adapters/fetch.py": "",
-        "worker/run.py": "from imgproc.api import create_app\n",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "config.py": "",
+            "api/__init__.py": "from .app import create_app\n",
+            "api/app.py": "def create_app():\n    from .routes import bp\n",
+            "api/routes.py": "from .app import create_app\nfrom . import helpers\n",
+            "api/helpers.py": "",
+            "queueing/__init__.py": "",
+            "queueing/jobs.py": "from imgproc.api.routes import bp\nimport imgproc.config\n",
+            "processing/ops.py": "from imgproc.adapters import fetch\n",
+            "adapters/__init__.py": "",
+            "adapters/fetch.py": "",
+            "worker/run.py": "from imgproc.api import create_app\n",
+        },
+    )
     edges = layout.graph(root)
     assert edges["imgproc.api.routes"] == {"imgproc.api.app", "imgproc.api.helpers"}
     assert layout.circles(edges) == [["imgproc.api.app", "imgproc.api.routes"]]
@@ -56,6 +59,10 @@ def test_every_job_type_is_complete():
     assert len(endpoints) == len(set(endpoints))
     for jt in JOB_TYPES.values():
         assert jt.queue in QUEUES
-        assert list(inspect.signature(getattr(operations, jt.operation)).parameters) == ["data", "opts", "tools"]
+        assert list(inspect.signature(getattr(operations, jt.operation)).parameters) == [
+            "data",
+            "opts",
+            "tools",
+        ]
         assert jt.column in records.c
         assert jt.schema(Settings())  # has options

@@ -65,8 +65,16 @@ def test_face_crop_on_astronaut(client, acme, photo_server, photos, work, settin
 def test_two_people_largest_face_and_coffee_has_none(client, acme, photo_server, photos, work, settings):
     for name in ("two-people", "coffee"):
         photo_server.serve(f"/{name}.jpg", photos[name])
-    response = client.post(BULK_FACE, headers=acme, json={"items": [
-        {"record_id": name, "image_url": photo_server.url(f"/{name}.jpg")} for name in ("two-people", "coffee")]})
+    response = client.post(
+        BULK_FACE,
+        headers=acme,
+        json={
+            "items": [
+                {"record_id": name, "image_url": photo_server.url(f"/{name}.jpg")}
+                for name in ("two-people", "coffee")
+            ]
+        },
+    )
     assert response.status_code == 202
     two, coffee = response.json["job_ids"]
     work()
@@ -75,7 +83,11 @@ def test_two_people_largest_face_and_coffee_has_none(client, acme, photo_server,
     assert job["result"]["face_box"][0] < 512  # the big astronaut on the left, not the small copy
     job = poll(client, acme, coffee)
     assert job["state"] == "failed" and job["attempts"] == 1
-    assert job["error"] == {"code": "no_face_found", "message": "no face was found in the photo", "retryable": False}
+    assert job["error"] == {
+        "code": "no_face_found",
+        "message": "no face was found in the photo",
+        "retryable": False,
+    }
     assert photo_server.hits["/coffee.jpg"] == 1  # not retried
     batch = client.get(response.json["status_url"], headers=acme).json
     assert batch["counts"]["finished"] == 1 and batch["counts"]["failed"] == 1 and batch["progress"] == 100
@@ -85,8 +97,14 @@ def test_transient_failure_is_retried_permanent_is_not(client, acme, photo_serve
     photo_server.serve("/flaky.jpg", photos["coffee"])
     photo_server.fail_next("/flaky.jpg", 1, status=500)
     photo_server.serve("/broken.jpg", b"<html>not an image</html>")
-    flaky = submit(client, LIGHT, acme, record_id="flaky", image_url=photo_server.url("/flaky.jpg"),
-                   options={"resize": [64, 64]})
+    flaky = submit(
+        client,
+        LIGHT,
+        acme,
+        record_id="flaky",
+        image_url=photo_server.url("/flaky.jpg"),
+        options={"resize": [64, 64]},
+    )
     broken = submit(client, LIGHT, acme, record_id="broken", image_url=photo_server.url("/broken.jpg"))
     work()
     job = poll(client, acme, flaky)
@@ -96,7 +114,9 @@ def test_transient_failure_is_retried_permanent_is_not(client, acme, photo_serve
     assert job["state"] == "failed" and job["attempts"] == 1 and job["error"]["code"] == "unsupported_image"
 
 
-def test_worker_loads_its_session_once_for_three_jobs(monkeypatch, client, acme, photo_server, settings, redis_conn):
+def test_worker_loads_its_session_once_for_three_jobs(
+    monkeypatch, client, acme, photo_server, settings, redis_conn
+):
     """A real worker process start-up path: three background removals, one ONNX Runtime session."""
     import onnxruntime
 
@@ -112,8 +132,17 @@ def test_worker_loads_its_session_once_for_three_jobs(monkeypatch, client, acme,
     buf = io.BytesIO()
     img.save(buf, "PNG")
     photo_server.serve("/square.png", buf.getvalue())
-    ids = [submit(client, BG, acme, record_id=f"sq{i}", image_url=photo_server.url("/square.png"),
-                  options={"format": "webp"}) for i in range(3)]
+    ids = [
+        submit(
+            client,
+            BG,
+            acme,
+            record_id=f"sq{i}",
+            image_url=photo_server.url("/square.png"),
+            options={"format": "webp"},
+        )
+        for i in range(3)
+    ]
     worker = build_worker(settings, (QUEUE_BG,))
     assert isinstance(worker.runtime.remover, models.BackgroundRemover) and worker.runtime.detector is None
     worker.work(burst=True)
@@ -121,7 +150,9 @@ def test_worker_loads_its_session_once_for_three_jobs(monkeypatch, client, acme,
     assert len(created) == 1
 
 
-def test_background_removal_end_to_end_in_a_worker_process(client, acme, photo_server, photos, settings, tmp_path):
+def test_background_removal_end_to_end_in_a_worker_process(
+    client, acme, photo_server, photos, settings, tmp_path
+):
     """Progress seen by polling while a real `python worker.py` process works: never down, ends at 100."""
     import os
     import subprocess
@@ -132,11 +163,21 @@ def test_background_removal_end_to_end_in_a_worker_process(client, acme, photo_s
 
     photo_server.serve("/astronaut.jpg", photos["astronaut"])
     job_id = submit(client, BG, acme, record_id="astro-bg", image_url=photo_server.url("/astronaut.jpg"))
-    env = dict(os.environ, REDIS_URL=settings.redis_url, IMGPROC_DATABASE_URL=settings.database_url,
-               IMGPROC_STORAGE_DIR=settings.storage_dir, IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1")
+    env = dict(
+        os.environ,
+        REDIS_URL=settings.redis_url,
+        IMGPROC_DATABASE_URL=settings.database_url,
+        IMGPROC_STORAGE_DIR=settings.storage_dir,
+        IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
+    )
     log = open(tmp_path / "worker.log", "w+")
-    proc = subprocess.Popen([sys.executable, "worker.py", "--queues", "bg-removal", "--burst"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "worker.py", "--queues", "bg-removal", "--burst"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     seen = []
     try:
         deadline = time.monotonic() + 120
@@ -183,8 +224,14 @@ def test_light_job_to_cloudinary_and_mariadb(client, acme, photo_server, photos,
         runtime.records = Records(engine, max_fields=settings.db_max_fields)
         photo_server.serve("/coffee.jpg", photos["coffee"])
         cdn.fail_next(1, status=503)
-        job_id = submit(client, LIGHT, acme, record_id="cup", image_url=photo_server.url("/coffee.jpg"),
-                        options={"resize": [200, 200], "fit": "cover", "format": "webp"})
+        job_id = submit(
+            client,
+            LIGHT,
+            acme,
+            record_id="cup",
+            image_url=photo_server.url("/coffee.jpg"),
+            options={"resize": [200, 200], "fit": "cover", "format": "webp"},
+        )
         work()
         job = poll(client, acme, job_id)
         assert job["state"] == "finished" and job["attempts"] == 2, job

@@ -69,7 +69,10 @@ def test_bulk_background_removal_counts_every_item(limited, redis_conn):
     client, acme = app.test_client(), add_vendor(app, "acme")
     assert client.post(BULK_BG, json=items(4), headers=acme).status_code == 202
     response = client.post(BULK_BG, json=items(2), headers=acme)  # 4 + 2 > 5
-    assert response.status_code == 429 and "bg-removal limit of 5 per 1 hour" in response.json["error"]["message"]
+    assert (
+        response.status_code == 429
+        and "bg-removal limit of 5 per 1 hour" in response.json["error"]["message"]
+    )
     assert client.post(BG, json={"record_id": "one", "image_url": URL}, headers=acme).status_code == 202
     assert client.post(BG, json={"record_id": "two", "image_url": URL}, headers=acme).status_code == 429
     # light jobs are not background removals
@@ -81,7 +84,11 @@ def test_bulk_background_removal_counts_every_item(limited, redis_conn):
 def test_bulk_operations_and_all_requests(limited):
     app = limited(limit_bulk="2 per hour", limit_global="6 per minute")
     client, acme = app.test_client(), add_vendor(app, "acme")
-    assert [client.post(BULK_LIGHT, json=items(1), headers=acme).status_code for _ in range(3)] == [202, 202, 429]
+    assert [client.post(BULK_LIGHT, json=items(1), headers=acme).status_code for _ in range(3)] == [
+        202,
+        202,
+        429,
+    ]
     statuses = [client.get("/api/image-queue/queue-stats", headers=acme).status_code for _ in range(4)]
     # the all-requests limit counts every request, the refused bulk too: 3 bulks + 3 polls = 6
     assert statuses == [200, 200, 200, 429]
@@ -92,13 +99,28 @@ def test_two_api_processes_share_the_counters(limited):
     first, second = limited(limit_image="3 per minute"), limited(limit_image="3 per minute")
     acme = add_vendor(first, "acme")
     a, b = first.test_client(), second.test_client()
-    codes = [c.post(LIGHT, json={"record_id": "r", "image_url": URL}, headers=acme).status_code for c in (a, b, a, b)]
+    codes = [
+        c.post(LIGHT, json={"record_id": "r", "image_url": URL}, headers=acme).status_code
+        for c in (a, b, a, b)
+    ]
     assert codes == [202, 202, 202, 429]
 
 
 def start_redis(port):
-    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -122,8 +144,10 @@ def test_redis_down_is_503_never_unlimited_and_recovers(limited):
             assert response.status_code == 503 and response.json["error"]["code"] == "unavailable"
         assert client.get("/health").json["failing"] == ["redis"]
         redis_proc = start_redis(port)  # empty: no persistence here, so the counters start over
-        codes = [client.post(LIGHT, json={"record_id": f"r{i}", "image_url": URL}, headers=acme).status_code
-                 for i in range(3)]
+        codes = [
+            client.post(LIGHT, json={"record_id": f"r{i}", "image_url": URL}, headers=acme).status_code
+            for i in range(3)
+        ]
         assert codes == [202, 202, 429]
     finally:
         redis_proc.terminate()

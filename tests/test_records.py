@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from imgproc.adapters.db import make_engine, records
-from imgproc.errors import TransientError
 from imgproc.adapters.records import FIELDS, Records
+from imgproc.errors import TransientError
 
 DOWN_URL = "mysql+pymysql://root:s3cret@127.0.0.1:1/x"
 
@@ -28,7 +28,7 @@ def count_statements(engine, verb: str) -> list[str]:
 
 
 def test_save_result_writes_the_operation_column(engine):
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     Records(engine).save_result(
         "acme", "rec-1", "remove-bg", "https://cdn/bg.png", original_url="https://photos/1.jpg"
     )
@@ -39,7 +39,7 @@ def test_save_result_writes_the_operation_column(engine):
     assert row["face_crop_url"] is None and row["processed_url"] is None
     assert row["created_at"] >= before - dt.timedelta(seconds=1)
     assert row["updated_at"] >= row["created_at"]
-    assert row["updated_at"].tzinfo == dt.timezone.utc
+    assert row["updated_at"].tzinfo == dt.UTC
 
 
 def test_unknown_record_is_none(engine):
@@ -118,8 +118,7 @@ def test_save_results_batches_transactions(engine):
 
 def test_save_results_checks_every_row_first(engine):
     rows = [
-        {"vendor": "acme", "record_id": f"r{i}", "operation": "remove-bg", "url": "u"}
-        for i in range(150)
+        {"vendor": "acme", "record_id": f"r{i}", "operation": "remove-bg", "url": "u"} for i in range(150)
     ]
     rows.append({"vendor": "acme", "record_id": "bad", "operation": "nope", "url": "u"})
     with pytest.raises(ValueError):

@@ -10,13 +10,13 @@ import cloudinary
 import pytest
 from PIL import Image
 
-from imgproc.errors import PermanentError, TransientError
 from imgproc.adapters.storage import (
     CloudinaryStorage,
     LocalStorage,
     make_storage,
     parse_cloudinary_url,
 )
+from imgproc.errors import PermanentError, TransientError
 from tests.cloudinary_stub import CloudinaryStub
 
 
@@ -113,9 +113,7 @@ def test_make_storage_picks_by_settings(settings, tmp_path):
     local = make_storage(settings)
     assert isinstance(local, LocalStorage)
     assert local.root == tmp_path / "media"
-    remote = make_storage(
-        settings.replace(cloudinary_url="cloudinary://k:s@cloud", cloudinary_folder="out")
-    )
+    remote = make_storage(settings.replace(cloudinary_url="cloudinary://k:s@cloud", cloudinary_folder="out"))
     assert isinstance(remote, CloudinaryStorage)
     assert remote.public_id_of("jobs/j/result.png") == "out/jobs/j/result"
 

@@ -66,22 +66,46 @@ def _png(size=(80, 60), colour=(200, 30, 30)) -> bytes:
 @pytest.fixture
 def fakes(settings, redis_conn):
     photo = "https://photos.example/a.png"
-    runtime = Runtime(settings=settings, conn=redis_conn, fetcher=FakeFetcher({photo: _png()}),
-                      storage=FakeStorage(), records=FakeRecords(), remover=SquareMatting())
+    runtime = Runtime(
+        settings=settings,
+        conn=redis_conn,
+        fetcher=FakeFetcher({photo: _png()}),
+        storage=FakeStorage(),
+        records=FakeRecords(),
+        remover=SquareMatting(),
+    )
     return runtime, photo
 
 
 def _enqueue(conn, queue: str, func: str, payload: dict) -> Job:
-    meta = {"vendor": payload.get("vendor"), "type": payload.get("type"), "record_id": payload.get("record_id"),
-            "progress": 0, "stage": "queued", "attempts": 0, "max_attempts": 1}
+    meta = {
+        "vendor": payload.get("vendor"),
+        "type": payload.get("type"),
+        "record_id": payload.get("record_id"),
+        "progress": 0,
+        "stage": "queued",
+        "attempts": 0,
+        "max_attempts": 1,
+    }
     return Queue(queue, connection=conn).enqueue(func, payload, meta=meta)
 
 
 def test_a_job_runs_through_fakes_of_every_part(fakes):
     runtime, photo = fakes
-    payload = Payload("acme", "remove-bg", "emp/7", {"model": "isnet-general-use", "format": "png",
-                      "bgcolor": None, "alpha_matting": False, "post_process_mask": False, "max_size": None},
-                      image_url=photo)
+    payload = Payload(
+        "acme",
+        "remove-bg",
+        "emp/7",
+        {
+            "model": "isnet-general-use",
+            "format": "png",
+            "bgcolor": None,
+            "alpha_matting": False,
+            "post_process_mask": False,
+            "max_size": None,
+        },
+        image_url=photo,
+    )
     job = _enqueue(runtime.conn, QUEUE_BG, TASK, payload.asdict())
     build_worker(runtime.settings, QUEUES, runtime=runtime).work(burst=True)
     job.refresh()
@@ -102,15 +126,42 @@ def test_a_job_queued_under_the_old_task_path_still_runs(fakes, old_path):
     runtime, photo = fakes
     # The payload dict exactly as imgproc 0.1's queue.py built it.
     if old_path.endswith("process_image"):
-        queue, payload = QUEUE_LIGHT, {"vendor": "acme", "type": "process-image", "record_id": "r1",
-                                       "image_url": photo, "upload": False, "options": {
-                                           "resize": [40, 30], "fit": "contain", "format": "jpg",
-                                           "quality": 85, "strip_metadata": True}}
+        queue, payload = (
+            QUEUE_LIGHT,
+            {
+                "vendor": "acme",
+                "type": "process-image",
+                "record_id": "r1",
+                "image_url": photo,
+                "upload": False,
+                "options": {
+                    "resize": [40, 30],
+                    "fit": "contain",
+                    "format": "jpg",
+                    "quality": 85,
+                    "strip_metadata": True,
+                },
+            },
+        )
     else:
-        queue, payload = QUEUE_BG, {"vendor": "acme", "type": "remove-bg", "record_id": "r1",
-                                    "image_url": photo, "upload": False, "options": {
-                                        "model": "isnet-general-use", "format": "webp", "bgcolor": None,
-                                        "alpha_matting": False, "post_process_mask": False, "max_size": None}}
+        queue, payload = (
+            QUEUE_BG,
+            {
+                "vendor": "acme",
+                "type": "remove-bg",
+                "record_id": "r1",
+                "image_url": photo,
+                "upload": False,
+                "options": {
+                    "model": "isnet-general-use",
+                    "format": "webp",
+                    "bgcolor": None,
+                    "alpha_matting": False,
+                    "post_process_mask": False,
+                    "max_size": None,
+                },
+            },
+        )
     job = _enqueue(runtime.conn, queue, old_path, payload)
     assert job.func_name == old_path
     build_worker(runtime.settings, QUEUES, runtime=runtime).work(burst=True)

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from imgproc.adapters.db import vendors
-from imgproc.errors import TransientError
 from imgproc.adapters.vendors import Vendor, Vendors, hash_key
+from imgproc.errors import TransientError
 
 
 def test_added_key_authenticates(engine):

@@ -8,24 +8,35 @@ import sys
 import pytest
 from PIL import Image
 
-from imgproc.processing import operations
 from imgproc.config import ROOT, Settings
 from imgproc.errors import PermanentError
+from imgproc.processing import operations
 from imgproc.processing.models import providers_for
 from imgproc.worker.failures import classify
 
 
 def test_missing_model_stops_the_worker_at_boot(tmp_path):
     env = dict(os.environ, IMGPROC_MODELS_DIR=str(tmp_path), REDIS_URL="redis://127.0.0.1:6379/13")
-    proc = subprocess.run([sys.executable, "worker.py", "--queues", "face-crop", "--burst"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "worker.py", "--queues", "face-crop", "--burst"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "isnet-general-use" in proc.stderr and "make models" in proc.stderr
 
 
 def test_unknown_queue_is_refused():
-    proc = subprocess.run([sys.executable, "worker.py", "--queues", "bg-removal,thumbnails"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "worker.py", "--queues", "bg-removal,thumbnails"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "thumbnails" in proc.stderr
 
 
@@ -33,7 +44,9 @@ def test_threads_default_to_cores_per_worker():
     assert Settings(cores=8, workers_per_host=2).intra_op_threads == 4
     assert Settings(cores=2, workers_per_host=3).intra_op_threads == 1
     assert Settings(cores=8, threads=3).intra_op_threads == 3
-    s = Settings.from_env({"IMGPROC_WORKERS_PER_HOST": "2", "IMGPROC_MAX_ATTEMPTS": "4", "IMGPROC_RETRY_BACKOFF": "2"})
+    s = Settings.from_env(
+        {"IMGPROC_WORKERS_PER_HOST": "2", "IMGPROC_MAX_ATTEMPTS": "4", "IMGPROC_RETRY_BACKOFF": "2"}
+    )
     assert s.workers_per_host == 2 and s.retry_intervals == [2, 4, 8]
 
 

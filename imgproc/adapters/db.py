@@ -19,7 +19,7 @@ MYSQL = ("mysql", "mariadb")
 
 def utcnow() -> dt.datetime:
     """Return the current time in UTC."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(sa.TypeDecorator):
@@ -36,11 +36,11 @@ class UTCDateTime(sa.TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):
-        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+        return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
 def _key(length: int) -> sa.types.TypeEngine:

@@ -211,7 +211,9 @@ class Fetcher:
                     return body
                 location = (response.headers.get("Location") or "").strip()
                 if not location:
-                    raise PermanentError(f"redirect without a Location from {target.host}", code="fetch_failed")
+                    raise PermanentError(
+                        f"redirect without a Location from {target.host}", code="fetch_failed"
+                    )
             finally:
                 if response.connection is not None:  # not read to the end: never reused
                     response.close()
@@ -272,8 +274,16 @@ class Fetcher:
             for fresh in (key not in self._pools, True):
                 pool = self._pool(key)
                 try:
-                    return pool.urlopen("GET", target.path, headers=headers, retries=False, redirect=False,
-                                        timeout=timeout, preload_content=False, decode_content=False)
+                    return pool.urlopen(
+                        "GET",
+                        target.path,
+                        headers=headers,
+                        retries=False,
+                        redirect=False,
+                        timeout=timeout,
+                        preload_content=False,
+                        decode_content=False,
+                    )
                 except ConnectTimeoutError as exc:  # NewConnectionError too: try the next address
                     self._drop(key)
                     failure = exc
@@ -290,15 +300,16 @@ class Fetcher:
         raise _translate(failure, target.host) from failure
 
     def _pool(self, key: tuple) -> urllib3.HTTPConnectionPool:
-        """The pool of one checked address, connecting to the address itself (never resolving the name again)."""
+        """The pool of one checked address, connecting to the address itself (never resolving again)."""
         pool = self._pools.get(key)
         if pool is not None:
             self._pools.move_to_end(key)
             return pool
         scheme, host, address, port = key
         if scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(address, port, maxsize=1, retries=False,
-                                               server_hostname=host, assert_hostname=host)
+            pool = urllib3.HTTPSConnectionPool(
+                address, port, maxsize=1, retries=False, server_hostname=host, assert_hostname=host
+            )
         else:
             pool = urllib3.HTTPConnectionPool(address, port, maxsize=1, retries=False)
         self._pools[key] = pool

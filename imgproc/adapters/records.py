@@ -25,6 +25,7 @@ class ResultWriter(Protocol):
         """Store ``url`` as the result of ``operation`` on the vendor's record, creating it when missing."""
         ...
 
+
 #: Columns that update_fields may set; the key and the timestamps are managed here.
 FIELDS = frozenset(records.c.keys()) - {"id", "vendor", "record_id", "writes", "created_at", "updated_at"}
 
@@ -67,8 +68,11 @@ class Records:
         """Store many results (dicts of save_result's arguments), one transaction per 100 rows."""
         # Check every row first, so a bad one does not leave the earlier batches written.
         items = [
-            (row["vendor"], row["record_id"], _result_fields(
-                row["operation"], row["url"], row.get("original_url")))
+            (
+                row["vendor"],
+                row["record_id"],
+                _result_fields(row["operation"], row["url"], row.get("original_url")),
+            )
             for row in rows
         ]
         with database_errors(self._engine, "save results"):
@@ -90,9 +94,7 @@ class Records:
 
     def get(self, vendor: str, record_id: str) -> dict | None:
         """Return the record as a dict of its columns, or None."""
-        query = sa.select(records).where(
-            records.c.vendor == vendor, records.c.record_id == record_id
-        )
+        query = sa.select(records).where(records.c.vendor == vendor, records.c.record_id == record_id)
         with database_errors(self._engine, "read record"), self._engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else dict(row._mapping)
@@ -105,16 +107,24 @@ class Records:
         with database_errors(self._engine, "count records"), self._engine.connect() as conn:
             return conn.execute(query).scalar_one()
 
-    def _upsert(self, conn: sa.Connection, vendor: str, record_id: str, fields: dict,
-                count_write: bool = False) -> None:
+    def _upsert(
+        self, conn: sa.Connection, vendor: str, record_id: str, fields: dict, count_write: bool = False
+    ) -> None:
         now = utcnow()
         chunks = list(_chunks(list(fields.items()), self.max_fields)) or [[]]
         first = dict(chunks[0])
         # One statement inserts the row or updates it, atomically: two workers writing
         # the same new record cannot both insert it.
         statement = _upsert_statement(conn.dialect.name, tuple(sorted(first)), count_write)
-        conn.execute(statement, {"vendor": vendor, "record_id": record_id, "now": now,
-                                 **{f"v_{name}": value for name, value in first.items()}})
+        conn.execute(
+            statement,
+            {
+                "vendor": vendor,
+                "record_id": record_id,
+                "now": now,
+                **{f"v_{name}": value for name, value in first.items()},
+            },
+        )
         # The original system capped columns per UPDATE to stay far below max_allowed_packet.
         key = sa.and_(records.c.vendor == vendor, records.c.record_id == record_id)
         for chunk in chunks[1:]:
@@ -131,8 +141,14 @@ def _upsert_statement(dialect: str, names: tuple[str, ...], count_write: bool):
     """
     now = sa.bindparam("now")
     values = {name: sa.bindparam(f"v_{name}") for name in names}
-    row = {"vendor": sa.bindparam("vendor"), "record_id": sa.bindparam("record_id"), "created_at": now,
-           "updated_at": now, **values, "writes": 1 if count_write else 0}
+    row = {
+        "vendor": sa.bindparam("vendor"),
+        "record_id": sa.bindparam("record_id"),
+        "created_at": now,
+        "updated_at": now,
+        **values,
+        "writes": 1 if count_write else 0,
+    }
     values["updated_at"] = now
     if count_write:
         values["writes"] = records.c.writes + 1
@@ -146,4 +162,6 @@ def _upsert_statement(dialect: str, names: tuple[str, ...], count_write: bool):
         from sqlalchemy.dialects.postgresql import insert
     else:
         raise ValueError(f"records need SQLite, MySQL/MariaDB or PostgreSQL, not {dialect}")
-    return insert(records).values(row).on_conflict_do_update(index_elements=["vendor", "record_id"], set_=values)
+    return (
+        insert(records).values(row).on_conflict_do_update(index_elements=["vendor", "record_id"], set_=values)
+    )

@@ -223,5 +223,7 @@ def _retryable(status: int) -> bool:
 def make_storage(settings: Settings) -> Storage:
     """Build Cloudinary storage when ``cloudinary_url`` is set, else local storage."""
     if settings.cloudinary_url:
-        return CloudinaryStorage(settings.cloudinary_url, settings.cloudinary_folder, settings.storage_timeout)
+        return CloudinaryStorage(
+            settings.cloudinary_url, settings.cloudinary_folder, settings.storage_timeout
+        )
     return LocalStorage(settings.storage_dir, settings.public_url)

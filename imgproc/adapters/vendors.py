@@ -74,9 +74,7 @@ class Vendors:
         """Return the vendor that owns ``key``, or None for an unknown key."""
         if not key:
             return None
-        query = sa.select(vendors.c.name, vendors.c.is_operator).where(
-            vendors.c.key_hash == hash_key(key)
-        )
+        query = sa.select(vendors.c.name, vendors.c.is_operator).where(vendors.c.key_hash == hash_key(key))
         with database_errors(self._engine, "authenticate"), self._engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else Vendor(row.name, bool(row.is_operator))

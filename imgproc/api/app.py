@@ -20,8 +20,15 @@ from .services import Services, services
 log = logging.getLogger("imgproc.api")
 
 #: HTTP errors raised by Flask/Werkzeug itself, in API.md's codes.
-HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-              413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 def error_response(code: str, message: str, status: int, details: dict | None = None):

@@ -43,13 +43,22 @@ def build_limiter(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=False,
         in_memory_fallback_enabled=False,
         # An application limit is one counter for all routes (a default limit counts per route).
-        application_limits=[ApplicationLimit(
-            settings.limit_global, exempt_when=_not_api,
-            error_message=f"request limit of {parse(settings.limit_global)} reached")],
+        application_limits=[
+            ApplicationLimit(
+                settings.limit_global,
+                exempt_when=_not_api,
+                error_message=f"request limit of {parse(settings.limit_global)} reached",
+            )
+        ],
     )
 
 
 def limit(limiter: Limiter, value: str, scope: str, **kwargs):
     """A limit shared by every endpoint it decorates, on top of the all-requests limit."""
-    return limiter.shared_limit(value, scope=scope, override_defaults=False,
-                                error_message=f"{scope} limit of {parse(value)} reached", **kwargs)
+    return limiter.shared_limit(
+        value,
+        scope=scope,
+        override_defaults=False,
+        error_message=f"{scope} limit of {parse(value)} reached",
+        **kwargs,
+    )

@@ -30,7 +30,8 @@ from .services import services
 
 #: Endpoints whose jobs count against the background-removal limit.
 BG_ENDPOINTS = {jt.single_endpoint for jt in SINGLE_ENDPOINTS.values() if jt.bg_limited} | {
-    jt.bulk_endpoint for jt in BULK_ENDPOINTS.values() if jt.bg_limited}
+    jt.bulk_endpoint for jt in BULK_ENDPOINTS.values() if jt.bg_limited
+}
 SINGLE_FIELDS = {"record_id", "image_url", "options", "webhook_url", "idempotency_key"}
 BULK_FIELDS = {"items", "options", "webhook_url"}
 ITEM_FIELDS = {"record_id", "image_url", "options"}
@@ -98,9 +99,16 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
     """The /api/image-queue routes, with the per-vendor limits of ``settings``."""
     api = Blueprint("api", __name__, url_prefix="/api/image-queue")
     image_limit = limit(limiter, settings.limit_image, "image")
-    bulk_limit = limit(limiter, settings.limit_bulk, "bulk", exempt_when=lambda: _endpoint() not in BULK_ENDPOINTS)
-    bg_limit = limit(limiter, settings.limit_bg_removal, "bg-removal", cost=lambda: _items_cost(settings.max_bulk_items),
-                     exempt_when=lambda: _endpoint() not in BG_ENDPOINTS)
+    bulk_limit = limit(
+        limiter, settings.limit_bulk, "bulk", exempt_when=lambda: _endpoint() not in BULK_ENDPOINTS
+    )
+    bg_limit = limit(
+        limiter,
+        settings.limit_bg_removal,
+        "bg-removal",
+        cost=lambda: _items_cost(settings.max_bulk_items),
+        exempt_when=lambda: _endpoint() not in BG_ENDPOINTS,
+    )
 
     @api.post("/<endpoint>")
     @image_limit
@@ -112,8 +120,11 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
             job_type = SINGLE_ENDPOINTS[endpoint].name
             fields, upload = _body()
             _unknown(fields, SINGLE_FIELDS)
-            spec = JobSpec(job_type, _record_id(fields.get("record_id")),
-                           opts.validate(job_type, fields.get("options"), svc.settings))
+            spec = JobSpec(
+                job_type,
+                _record_id(fields.get("record_id")),
+                opts.validate(job_type, fields.get("options"), svc.settings),
+            )
             if fields.get("webhook_url") is not None:
                 check_url(fields["webhook_url"])
             if upload is not None:
@@ -169,19 +180,28 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                     raise
                 if not isinstance(item.get("image_url"), str):
                     raise InvalidRequest(f"{where}image_url is required")
-                specs.append(JobSpec(job_type, _record_id(item.get("record_id"), where), validated,
-                                     image_url=check_url(item["image_url"])))
+                specs.append(
+                    JobSpec(
+                        job_type,
+                        _record_id(item.get("record_id"), where),
+                        validated,
+                        image_url=check_url(item["image_url"]),
+                    )
+                )
             batch_id, jobs = svc.jobs.enqueue(g.vendor.name, specs, batch=True)
-            return jsonify({"batch_id": batch_id, "job_ids": [j.id for j in jobs],
-                            "status_url": f"/api/image-queue/batch/{batch_id}"}), 202
+            return jsonify(
+                {
+                    "batch_id": batch_id,
+                    "job_ids": [j.id for j in jobs],
+                    "status_url": f"/api/image-queue/batch/{batch_id}",
+                }
+            ), 202
         raise NotFound(f"no endpoint {endpoint!r}")
-
 
     @api.get("/job/<job_id>")
     def job_status(job_id: str):
         jobs = services().jobs
         return jsonify(jobs.job_view(jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)))
-
 
     @api.delete("/job/<job_id>")
     def cancel(job_id: str):
@@ -196,11 +216,9 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
             raise Conflict("the job is running on a worker and cannot be stopped safely; it will finish")
         raise Conflict(f"the job has already ended ({status.value if hasattr(status, 'value') else status})")
 
-
     @api.get("/batch/<batch_id>")
     def batch_status(batch_id: str):
         return jsonify(services().jobs.batch_view(g.vendor.name, batch_id, operator=g.vendor.operator))
-
 
     @api.get("/queue-stats")
     def queue_stats():

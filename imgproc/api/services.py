@@ -24,8 +24,9 @@ from imgproc.queueing import JobQueue, JobSpec, connect
 class JobStore(Protocol):
     """The queue as the views use it: enqueue for a vendor, read back only the vendor's own."""
 
-    def enqueue(self, vendor: str, specs: list[JobSpec], *, batch: bool = False) -> tuple[str | None, list[Job]]:
-        ...
+    def enqueue(
+        self, vendor: str, specs: list[JobSpec], *, batch: bool = False
+    ) -> tuple[str | None, list[Job]]: ...
 
     def claim(self, vendor: str, key: str) -> tuple[str, Job | None]: ...
 
@@ -57,8 +58,14 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         conn = connect(settings.redis_url)
         engine = make_engine(settings)
-        return cls(settings, conn, engine, JobQueue(conn, settings), CachedVendors(Vendors(engine)),
-                   make_storage(settings))
+        return cls(
+            settings,
+            conn,
+            engine,
+            JobQueue(conn, settings),
+            CachedVendors(Vendors(engine)),
+            make_storage(settings),
+        )
 
 
 def services() -> Services:

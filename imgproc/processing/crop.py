@@ -26,7 +26,9 @@ def select_face(faces: list[Face], how: str) -> Face:
     return max(faces, key=lambda f: (f.area, f.score))
 
 
-def crop_box(face: tuple[int, int, int, int], aspect: float, face_height: float, face_center_y: float) -> tuple[int, int, int, int]:
+def crop_box(
+    face: tuple[int, int, int, int], aspect: float, face_height: float, face_center_y: float
+) -> tuple[int, int, int, int]:
     """The crop ``(left, top, width, height)`` that puts the face at ``face_height`` of its height.
 
     The face's centre sits at mid-width and at ``face_center_y`` from the top;
@@ -47,7 +49,9 @@ def cut(img: Image.Image, box: tuple[int, int, int, int], fill: tuple[int, ...])
     if left >= 0 and top >= 0 and left + width <= img.width and top + height <= img.height:
         return img.crop((left, top, left + width, top + height))
     canvas = Image.new(img.mode, (width, height), fill[: len(img.mode)])
-    inside = img.crop((max(left, 0), max(top, 0), min(left + width, img.width), min(top + height, img.height)))
+    inside = img.crop(
+        (max(left, 0), max(top, 0), min(left + width, img.width), min(top + height, img.height))
+    )
     canvas.paste(inside, (max(0, -left), max(0, -top)))
     return canvas
 

@@ -65,13 +65,16 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise PermanentError(f"image over the pixel limit: {exc}", code="image_too_large") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise PermanentError(f"not a decodable image ({type(exc).__name__})", code="unsupported_image") from None
+        raise PermanentError(
+            f"not a decodable image ({type(exc).__name__})", code="unsupported_image"
+        ) from None
     if img.format not in ACCEPTED_FORMATS:
         raise PermanentError(f"image format {img.format} is not accepted", code="unsupported_image")
     width, height = img.size
     if width * height > max_pixels:
         raise PermanentError(
-            f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", code="image_too_large"
+            f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}",
+            code="image_too_large",
         )
     if width == 0 or height == 0:
         raise PermanentError("the image has no pixels", code="unsupported_image")
@@ -184,8 +187,14 @@ def encode_png(pixels: np.ndarray, level: int = 1) -> bytes:
     parts.append(deflate.flush())
     color_type = 6 if channels == 4 else 2
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),
-                     _chunk(b"IDAT", b"".join(parts)), _chunk(b"IEND", b"")))
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", b"".join(parts)),
+            _chunk(b"IEND", b""),
+        )
+    )
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

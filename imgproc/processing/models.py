@@ -93,7 +93,11 @@ class BackgroundRemover:
             if not path.is_file():
                 raise ModelMissing(
                     f"background-removal model {name!r} is missing: expected {path}. "
-                    + ("Run `make models`." if name == "isnet-general-use" else f"Run `imgproc models fetch --model {name}`.")
+                    + (
+                        "Run `make models`."
+                        if name == "isnet-general-use"
+                        else f"Run `imgproc models fetch --model {name}`."
+                    )
                 )
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
@@ -124,8 +128,13 @@ class BackgroundRemover:
             self.mask(np.zeros((64, 64, 3), np.uint8), name, session)
             self.warmup_seconds = time.perf_counter() - started
             self.sessions[name] = session
-            log.info("loaded %s on %s in %.2fs (%d threads)", name, runtime_session(session).get_providers()[0],
-                     self.load_seconds[name], threads)
+            log.info(
+                "loaded %s on %s in %.2fs (%d threads)",
+                name,
+                runtime_session(session).get_providers()[0],
+                self.load_seconds[name],
+                threads,
+            )
 
     def mask(self, rgb: np.ndarray, model: str, session=None) -> np.ndarray:
         """The foreground mask (uint8, same height and width as ``rgb``) of an RGB array."""
@@ -143,7 +152,9 @@ class BackgroundRemover:
         import cv2
 
         height, width = rgb.shape[:2]
-        small = cv2.resize(rgb, (1024, 1024), interpolation=cv2.INTER_AREA if max(height, width) > 1024 else cv2.INTER_LINEAR)
+        small = cv2.resize(
+            rgb, (1024, 1024), interpolation=cv2.INTER_AREA if max(height, width) > 1024 else cv2.INTER_LINEAR
+        )
         x = small.astype(np.float32)
         x *= 1.0 / max(float(x.max()), 1e-6)  # rembg scales by the image's own maximum
         x -= 0.5
@@ -182,8 +193,11 @@ class FaceDetector:
             if side < min(width, height) or (width, height) != (side, side):
                 # A window shows the detector less context: demand more certainty there
                 # (measured: background texture scored 0.54-0.63, real faces 0.9+).
-                faces += [f for f in self._detect(rgb[top:top + side, left:left + side], left, top)
-                          if f.score >= WINDOW_MIN_CONFIDENCE]
+                faces += [
+                    f
+                    for f in self._detect(rgb[top : top + side, left : left + side], left, top)
+                    if f.score >= WINDOW_MIN_CONFIDENCE
+                ]
         return merge_faces(faces)
 
     def _detect(self, rgb: np.ndarray, dx: int, dy: int) -> list[Face]:

@@ -83,8 +83,9 @@ def remove_background(data: bytes, opts: dict, tools: Tools) -> Output:
     else:
         rgb = imaging.decode_rgb(data, max_pixels)
     out = cutout(rgb, remover.mask(rgb, opts["model"]), opts)
-    encoded = imaging.encode(out, opts["format"], png_level=png_level,
-                             bgcolor=imaging.parse_color(opts["bgcolor"] or "#ffffff"))
+    encoded = imaging.encode(
+        out, opts["format"], png_level=png_level, bgcolor=imaging.parse_color(opts["bgcolor"] or "#ffffff")
+    )
     return Output(encoded, opts["format"], out.shape[1], out.shape[0], {"model": opts["model"]})
 
 
@@ -102,14 +103,21 @@ def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
     out = cut(img, box, fill + (255,))
     if opts["size"]:
         out = out.resize(tuple(opts["size"]), Image.Resampling.LANCZOS)
-    extra: dict[str, Any] = {"faces": len(faces), "face_box": list(face.box), "face_score": round(face.score, 4),
-                             "crop_box": list(box)}
+    extra: dict[str, Any] = {
+        "faces": len(faces),
+        "face_box": list(face.box),
+        "face_score": round(face.score, 4),
+        "crop_box": list(box),
+    }
     if opts["remove_background"]:
         if remover is None:
             raise PermanentError("this worker has no background-removal model", code="invalid_options")
         rgb = imaging.rgb_array(out)
-        out = cutout(rgb, remover.mask(rgb, bg_model),
-                     {"post_process_mask": False, "alpha_matting": False, "bgcolor": opts["bgcolor"]})
+        out = cutout(
+            rgb,
+            remover.mask(rgb, bg_model),
+            {"post_process_mask": False, "alpha_matting": False, "bgcolor": opts["bgcolor"]},
+        )
         extra["model"] = bg_model
     encoded = imaging.encode(out, opts["format"], png_level=png_level, bgcolor=fill)
     height, width = (out.shape[0], out.shape[1]) if isinstance(out, np.ndarray) else (out.height, out.width)
@@ -124,8 +132,9 @@ def process_image(data: bytes, opts: dict, tools: Tools) -> Output:
     icc = None if opts["strip_metadata"] else img.info.get("icc_profile")
     if opts["resize"]:
         img = imaging.resize(img, tuple(opts["resize"]), opts["fit"])
-    encoded = imaging.encode(img, opts["format"], quality=opts["quality"], png_level=png_level, exif=exif,
-                             icc_profile=icc)
+    encoded = imaging.encode(
+        img, opts["format"], quality=opts["quality"], png_level=png_level, exif=exif, icc_profile=icc
+    )
     return Output(encoded, opts["format"], img.width, img.height)
 
 

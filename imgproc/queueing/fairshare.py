@@ -3,8 +3,9 @@
 A new job waits in its vendor's lane (a Redis list) instead of the RQ queue.
 ``feed`` moves jobs from the lanes into the RQ queue one at a time, each
 time from the vendor with the fewest jobs in the queue or running (ties go to
-the vendor that waited longest for its turn), never past a vendor's ``cap``. So a vendor's 500-image bulk does not starve another
-vendor's single job: the single job is taken at the next turn.
+the vendor that waited longest for its turn), never past a vendor's ``cap``.
+So a vendor's 500-image bulk does not starve another vendor's single job: the
+single job is taken at the next turn.
 
 Why not rq's own tools: rq 2.x has no per-key concurrency limit (the
 ``RateLimit`` of rq 3 is not released), and a cap alone would not help when
@@ -94,8 +95,15 @@ class FairShare:
         an EVALSHA that Redis no longer knows (after a restart) would fail inside
         the transaction while the job hashes beside it are written.
         """
-        pipe.eval(_ADMIT, 3, KEY_LANE.format(queue=queue, vendor=vendor), KEY_RING.format(queue=queue),
-                  KEY_RING_SET.format(queue=queue), vendor, *job_ids)
+        pipe.eval(
+            _ADMIT,
+            3,
+            KEY_LANE.format(queue=queue, vendor=vendor),
+            KEY_RING.format(queue=queue),
+            KEY_RING_SET.format(queue=queue),
+            vendor,
+            *job_ids,
+        )
 
     def feed(self, queue: Queue, pipe=None) -> int | None:
         """Move waiting jobs into the RQ queue, vendors in turn, within each vendor's cap.
@@ -104,8 +112,13 @@ class FairShare:
         ``admit``) and nothing is returned; else it runs now and returns how many moved.
         """
         keys = [queue.key, KEY_RING.format(queue=queue.name), KEY_RING_SET.format(queue=queue.name)]
-        args = [self.cap, self.room, KEY_LANE.format(queue=queue.name, vendor=""), KEY_ACTIVE.format(vendor=""),
-                queue.job_class.redis_job_namespace_prefix]
+        args = [
+            self.cap,
+            self.room,
+            KEY_LANE.format(queue=queue.name, vendor=""),
+            KEY_ACTIVE.format(vendor=""),
+            queue.job_class.redis_job_namespace_prefix,
+        ]
         if pipe is not None:
             pipe.eval(_FEED, len(keys), *keys, *args)
             return None

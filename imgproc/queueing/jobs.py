@@ -57,45 +57,81 @@ class JobQueue(JobViews):
         self.conn = conn
         self.settings = settings
         self.fair = FairShare(conn, settings.vendor_concurrency)
-        self.queues = {name: Queue(name, connection=conn, default_timeout=settings.job_timeout) for name in QUEUES}
+        self.queues = {
+            name: Queue(name, connection=conn, default_timeout=settings.job_timeout) for name in QUEUES
+        }
 
     def _retry(self) -> Retry | None:
         if self.settings.max_retries == 0:
             return None
         return Retry(max=self.settings.max_retries, interval=self.settings.retry_intervals)
 
-    def enqueue(self, vendor: str, specs: list[JobSpec], *, batch: bool = False) -> tuple[str | None, list[Job]]:
+    def enqueue(
+        self, vendor: str, specs: list[JobSpec], *, batch: bool = False
+    ) -> tuple[str | None, list[Job]]:
         """Enqueue jobs of one type atomically (one Redis transaction); a bulk gets a batch id."""
         if not specs:
             return None, []
         job_type = specs[0].type
-        queue = LaneQueue(JOB_TYPES[job_type].queue, connection=self.conn, default_timeout=self.settings.job_timeout)
+        queue = LaneQueue(
+            JOB_TYPES[job_type].queue, connection=self.conn, default_timeout=self.settings.job_timeout
+        )
         batch_id = "b_" + uuid.uuid4().hex if batch else None
         created = time.time()
         datas = []
         with self.conn.pipeline() as pipe:
             for spec in specs:
                 job_id = spec.job_id or uuid.uuid4().hex
-                payload = Payload(vendor, spec.type, spec.record_id, spec.options, image_url=spec.image_url,
-                                  upload=spec.upload is not None)
-                meta = {"vendor": vendor, "type": spec.type, "record_id": spec.record_id, "batch_id": batch_id,
-                        "progress": 0, "stage": "queued", "attempts": 0,
-                        "max_attempts": self.settings.max_attempts}
+                payload = Payload(
+                    vendor,
+                    spec.type,
+                    spec.record_id,
+                    spec.options,
+                    image_url=spec.image_url,
+                    upload=spec.upload is not None,
+                )
+                meta = {
+                    "vendor": vendor,
+                    "type": spec.type,
+                    "record_id": spec.record_id,
+                    "batch_id": batch_id,
+                    "progress": 0,
+                    "stage": "queued",
+                    "attempts": 0,
+                    "max_attempts": self.settings.max_attempts,
+                }
                 if spec.upload is not None:
                     uploads.put(pipe, job_id, spec.upload, self.settings.result_ttl)
-                datas.append(Queue.prepare_data(
-                    # The payload as a plain dict: rq pickles it, and a dict outlives a renamed class.
-                    TASK, args=(payload.asdict(),), job_id=job_id, meta=meta, retry=self._retry(),
-                    timeout=self.settings.job_timeout, result_ttl=self.settings.result_ttl,
-                    failure_ttl=self.settings.failure_ttl, description=f"{spec.type} {vendor}/{spec.record_id}",
-                ))
+                datas.append(
+                    Queue.prepare_data(
+                        # The payload as a plain dict: rq pickles it, and a dict outlives a renamed class.
+                        TASK,
+                        args=(payload.asdict(),),
+                        job_id=job_id,
+                        meta=meta,
+                        retry=self._retry(),
+                        timeout=self.settings.job_timeout,
+                        result_ttl=self.settings.result_ttl,
+                        failure_ttl=self.settings.failure_ttl,
+                        description=f"{spec.type} {vendor}/{spec.record_id}",
+                    )
+                )
                 pipe.zadd(KEY_VENDOR_JOBS.format(vendor), {job_id: created})
             # Keep the per-vendor index as long as the longest-lived job it can point at.
             pipe.zremrangebyscore(KEY_VENDOR_JOBS.format(vendor), 0, created - self.settings.failure_ttl)
             if batch_id:
-                pipe.set(KEY_BATCH.format(batch_id), json.dumps(
-                    {"vendor": vendor, "type": job_type, "created_at": created,
-                     "job_ids": [d.job_id for d in datas]}), ex=self.settings.failure_ttl)
+                pipe.set(
+                    KEY_BATCH.format(batch_id),
+                    json.dumps(
+                        {
+                            "vendor": vendor,
+                            "type": job_type,
+                            "created_at": created,
+                            "job_ids": [d.job_id for d in datas],
+                        }
+                    ),
+                    ex=self.settings.failure_ttl,
+                )
             jobs = queue.enqueue_many(datas, pipeline=pipe)
             # The admission and a feed in the same transaction: one round trip for the whole enqueue.
             self.fair.admit(pipe, queue.name, vendor, queue.pushed)

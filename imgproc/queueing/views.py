@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -33,9 +33,8 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JobViews:
@@ -73,12 +72,20 @@ class JobViews:
         elif state == JobStatus.SCHEDULED:
             error = meta.get("error")  # why it waits for a retry
         return {
-            "job_id": job.id, "type": meta.get("type"), "record_id": meta.get("record_id"),
-            "batch_id": meta.get("batch_id"), "state": state, "progress": meta.get("progress", 0),
-            "stage": meta.get("stage", "queued"), "attempts": meta.get("attempts", 0),
+            "job_id": job.id,
+            "type": meta.get("type"),
+            "record_id": meta.get("record_id"),
+            "batch_id": meta.get("batch_id"),
+            "state": state,
+            "progress": meta.get("progress", 0),
+            "stage": meta.get("stage", "queued"),
+            "attempts": meta.get("attempts", 0),
             "max_attempts": meta.get("max_attempts", self.settings.max_attempts),
-            "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-            "ended_at": _iso(job.ended_at), "result": result, "error": error,
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "ended_at": _iso(job.ended_at),
+            "result": result,
+            "error": error,
         }
 
     def batch_view(self, vendor: str, batch_id: str, *, operator: bool = False) -> dict[str, Any]:
@@ -95,7 +102,7 @@ class JobViews:
             for job_id in batch["job_ids"]:
                 pipe.hmget(Job.key_for(job_id), "status", "meta")
             fields = pipe.execute()
-        for job_id, (status, raw_meta) in zip(batch["job_ids"], fields):
+        for job_id, (status, raw_meta) in zip(batch["job_ids"], fields, strict=True):
             if status is None:  # expired
                 items.append({"job_id": job_id, "record_id": None, "state": "expired"})
                 progress += 100
@@ -104,12 +111,24 @@ class JobViews:
             meta = SERIALIZER.loads(raw_meta) if raw_meta else {}
             counts[state] = counts.get(state, 0) + 1
             progress += 100 if state in DONE else meta.get("progress", 0)
-            items.append({"job_id": job_id, "record_id": meta.get("record_id"), "state": state,
-                          "progress": meta.get("progress", 0)})
+            items.append(
+                {
+                    "job_id": job_id,
+                    "record_id": meta.get("record_id"),
+                    "state": state,
+                    "progress": meta.get("progress", 0),
+                }
+            )
         total = len(batch["job_ids"])
-        return {"batch_id": batch_id, "type": batch["type"], "total": total, "counts": counts,
-                "progress": round(progress / total) if total else 100,
-                "done": sum(counts[s] for s in DONE), "jobs": items}
+        return {
+            "batch_id": batch_id,
+            "type": batch["type"],
+            "total": total,
+            "counts": counts,
+            "progress": round(progress / total) if total else 100,
+            "done": sum(counts[s] for s in DONE),
+            "jobs": items,
+        }
 
     def stats(self, vendor: str, *, operator: bool = False) -> dict[str, Any]:
         """Per-queue counts and workers, plus the vendor's own counts (every vendor's for an operator)."""
@@ -126,7 +145,7 @@ class JobViews:
             }
         if operator:
             prefix = KEY_VENDOR_JOBS.format("")
-            names = sorted(k.decode()[len(prefix):] for k in self.conn.scan_iter(prefix + "*"))
+            names = sorted(k.decode()[len(prefix) :] for k in self.conn.scan_iter(prefix + "*"))
             vendors = {name: self.vendor_counts(name) for name in names}
         else:
             vendors = {vendor: self.vendor_counts(vendor)}

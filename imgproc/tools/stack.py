@@ -18,9 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from imgproc.config import ROOT
@@ -122,8 +122,13 @@ class ApiClient:
             self.conn = None
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str,
-               procs: list[subprocess.Popen] = (), interval: float = 0.1):
+def wait_until(
+    check: Callable[[], object],
+    timeout: float,
+    what: str,
+    procs: list[subprocess.Popen] = (),
+    interval: float = 0.1,
+):
     """Poll ``check`` until it returns something true; StackError if a process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,11 +174,16 @@ class LocalStack:
         self.embedded_redis = not os.environ.get("REDIS_URL")
         # The API's address is fixed now: workers started before it build result URLs from it.
         self.api = f"http://127.0.0.1:{free_port()}"
-        self.env = dict(os.environ, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1", IMGPROC_PUBLIC_URL=self.api,
-                        **(env or {}))
+        self.env = dict(
+            os.environ,
+            REDIS_URL=self.redis_url,
+            PYTHONUNBUFFERED="1",
+            IMGPROC_PUBLIC_URL=self.api,
+            **(env or {}),
+        )
         self._count = 0
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -219,8 +229,18 @@ class LocalStack:
 
     def start_api(self, processes: int = 2, threads: int = 1) -> str:
         """gunicorn with ``processes`` workers (gthread when ``threads`` > 1); returns the API's base URL."""
-        command = [sys.executable, "-m", "gunicorn", "-b", self.api.removeprefix("http://"), "-w", str(processes),
-                   "--threads", str(threads), "api:app"]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            self.api.removeprefix("http://"),
+            "-w",
+            str(processes),
+            "--threads",
+            str(threads),
+            "api:app",
+        ]
         proc = self.spawn("api", command, self.env)
         client = ApiClient(self.api, timeout=5)
         try:
@@ -229,7 +249,9 @@ class LocalStack:
             client.close()
         return self.api
 
-    def start_workers(self, n: int, queues: tuple[str, ...] | str = QUEUES, **env: str) -> list[subprocess.Popen]:
+    def start_workers(
+        self, n: int, queues: tuple[str, ...] | str = QUEUES, **env: str
+    ) -> list[subprocess.Popen]:
         """``n`` ``worker.py`` processes (``IMGPROC_WORKERS_PER_HOST=n`` unless given), not yet waited for."""
         queues = queues if isinstance(queues, str) else ",".join(queues)
         worker_env = {**self.env, "IMGPROC_WORKERS_PER_HOST": str(n), **env}
@@ -237,7 +259,9 @@ class LocalStack:
         for _ in range(n):
             self._count += 1
             name = f"worker-{self._count}-{os.getpid()}"
-            proc = self.spawn(name, [sys.executable, "worker.py", "--queues", queues, "--name", name], worker_env)
+            proc = self.spawn(
+                name, [sys.executable, "worker.py", "--queues", queues, "--name", name], worker_env
+            )
             proc.worker_name = name
             started.append(proc)
         return started
@@ -246,8 +270,12 @@ class LocalStack:
         """Wait until every one of ``procs`` has loaded its models and registered with Redis."""
         conn = self.redis()
         try:
-            wait_until(lambda: all(conn.exists(f"rq:worker:{p.worker_name}") for p in procs), timeout,
-                       f"{len(procs)} worker(s) to load their models", procs)
+            wait_until(
+                lambda: all(conn.exists(f"rq:worker:{p.worker_name}") for p in procs),
+                timeout,
+                f"{len(procs)} worker(s) to load their models",
+                procs,
+            )
         finally:
             conn.close()
 

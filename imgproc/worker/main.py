@@ -36,8 +36,11 @@ def tune_malloc() -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python worker.py [--queues a,b] [--burst]``: run one worker process."""
     parser = argparse.ArgumentParser(prog="worker.py", description="Run one imgproc worker process.")
-    parser.add_argument("--queues", default=",".join(QUEUES),
-                        help=f"comma-separated queues in priority order (default: {','.join(QUEUES)})")
+    parser.add_argument(
+        "--queues",
+        default=",".join(QUEUES),
+        help=f"comma-separated queues in priority order (default: {','.join(QUEUES)})",
+    )
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", help="worker name (default: host and pid)")
     args = parser.parse_args(argv)
@@ -54,13 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a worker that cannot load its models must not start
         log.error("worker cannot start: %s", exc)
         return 2
-    log.info("worker %s ready in %.1fs on %s (pid %d)", worker.name, time.perf_counter() - started,
-             ",".join(queues), os.getpid())
+    log.info(
+        "worker %s ready in %.1fs on %s (pid %d)",
+        worker.name,
+        time.perf_counter() - started,
+        ",".join(queues),
+        os.getpid(),
+    )
     try:
         while True:
             try:
-                worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO",
-                            max_jobs=settings.worker_max_jobs or None)
+                worker.work(
+                    burst=args.burst,
+                    with_scheduler=True,
+                    logging_level="INFO",
+                    max_jobs=settings.worker_max_jobs or None,
+                )
             except redis.ConnectionError as exc:  # raised by rq's own teardown when Redis is gone
                 log.warning("worker loop ended without Redis: %s", exc)
             if args.burst or worker.stopping or not _lost_redis(worker):
@@ -93,4 +105,3 @@ def _wait_for_redis(conn: redis.Redis) -> None:
             log.warning("Redis unreachable; trying again in %.0f s", delay)
             time.sleep(delay)
             delay = min(delay * 2, 30)
-

@@ -71,12 +71,22 @@ class ImgprocWorker(SimpleWorker):
             return
         super().set_state(state, pipeline)
 
-    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
-                         date_format: str = "%H:%M:%S", log_format: str = "%(asctime)s %(message)s") -> None:
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = "%H:%M:%S",
+        log_format: str = "%(asctime)s %(message)s",
+    ) -> None:
         # rq's own, with a scheduler that is spawned rather than forked (see SpawnedScheduler).
-        self.scheduler = SpawnedScheduler(self.queues, connection=self.connection, serializer=self.serializer,
-                                          logging_level=logging_level or self.log.level,
-                                          date_format=date_format, log_format=log_format)
+        self.scheduler = SpawnedScheduler(
+            self.queues,
+            connection=self.connection,
+            serializer=self.serializer,
+            logging_level=logging_level or self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+        )
         self.scheduler.acquire_locks()
         if not self.scheduler.acquired_locks:
             return
@@ -153,7 +163,9 @@ class ImgprocWorker(SimpleWorker):
                         return None
                 first = False
                 self.feed()
-                result = super().dequeue_job_and_maintain_ttl(min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL)
+                result = super().dequeue_job_and_maintain_ttl(
+                    min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL
+                )
                 pause = 1.0
             except redis.ConnectionError as exc:  # Redis away: wait for it here, models stay loaded
                 log.warning("Redis unreachable (%s); trying again in %.0f s", exc, pause)
@@ -166,9 +178,15 @@ class ImgprocWorker(SimpleWorker):
                 return None
 
 
-def build_worker(settings: Settings, queues: tuple[str, ...], runtime: Runtime | None = None,
-                 name: str | None = None) -> ImgprocWorker:
+def build_worker(
+    settings: Settings, queues: tuple[str, ...], runtime: Runtime | None = None, name: str | None = None
+) -> ImgprocWorker:
     """A worker on ``queues`` (in priority order), with a freshly loaded runtime unless one is given."""
     runtime = runtime or Runtime.load(settings, queues)
-    return ImgprocWorker(list(queues), connection=runtime.conn, runtime=runtime, name=name,
-                         default_result_ttl=settings.result_ttl)
+    return ImgprocWorker(
+        list(queues),
+        connection=runtime.conn,
+        runtime=runtime,
+        name=name,
+        default_result_ttl=settings.result_ttl,
+    )

@@ -44,7 +44,7 @@ class Runtime:
 
     @classmethod
     def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> Runtime:
-        """Connect the services and load the models the queues' job types need (a missing model stops here)."""
+        """Connect the services, load the models of the queues' job types (a missing one stops here)."""
         models = models_for(queues)
         return cls(
             settings=settings,
@@ -59,8 +59,13 @@ class Runtime:
     @property
     def tools(self) -> Tools:
         """What the operations get of this process."""
-        return Tools(max_pixels=self.settings.max_image_pixels, png_level=self.settings.png_compress_level,
-                     bg_model=self.settings.bg_model, remover=self.remover, detector=self.detector)
+        return Tools(
+            max_pixels=self.settings.max_image_pixels,
+            png_level=self.settings.png_compress_level,
+            bg_model=self.settings.bg_model,
+            remover=self.remover,
+            detector=self.detector,
+        )
 
     @contextmanager
     def serving(self) -> Iterator[None]:

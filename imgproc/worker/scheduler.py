@@ -20,7 +20,8 @@ class SpawnedScheduler(RQScheduler):
     def start(self):
         self._status = self.Status.STARTED
         self._connection = None  # rebuilt in the child from its connection kwargs, as rq does
-        self._process = multiprocessing.get_context("spawn").Process(target=run_scheduler, args=(self,),
-                                                                     name="Scheduler", daemon=True)
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=run_scheduler, args=(self,), name="Scheduler", daemon=True
+        )
         self._process.start()
         return self._process

@@ -73,21 +73,31 @@ def run(data: dict) -> dict:
         out = operation(photo, payload.options, runtime.tools)
         stages.reach("uploading")
         url = runtime.storage.put(storage_key(job, payload, out.format), out.data, out.content_type)
-        output = {"url": url, "width": out.width, "height": out.height, "format": out.format,
-                  "bytes": len(out.data), **out.extra}
+        output = {
+            "url": url,
+            "width": out.width,
+            "height": out.height,
+            "format": out.format,
+            "bytes": len(out.data),
+            **out.extra,
+        }
         # Kept with the job: a retry after a failed write-back reuses the upload (the failure's
         # handler saves the meta, output included).
         job.meta["output"] = output
     if not job.meta.get("saved"):
         stages.reach("saving")
-        runtime.records.save_result(payload.vendor, payload.record_id, payload.type, output["url"],
-                                    original_url=payload.image_url)
+        runtime.records.save_result(
+            payload.vendor, payload.record_id, payload.type, output["url"], original_url=payload.image_url
+        )
         job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
     stages.reach("done", force=True)
     if payload.upload:
         uploads.drop(runtime.conn, job.id)
-    return {**output, "record_id": payload.record_id,
-            "duration_ms": round((time.perf_counter() - started) * 1000)}
+    return {
+        **output,
+        "record_id": payload.record_id,
+        "duration_ms": round((time.perf_counter() - started) * 1000),
+    }
 
 
 def _input(job: Job, payload: Payload, runtime: runtimes.Runtime) -> bytes:

@@ -37,8 +37,13 @@ class WorkerProcess:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "worker.py", "--queues", queues, "--name", name],
-                                     cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "worker.py", "--queues", queues, "--name", name],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def pid(self) -> int:
@@ -72,11 +77,19 @@ class WorkerProcess:
 @pytest.fixture
 def worker_env(settings):
     """Environment for worker processes: the test's settings, fast heartbeats and sweeps."""
+
     def make(**overrides: str) -> dict:
-        env = dict(os.environ, REDIS_URL=settings.redis_url, IMGPROC_DATABASE_URL=settings.database_url,
-                   IMGPROC_STORAGE_DIR=settings.storage_dir, IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
-                   IMGPROC_HEARTBEAT_INTERVAL="1", IMGPROC_MAINTENANCE_INTERVAL="2",
-                   IMGPROC_RETRY_BACKOFF=str(settings.retry_backoff), PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            REDIS_URL=settings.redis_url,
+            IMGPROC_DATABASE_URL=settings.database_url,
+            IMGPROC_STORAGE_DIR=settings.storage_dir,
+            IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
+            IMGPROC_HEARTBEAT_INTERVAL="1",
+            IMGPROC_MAINTENANCE_INTERVAL="2",
+            IMGPROC_RETRY_BACKOFF=str(settings.retry_backoff),
+            PYTHONUNBUFFERED="1",
+        )
         env.update(overrides)
         return env
 
@@ -89,8 +102,10 @@ def workers(tmp_path):
     started: list[WorkerProcess] = []
 
     def start(env: dict, queues: str = "image-processing", n: int = 1) -> list[WorkerProcess]:
-        new = [WorkerProcess(env, queues, f"w{len(started) + i}-{os.getpid()}-{time.monotonic_ns()}", tmp_path)
-               for i in range(n)]
+        new = [
+            WorkerProcess(env, queues, f"w{len(started) + i}-{os.getpid()}-{time.monotonic_ns()}", tmp_path)
+            for i in range(n)
+        ]
         started.extend(new)
         return new
 
@@ -109,10 +124,26 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
-                                      "--save", "", "--maxmemory-policy", "noeviction"],
-                                     stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         wait_for(lambda: self._answers(), 10, "redis-server to start")
 
     def _answers(self) -> bool:

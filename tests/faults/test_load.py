@@ -38,8 +38,13 @@ def test_load_from_five_vendors(settings, mariadb_url, redis_conn, photo_server,
     keys = [{"X-API-Key": api.extensions["imgproc"].vendors.add(f"vendor-{v}")} for v in range(VENDORS)]
     ops = {"X-API-Key": api.extensions["imgproc"].vendors.add("ops", operator=True)}
     with CloudinaryStub() as cdn:
-        pool = workers(worker_env(IMGPROC_DATABASE_URL=mariadb_url, CLOUDINARY_URL=cdn.url,
-                                  IMGPROC_WORKERS_PER_HOST="2"), "bg-removal,face-crop,image-processing", n=2)
+        pool = workers(
+            worker_env(
+                IMGPROC_DATABASE_URL=mariadb_url, CLOUDINARY_URL=cdn.url, IMGPROC_WORKERS_PER_HOST="2"
+            ),
+            "bg-removal,face-crop,image-processing",
+            n=2,
+        )
         wait_for(lambda: all(w.ready(redis_conn) for w in pool), 120, "2 workers with their models")
         procs = [psutil.Process(w.pid) for w in pool]
         rss = lambda: sum(p.memory_info().rss for p in procs)  # noqa: E731
@@ -49,9 +54,14 @@ def test_load_from_five_vendors(settings, mariadb_url, redis_conn, photo_server,
         per_vendor = JOBS // VENDORS
         for chunk_start in range(0, per_vendor, 100):  # bulks of 100, vendors interleaved
             for v, key in enumerate(keys):
-                items = [{"record_id": f"v{v}-{i}", "image_url": photo_server.url(f"/p/{v * per_vendor + i}.jpg"),
-                          "options": {"resize": [32, 32], "format": "webp"}}
-                         for i in range(chunk_start, min(chunk_start + 100, per_vendor))]
+                items = [
+                    {
+                        "record_id": f"v{v}-{i}",
+                        "image_url": photo_server.url(f"/p/{v * per_vendor + i}.jpg"),
+                        "options": {"resize": [32, 32], "format": "webp"},
+                    }
+                    for i in range(chunk_start, min(chunk_start + 100, per_vendor))
+                ]
                 response = client.post(BULK, json={"items": items}, headers=key)
                 assert response.status_code == 202, response.json
                 job_ids += response.json["job_ids"]
@@ -60,7 +70,9 @@ def test_load_from_five_vendors(settings, mariadb_url, redis_conn, photo_server,
         failed = FailedJobRegistry("image-processing", connection=redis_conn)
 
         def done_count(target):
-            assert failed.count == 0, [Job.fetch(i, connection=redis_conn).meta.get("error") for i in failed.get_job_ids()]
+            assert failed.count == 0, [
+                Job.fetch(i, connection=redis_conn).meta.get("error") for i in failed.get_job_ids()
+            ]
             return finished.count >= target
 
         wait_for(lambda: done_count(100), 300, "the first 100 jobs", interval=0.02)
@@ -76,10 +88,13 @@ def test_load_from_five_vendors(settings, mariadb_url, redis_conn, photo_server,
         with api.extensions["imgproc"].engine.connect() as conn:
             rows, writes = conn.execute(sa.text("SELECT COUNT(*), SUM(writes = 1) FROM records")).one()
         public_ids = [u.public_id for u in cdn.uploads]
-        print(f"\n{JOBS} light jobs, {VENDORS} vendors, 2 workers: enqueued in {enqueued:.1f} s, all finished in "
-              f"{elapsed:.1f} s = {JOBS / elapsed:.0f} jobs/s; enqueue-to-finish p50 {p50:.2f} s, p99 {p99:.2f} s; "
-              f"worker RSS (2 workers) {rss_at_100 / 2**20:.0f} MiB after ~50 jobs each, "
-              f"{rss_at_end / 2**20:.0f} MiB after ~{JOBS // 2} each")
+        print(
+            f"\n{JOBS} light jobs, {VENDORS} vendors, 2 workers: enqueued in {enqueued:.1f} s, "
+            f"all finished in {elapsed:.1f} s = {JOBS / elapsed:.0f} jobs/s; "
+            f"enqueue-to-finish p50 {p50:.2f} s, p99 {p99:.2f} s; "
+            f"worker RSS (2 workers) {rss_at_100 / 2**20:.0f} MiB after ~50 jobs each, "
+            f"{rss_at_end / 2**20:.0f} MiB after ~{JOBS // 2} each"
+        )
 
     assert all(j.get_status(refresh=False) == "finished" for j in jobs)
     assert stats["queues"]["image-processing"]["finished"] == JOBS
@@ -98,9 +113,14 @@ def test_finished_and_failed_jobs_expire(client, vendor_key, photo_server, photo
     acme = vendor_key("acme")
     photo_server.serve("/ok.jpg", photos["coffee"])
     photo_server.serve("/bad.jpg", b"not an image")
-    ids = [client.post("/api/image-queue/process-image-queue", headers=acme,
-                       json={"record_id": r, "image_url": photo_server.url(f"/{r}.jpg")}).json["job_id"]
-           for r in ("ok", "bad")]
+    ids = [
+        client.post(
+            "/api/image-queue/process-image-queue",
+            headers=acme,
+            json={"record_id": r, "image_url": photo_server.url(f"/{r}.jpg")},
+        ).json["job_id"]
+        for r in ("ok", "bad")
+    ]
     work()
     states = [client.get(f"/api/image-queue/job/{i}", headers=acme).json["state"] for i in ids]
     assert states == ["finished", "failed"]

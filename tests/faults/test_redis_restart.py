@@ -44,8 +44,11 @@ def test_redis_restart_loses_no_queued_job(settings, own_redis, photo_server, ph
     back_at = time.monotonic()
     poll = lambda: [client.get(f"/api/image-queue/job/{i}", headers=acme).json["state"] for i in ids]  # noqa: E731
     wait_for(lambda: poll() == ["finished"] * 11, 60, "the queued jobs to finish", interval=0.2)
-    print(f"\nRedis down {outage:.1f} s; 11 jobs finished {time.monotonic() - back_at:.1f} s after it came back; "
-          "same worker process")
+    print(
+        f"\nRedis down {outage:.1f} s; "
+        f"11 jobs finished {time.monotonic() - back_at:.1f} s after it came back; "
+        "same worker process"
+    )
     assert worker.proc.poll() is None
     assert client.get("/health").json["redis"] == "ok"
     app.extensions["imgproc"].engine.dispose()

@@ -1,4 +1,4 @@
-"""MariaDB down during write-back, and a CDN that fails: retried without doing the work twice, no secrets leaked."""
+"""MariaDB down during write-back, and a CDN that fails: retried, no work done twice, no secret leaked."""
 
 import time
 
@@ -11,8 +11,9 @@ from tests.faults.conftest import TcpLink, wait_for
 LIGHT = "/api/image-queue/process-image-queue"
 
 
-def test_database_down_during_write_back(settings, mariadb_url, photo_server, photos, worker_env, workers,
-                                         redis_conn):
+def test_database_down_during_write_back(
+    settings, mariadb_url, photo_server, photos, worker_env, workers, redis_conn
+):
     import sqlalchemy as sa
 
     photo_server.serve("/coffee.jpg", photos["coffee"])
@@ -25,8 +26,9 @@ def test_database_down_during_write_back(settings, mariadb_url, photo_server, ph
         (worker,) = workers(worker_env(IMGPROC_DATABASE_URL=linked_url, CLOUDINARY_URL=cdn.url))
         wait_for(lambda: worker.ready(redis_conn), 60, "the worker")
         link.cut()  # MariaDB unreachable for the worker from now on
-        job_id = client.post(LIGHT, json={"record_id": "db", "image_url": photo_server.url("/coffee.jpg")},
-                             headers=acme).json["job_id"]
+        job_id = client.post(
+            LIGHT, json={"record_id": "db", "image_url": photo_server.url("/coffee.jpg")}, headers=acme
+        ).json["job_id"]
         poll = lambda: client.get(f"/api/image-queue/job/{job_id}", headers=acme).json  # noqa: E731
         job = wait_for(lambda: (j := poll())["state"] == "scheduled" and j, 30, "a failed write-back")
         assert job["error"]["code"] == "database_failed" and job["error"]["retryable"]
@@ -35,21 +37,26 @@ def test_database_down_during_write_back(settings, mariadb_url, photo_server, ph
         time.sleep(1.5)
         link.restore()
         job = wait_for(lambda: (j := poll())["state"] in ("finished", "failed") and j, 30, "the retry")
-        print(f"\nMariaDB cut: write-back failed, retried, finished {time.monotonic() - cut_for:.1f} s "
-              f"after the cut ended; attempts {job['attempts']}")
+        print(
+            f"\nMariaDB cut: write-back failed, retried, finished {time.monotonic() - cut_for:.1f} s "
+            f"after the cut ended; attempts {job['attempts']}"
+        )
         assert job["state"] == "finished", worker.log()
         assert job["attempts"] >= 2
         assert photo_server.hits["/coffee.jpg"] == 1  # processed once
         assert len(cdn.uploads) == 1  # uploaded once: the retry reused the stored result
         with api.extensions["imgproc"].engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT writes, processed_url FROM records WHERE record_id = 'db'")).all()
+            rows = conn.execute(
+                sa.text("SELECT writes, processed_url FROM records WHERE record_id = 'db'")
+            ).all()
         assert rows == [(1, job["result"]["url"])]  # written once
     link.close()
     api.extensions["imgproc"].engine.dispose()
 
 
-def test_cdn_errors_are_retried_and_bad_credentials_fail_at_once(client, vendor_key, settings, photo_server, photos,
-                                                                  worker_env, workers, redis_conn):
+def test_cdn_errors_are_retried_and_bad_credentials_fail_at_once(
+    client, vendor_key, settings, photo_server, photos, worker_env, workers, redis_conn
+):
     acme = vendor_key("acme")
     photo_server.serve("/coffee.jpg", photos["coffee"])
     body = lambda r: {"record_id": r, "image_url": photo_server.url("/coffee.jpg")}  # noqa: E731
@@ -60,7 +67,9 @@ def test_cdn_errors_are_retried_and_bad_credentials_fail_at_once(client, vendor_
         (worker,) = workers(worker_env(CLOUDINARY_URL=cdn.url, IMGPROC_STORAGE_TIMEOUT="1"))
         wait_for(lambda: worker.ready(redis_conn), 60, "the worker")
         flaky = client.post(LIGHT, json=body("flaky"), headers=acme).json["job_id"]
-        job = wait_for(lambda: (j := poll(flaky))["state"] in ("finished", "failed") and j, 60, "the flaky upload")
+        job = wait_for(
+            lambda: (j := poll(flaky))["state"] in ("finished", "failed") and j, 60, "the flaky upload"
+        )
         assert job["state"] == "finished" and job["attempts"] == 3, (job, worker.log())
         worker.stop()
 
@@ -70,8 +79,11 @@ def test_cdn_errors_are_retried_and_bad_credentials_fail_at_once(client, vendor_
         (bad,) = workers(worker_env(CLOUDINARY_URL=bad_url))
         wait_for(lambda: bad.ready(redis_conn), 60, "the misconfigured worker")
         denied = client.post(LIGHT, json=body("denied"), headers=acme)
-        job = wait_for(lambda: (j := poll(denied.json["job_id"]))["state"] in ("finished", "failed") and j, 60,
-                       "the denied upload")
+        job = wait_for(
+            lambda: (j := poll(denied.json["job_id"]))["state"] in ("finished", "failed") and j,
+            60,
+            "the denied upload",
+        )
         assert job["state"] == "failed" and job["attempts"] == 1
         assert job["error"]["code"] == "storage_failed" and not job["error"]["retryable"]
         (message,) = [m for status, m in cdn.rejections if status == 401]  # "Invalid Signature <sig>. ..."
@@ -83,6 +95,10 @@ def test_cdn_errors_are_retried_and_bad_credentials_fail_at_once(client, vendor_
             "the worker's log": bad.log(),
         }
         for where, text in exposed.items():
-            for name, value in (("the secret", secret), ("the wrong secret", wrong_secret), ("the URL", bad_url),
-                                ("the signature", signature)):
+            for name, value in (
+                ("the secret", secret),
+                ("the wrong secret", wrong_secret),
+                ("the URL", bad_url),
+                ("the signature", signature),
+            ):
                 assert value not in text, f"{name} appears in {where}"

@@ -13,14 +13,16 @@ BG = "/api/image-queue/remove-bg-queue"
 
 def enqueue(client, headers, photo_server, photos, record_id):
     photo_server.serve("/astronaut.jpg", photos["astronaut"])
-    response = client.post(BG, json={"record_id": record_id, "image_url": photo_server.url("/astronaut.jpg")},
-                           headers=headers)
+    response = client.post(
+        BG, json={"record_id": record_id, "image_url": photo_server.url("/astronaut.jpg")}, headers=headers
+    )
     assert response.status_code == 202
     return response.json["job_id"]
 
 
-def test_worker_killed_during_inference(client, vendor_key, photo_server, photos, redis_conn, runtime, worker_env,
-                                        workers):
+def test_worker_killed_during_inference(
+    client, vendor_key, photo_server, photos, redis_conn, runtime, worker_env, workers
+):
     acme = vendor_key("acme")
     pool = workers(worker_env(), "bg-removal", n=2)
     wait_for(lambda: all(w.ready(redis_conn) for w in pool), 90, "2 workers to load ISNet")
@@ -36,9 +38,13 @@ def test_worker_killed_during_inference(client, vendor_key, photo_server, photos
 
     wait_for(lambda: poll()["state"] != "started", 60, "the abandoned job to be noticed", interval=0.2)
     detected = time.monotonic() - killed_at
-    job = wait_for(lambda: (j := poll())["state"] in ("finished", "failed") and j, 120, "the retry", interval=0.2)
+    job = wait_for(
+        lambda: (j := poll())["state"] in ("finished", "failed") and j, 120, "the retry", interval=0.2
+    )
     recovered = time.monotonic() - killed_at
-    print(f"\nkilled worker's job: abandoned after {detected:.1f} s, finished {recovered:.1f} s after the kill")
+    print(
+        f"\nkilled worker's job: abandoned after {detected:.1f} s, finished {recovered:.1f} s after the kill"
+    )
     assert job["state"] == "finished", (job, survivor.log())
     assert job["attempts"] == 2
     assert Job.fetch(job_id, connection=redis_conn).worker_name == survivor.name
@@ -48,8 +54,9 @@ def test_worker_killed_during_inference(client, vendor_key, photo_server, photos
     assert photo_server.hits["/astronaut.jpg"] == 2  # fetched by each attempt, processed to the end once
 
 
-def test_sigterm_finishes_the_job_then_exits_cleanly(client, vendor_key, photo_server, photos, redis_conn, runtime,
-                                                     worker_env, workers):
+def test_sigterm_finishes_the_job_then_exits_cleanly(
+    client, vendor_key, photo_server, photos, redis_conn, runtime, worker_env, workers
+):
     acme = vendor_key("acme")
     (worker,) = workers(worker_env(), "bg-removal")
     wait_for(lambda: worker.ready(redis_conn), 90, "the worker to load ISNet")
@@ -64,8 +71,9 @@ def test_sigterm_finishes_the_job_then_exits_cleanly(client, vendor_key, photo_s
     assert Worker.count(connection=redis_conn) == 0  # unregistered: /health counts it no more
 
 
-def test_make_run_workers_recycles_a_worker_after_max_jobs(settings, worker_env, redis_conn, photo_server, photos,
-                                                          tmp_path):
+def test_make_run_workers_recycles_a_worker_after_max_jobs(
+    settings, worker_env, redis_conn, photo_server, photos, tmp_path
+):
     """`imgproc workers N` (what `make run-workers` runs) replaces a worker that left after its N jobs."""
     import subprocess
     import sys
@@ -75,14 +83,25 @@ def test_make_run_workers_recycles_a_worker_after_max_jobs(settings, worker_env,
 
     photo_server.serve("/coffee.jpg", photos["coffee"])
     options = {"resize": [32, 32], "fit": "contain", "format": "jpg", "quality": 80, "strip_metadata": True}
-    _, jobs = JobQueue(redis_conn, settings).enqueue("acme", [
-        JobSpec("process-image", f"r{i}", options, image_url=photo_server.url("/coffee.jpg")) for i in range(7)])
+    _, jobs = JobQueue(redis_conn, settings).enqueue(
+        "acme",
+        [
+            JobSpec("process-image", f"r{i}", options, image_url=photo_server.url("/coffee.jpg"))
+            for i in range(7)
+        ],
+    )
     log = open(tmp_path / "pool.log", "w")
-    pool = subprocess.Popen([sys.executable, "-m", "imgproc.tools.cli", "workers", "1", "--queues", "image-processing"],
-                            cwd=ROOT, env=worker_env(IMGPROC_WORKER_MAX_JOBS="3"), stdout=log,
-                            stderr=subprocess.STDOUT)
+    pool = subprocess.Popen(
+        [sys.executable, "-m", "imgproc.tools.cli", "workers", "1", "--queues", "image-processing"],
+        cwd=ROOT,
+        env=worker_env(IMGPROC_WORKER_MAX_JOBS="3"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        wait_for(lambda: all(j.get_status(refresh=True) == "finished" for j in jobs), 90, "7 jobs", interval=0.2)
+        wait_for(
+            lambda: all(j.get_status(refresh=True) == "finished" for j in jobs), 90, "7 jobs", interval=0.2
+        )
     finally:
         pool.send_signal(signal.SIGTERM)
         code = pool.wait(timeout=30)
