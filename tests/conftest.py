@@ -25,6 +25,18 @@ def _service_missing(what: str, exc: Exception):
     pytest.skip(message)
 
 
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a ``python worker.py`` (or API) process on the test's services."""
+    return dict(
+        os.environ,
+        REDIS_URL=settings.redis_url,
+        IMGPROC_DATABASE_URL=settings.database_url,
+        IMGPROC_STORAGE_DIR=settings.storage_dir,
+        IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
+        **extra,
+    )
+
+
 @pytest.fixture
 def redis_conn():
     conn = redis_lib.Redis.from_url(REDIS_TEST_URL)

@@ -1,6 +1,5 @@
 """Fair share: one vendor's big bulk does not starve another vendor's single job."""
 
-import os
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from rq.job import Job
 from imgproc.config import ROOT
 from imgproc.queueing import JobQueue, JobSpec
 from imgproc.queueing.fairshare import KEY_ACTIVE
+from tests.conftest import process_env
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
 
@@ -51,14 +51,7 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
     jobs = JobQueue(redis_conn, settings)
     _, bulk = jobs.enqueue("vendor-a", specs(40, url), batch=True)
     _, (single,) = jobs.enqueue("vendor-b", specs(1, url))
-    env = dict(
-        os.environ,
-        REDIS_URL=settings.redis_url,
-        IMGPROC_DATABASE_URL=settings.database_url,
-        IMGPROC_STORAGE_DIR=settings.storage_dir,
-        IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
-        IMGPROC_WORKERS_PER_HOST="2",
-    )
+    env = process_env(settings, IMGPROC_WORKERS_PER_HOST="2")
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
     workers = [
         subprocess.Popen(

@@ -154,22 +154,16 @@ def test_background_removal_end_to_end_in_a_worker_process(
     client, acme, photo_server, photos, settings, tmp_path
 ):
     """Progress seen by polling while a real `python worker.py` process works: never down, ends at 100."""
-    import os
     import subprocess
     import sys
     import time
 
     from imgproc.config import ROOT
+    from tests.conftest import process_env
 
     photo_server.serve("/astronaut.jpg", photos["astronaut"])
     job_id = submit(client, BG, acme, record_id="astro-bg", image_url=photo_server.url("/astronaut.jpg"))
-    env = dict(
-        os.environ,
-        REDIS_URL=settings.redis_url,
-        IMGPROC_DATABASE_URL=settings.database_url,
-        IMGPROC_STORAGE_DIR=settings.storage_dir,
-        IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
-    )
+    env = process_env(settings)
     log = open(tmp_path / "worker.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "worker.py", "--queues", "bg-removal", "--burst"],

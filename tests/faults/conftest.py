@@ -17,6 +17,7 @@ import redis as redis_lib
 
 from imgproc.config import ROOT
 from imgproc.tools.stack import free_port
+from tests.conftest import process_env
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.05):
@@ -79,12 +80,8 @@ def worker_env(settings):
     """Environment for worker processes: the test's settings, fast heartbeats and sweeps."""
 
     def make(**overrides: str) -> dict:
-        env = dict(
-            os.environ,
-            REDIS_URL=settings.redis_url,
-            IMGPROC_DATABASE_URL=settings.database_url,
-            IMGPROC_STORAGE_DIR=settings.storage_dir,
-            IMGPROC_FETCH_ALLOW_HOSTS="127.0.0.1",
+        env = process_env(
+            settings,
             IMGPROC_HEARTBEAT_INTERVAL="1",
             IMGPROC_MAINTENANCE_INTERVAL="2",
             IMGPROC_RETRY_BACKOFF=str(settings.retry_backoff),
