@@ -204,7 +204,8 @@ def test_queue_stats_per_queue_and_operator_sees_every_vendor(client, vendor_key
     )
     client.post(FACE, json={"record_id": "x", "image_url": "https://example.com/b.jpg"}, headers=b)
     stats = client.get("/api/image-queue/queue-stats", headers=a).json
-    assert stats["queues"]["bg-removal"]["queued"] == 3 and stats["queues"]["face-crop"]["queued"] == 1
+    # Only A's own jobs: B's face crop is not counted in A's answer.
+    assert stats["queues"]["bg-removal"]["queued"] == 3 and stats["queues"]["face-crop"]["queued"] == 0
     assert stats["queues"]["image-processing"] == {
         "queued": 0,
         "started": 0,
@@ -215,8 +216,9 @@ def test_queue_stats_per_queue_and_operator_sees_every_vendor(client, vendor_key
         "workers": 0,
     }
     assert list(stats["vendors"]) == ["vendor-a"] and stats["vendors"]["vendor-a"]["queued"] == 3
-    everyone = client.get("/api/image-queue/queue-stats", headers=ops).json["vendors"]
-    assert everyone["vendor-a"]["queued"] == 3 and everyone["vendor-b"]["queued"] == 1
+    everyone = client.get("/api/image-queue/queue-stats", headers=ops).json
+    assert everyone["vendors"]["vendor-a"]["queued"] == 3 and everyone["vendors"]["vendor-b"]["queued"] == 1
+    assert everyone["queues"]["bg-removal"]["queued"] == 3 and everyone["queues"]["face-crop"]["queued"] == 1
 
 
 def test_idempotency_key_returns_the_first_job(client, vendor_key, redis_conn):

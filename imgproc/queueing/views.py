@@ -25,6 +25,8 @@ from imgproc.errors import NotFound
 from .fairshare import FairShare
 from .keys import DONE, KEY_BATCH, KEY_VENDOR_JOBS, STATES
 
+#: The states counted per queue in ``stats``, as API.md lists them.
+QUEUE_STATES = ("queued", "started", "scheduled", "deferred", "finished", "failed")
 #: rq's default serializer, which stores every job's meta.
 SERIALIZER = resolve_serializer()
 
@@ -131,7 +133,19 @@ class JobViews:
         }
 
     def stats(self, vendor: str, *, operator: bool = False) -> dict[str, Any]:
-        """Per-queue counts and workers, plus the vendor's own counts (every vendor's for an operator)."""
+        """Counts per queue and per vendor: of the vendor's own jobs only, of everyone's for an operator.
+
+        Nothing in a vendor's answer moves when another vendor's jobs run (API.md: a
+        vendor never counts another's jobs); only the number of workers is shared.
+        """
+        workers = {name: Worker.count(connection=self.conn, queue=q) for name, q in self.queues.items()}
+        if not operator:
+            per_queue, counts = self._vendor_jobs(vendor)
+            queues = {
+                name: {**{s: per_queue[name][s] for s in QUEUE_STATES}, "workers": workers[name]}
+                for name in self.queues
+            }
+            return {"queues": queues, "vendors": {vendor: counts}}
         queues = {}
         for name, q in self.queues.items():
             queues[name] = {
@@ -141,28 +155,34 @@ class JobViews:
                 "deferred": DeferredJobRegistry(queue=q).count,
                 "finished": FinishedJobRegistry(queue=q).count,
                 "failed": FailedJobRegistry(queue=q).count,
-                "workers": Worker.count(connection=self.conn, queue=q),
+                "workers": workers[name],
             }
-        if operator:
-            prefix = KEY_VENDOR_JOBS.format("")
-            names = sorted(k.decode()[len(prefix) :] for k in self.conn.scan_iter(prefix + "*"))
-            vendors = {name: self.vendor_counts(name) for name in names}
-        else:
-            vendors = {vendor: self.vendor_counts(vendor)}
-        return {"queues": queues, "vendors": vendors}
+        prefix = KEY_VENDOR_JOBS.format("")
+        names = sorted(k.decode()[len(prefix) :] for k in self.conn.scan_iter(prefix + "*"))
+        return {"queues": queues, "vendors": {name: self.vendor_counts(name) for name in names}}
 
     def vendor_counts(self, vendor: str) -> dict[str, int]:
         """How many of the vendor's jobs are in each state."""
+        return self._vendor_jobs(vendor)[1]
+
+    def _vendor_jobs(self, vendor: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        """The vendor's jobs counted per queue and state, and per state over all queues."""
         ids = [i.decode() for i in self.conn.zrange(KEY_VENDOR_JOBS.format(vendor), 0, -1)]
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hget(Job.key_for(job_id), "status")
-            statuses = pipe.execute()
+                pipe.hmget(Job.key_for(job_id), "status", "origin")
+            fields = pipe.execute()
+        per_queue = {name: dict.fromkeys(STATES, 0) for name in self.queues}
         counts = dict.fromkeys(STATES, 0)
-        for status in statuses:
-            if status is not None:
-                counts[status.decode()] = counts.get(status.decode(), 0) + 1
-        return counts
+        for status, origin in fields:
+            if status is None:  # expired
+                continue
+            state = status.decode()
+            counts[state] = counts.get(state, 0) + 1
+            queue = per_queue.get(origin.decode() if origin else "")
+            if queue is not None:
+                queue[state] = queue.get(state, 0) + 1
+        return per_queue, counts
 
     def workers(self) -> int:
         """Worker processes registered with Redis (they heartbeat; dead ones expire)."""
