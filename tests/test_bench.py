@@ -71,3 +71,31 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert all({"figure", "value", "target", "pass"} <= set(row) for row in r["verdicts"])
     assert "PASS" in proc.stdout or "FAIL" in proc.stdout  # the table was printed
     assert _stamp(committed) == before  # the committed results of the last full run are left alone
+
+
+@pytest.mark.timeout(120)
+def test_streams_bench_measures_enqueue_beside_open_streams(tmp_path):
+    """``python -m bench.streams``: open streams really stay open, and enqueues are timed beside them."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    command = [
+        sys.executable,
+        "-m",
+        "bench.streams",
+        "--streams",
+        "0,3",
+        "--clients",
+        "2",
+        "--seconds",
+        "1",
+        "--requests",
+        "5",
+        "--threads",
+        "8",
+        "--var",
+        str(tmp_path / "var"),
+    ]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [row["streams"] for row in r["rows"]] == [0, 3]
+    assert all(row["p99_ms"] > 0 for row in r["rows"])

@@ -26,4 +26,6 @@ def test_a_vendors_stats_do_not_move_while_another_vendor_runs_jobs(
 
     everyone = client.get(STATS, headers=ops).json
     assert everyone["queues"]["image-processing"]["finished"] == 5
-    assert everyone["vendors"]["vendor-a"]["finished"] == 4 and everyone["vendors"]["vendor-b"]["finished"] == 1
+    assert (
+        everyone["vendors"]["vendor-a"]["finished"] == 4 and everyone["vendors"]["vendor-b"]["finished"] == 1
+    )

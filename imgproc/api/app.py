@@ -16,6 +16,7 @@ from imgproc.errors import ImgprocError, TransientError
 from .ratelimits import build_limiter
 from .routes import authenticate, build_blueprint
 from .services import Services, services
+from .streams import build_streams
 
 log = logging.getLogger("imgproc.api")
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(authenticate)  # before the limiter's hook: limits are per vendor
     limiter = build_limiter(app, settings)
     app.register_blueprint(build_blueprint(limiter, settings))
+    app.register_blueprint(build_streams())
 
     @app.errorhandler(ImgprocError)
     def imgproc_error(exc: ImgprocError):

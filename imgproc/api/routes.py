@@ -22,7 +22,7 @@ from imgproc.errors import (
     UnsupportedMediaType,
 )
 from imgproc.jobtypes import BULK_ENDPOINTS, SINGLE_ENDPOINTS
-from imgproc.queueing import JobSpec
+from imgproc.queueing import JobSpec, events
 
 from . import options as opts
 from .ratelimits import limit
@@ -211,7 +211,9 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             job.cancel()
             job.refresh()
-            return jsonify(jobs.job_view(job))
+            view = jobs.job_view(job)
+            events.publish(services().conn, view, events.STATE, services().settings.failure_ttl)
+            return jsonify(view)
         if status == JobStatus.STARTED:
             raise Conflict("the job is running on a worker and cannot be stopped safely; it will finish")
         raise Conflict(f"the job has already ended ({status.value if hasattr(status, 'value') else status})")

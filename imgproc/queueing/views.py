@@ -39,6 +39,37 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def job_view(job: Job, settings: Settings) -> dict[str, Any]:
+    """A job as API.md's poll answer."""
+    meta = job.meta
+    state = job.get_status(refresh=False) or JobStatus.QUEUED
+    state = state.value if hasattr(state, "value") else str(state)
+    result = error = None
+    if state == JobStatus.FINISHED:
+        result = job.return_value()
+    elif state == JobStatus.FAILED:
+        # A job killed by a timeout or a lost worker has no error of ours: still give a code.
+        error = meta.get("error") or {"code": "internal", "message": "the job failed", "retryable": False}
+    elif state == JobStatus.SCHEDULED:
+        error = meta.get("error")  # why it waits for a retry
+    return {
+        "job_id": job.id,
+        "type": meta.get("type"),
+        "record_id": meta.get("record_id"),
+        "batch_id": meta.get("batch_id"),
+        "state": state,
+        "progress": meta.get("progress", 0),
+        "stage": meta.get("stage", "queued"),
+        "attempts": meta.get("attempts", 0),
+        "max_attempts": meta.get("max_attempts", settings.max_attempts),
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "ended_at": _iso(job.ended_at),
+        "result": result,
+        "error": error,
+    }
+
+
 class JobViews:
     """A vendor's jobs, batches and counts as API.md shows them; another vendor's look missing.
 
@@ -62,33 +93,7 @@ class JobViews:
 
     def job_view(self, job: Job) -> dict[str, Any]:
         """A job as API.md's poll answer."""
-        meta = job.meta
-        state = job.get_status(refresh=False) or JobStatus.QUEUED
-        state = state.value if hasattr(state, "value") else str(state)
-        result = error = None
-        if state == JobStatus.FINISHED:
-            result = job.return_value()
-        elif state == JobStatus.FAILED:
-            # A job killed by a timeout or a lost worker has no error of ours: still give a code.
-            error = meta.get("error") or {"code": "internal", "message": "the job failed", "retryable": False}
-        elif state == JobStatus.SCHEDULED:
-            error = meta.get("error")  # why it waits for a retry
-        return {
-            "job_id": job.id,
-            "type": meta.get("type"),
-            "record_id": meta.get("record_id"),
-            "batch_id": meta.get("batch_id"),
-            "state": state,
-            "progress": meta.get("progress", 0),
-            "stage": meta.get("stage", "queued"),
-            "attempts": meta.get("attempts", 0),
-            "max_attempts": meta.get("max_attempts", self.settings.max_attempts),
-            "created_at": _iso(job.created_at),
-            "started_at": _iso(job.started_at),
-            "ended_at": _iso(job.ended_at),
-            "result": result,
-            "error": error,
-        }
+        return job_view(job, self.settings)
 
     def batch_view(self, vendor: str, batch_id: str, *, operator: bool = False) -> dict[str, Any]:
         """Counts per state, overall progress and each job of a batch."""

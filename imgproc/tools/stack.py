@@ -227,12 +227,16 @@ class LocalStack:
         self.procs.append(proc)
         return proc
 
-    def start_api(self, processes: int = 2, threads: int = 1) -> str:
-        """gunicorn with ``processes`` workers (gthread when ``threads`` > 1); returns the API's base URL."""
+    def start_api(self, processes: int = 2, threads: int = 1, config: str | None = None) -> str:
+        """gunicorn with ``processes`` workers (gthread when ``threads`` > 1); returns the API's base URL.
+
+        ``config``: a gunicorn configuration file (``deploy/gunicorn.conf.py``), under the flags given here.
+        """
         command = [
             sys.executable,
             "-m",
             "gunicorn",
+            *(["-c", config] if config else []),
             "-b",
             self.api.removeprefix("http://"),
             "-w",

@@ -16,7 +16,8 @@ import redis
 from rq.worker import SimpleWorker
 
 from imgproc.config import Settings
-from imgproc.queueing import FairShare
+from imgproc.queueing import FairShare, events
+from imgproc.queueing.views import job_view
 
 from .failures import record_error
 from .runtime import Runtime
@@ -124,9 +125,24 @@ class ImgprocWorker(SimpleWorker):
             except (redis.RedisError, AttributeError) as exc:  # Redis away, or the job ended meanwhile
                 log.debug("heartbeat skipped: %s", exc)
 
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        self._publish(job, events.STATE)  # started
+
     def perform_job(self, job, queue) -> bool:
         with self.runtime.serving():  # read by imgproc.worker.tasks.run
-            return super().perform_job(job, queue)
+            done = super().perform_job(job, queue)
+        self._publish(job, events.STATE)  # finished, failed, or scheduled for a retry
+        return done
+
+    def _publish(self, job, kind: str) -> None:
+        """The job's status to its event stream; a Redis error here never fails the job."""
+        try:
+            events.publish(
+                self.connection, job_view(job, self.runtime.settings), kind, self.runtime.settings.failure_ttl
+            )
+        except redis.RedisError as exc:
+            log.warning("could not publish an event of job %s: %s", job.id, exc)
 
     def feed(self) -> None:
         for queue in self.queues:

@@ -13,10 +13,12 @@ import time
 from rq import get_current_job
 from rq.job import Job
 
+from imgproc.config import Settings
 from imgproc.errors import PermanentError
 from imgproc.jobtypes import Payload
 from imgproc.processing import operations
-from imgproc.queueing import uploads
+from imgproc.queueing import events, uploads
+from imgproc.queueing.views import job_view
 
 from . import runtime as runtimes
 
@@ -29,10 +31,14 @@ SAVE_EVERY = 0.1
 
 
 class Stages:
-    """A job's stage and progress, saved to Redis at most every ``SAVE_EVERY`` seconds unless forced."""
+    """A job's stage and progress, saved to Redis at most every ``SAVE_EVERY`` seconds unless forced.
 
-    def __init__(self, job: Job):
+    Each save also appends the job's status to its event stream, in the same round trip.
+    """
+
+    def __init__(self, job: Job, settings: Settings):
         self.job = job
+        self.settings = settings
         self.saved = time.monotonic()  # rq has just saved the job: stages before 100 ms stay in memory
 
     def reach(self, stage: str, force: bool = False) -> None:
@@ -42,7 +48,12 @@ class Stages:
         meta["progress"] = max(meta.get("progress", 0), STAGES[stage])
         now = time.monotonic()
         if force or now - self.saved >= SAVE_EVERY:
-            self.job.save_meta()
+            job = self.job
+            with job.connection.pipeline(transaction=False) as pipe:
+                # What rq's Job.save_meta does, in a pipeline with the event.
+                pipe.hset(job.key, "meta", job.serializer.dumps(meta))
+                events.publish(pipe, job_view(job, self.settings), events.PROGRESS, self.settings.failure_ttl)
+                pipe.execute()
             self.saved = now
 
 
@@ -61,7 +72,7 @@ def run(data: dict) -> dict:
     payload = Payload.decode(data)
     job_type = payload.job_type
     started = time.perf_counter()
-    stages = Stages(job)
+    stages = Stages(job, runtime.settings)
     job.meta["attempts"] = job.meta.get("attempts", 0) + 1
     job.meta.pop("error", None)
     output = job.meta.get("output")

@@ -1,0 +1,113 @@
+"""Open event streams against enqueue latency: ``python -m bench.streams``.
+
+One API process under ``deploy/gunicorn.conf.py`` (gthread). For each count
+of open streams (``/job/<id>/events`` of jobs that stay queued: no worker
+runs, so every stream stays open and waits on Redis), the enqueue latency of
+closed-loop clients (wrk when installed, else Python threads) is measured with
+the streams open; the table gives p50/p99 and p99 as a ratio to no streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.jobs import API, LIGHT_OPTIONS, _latencies, _wrk
+from bench.photos import SMALL, Photos
+from bench.run import bench_env
+from imgproc.config import ROOT
+from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError
+
+
+def open_streams(base: str, key: str, job_ids: list[str]) -> list[socket.socket]:
+    """One raw connection per job, each past its first event (the stream is open and waiting)."""
+    host, port = base.removeprefix("http://").split(":")
+    sockets = []
+    for job_id in job_ids:
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        request = f"GET {API}/job/{job_id}/events HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\n\r\n"
+        sock.sendall(request.encode())
+        seen = b""
+        while b"event: state" not in seen:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise StackError(f"stream of {job_id} closed: {seen[:200]!r}")
+            seen += chunk
+        sockets.append(sock)
+    return sockets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.streams", description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", default="0,50,100,200", help="counts of open streams, comma-separated")
+    parser.add_argument("--threads", type=int, default=256, help="gunicorn threads of the one API process")
+    parser.add_argument("--clients", type=int, default=8, help="closed-loop enqueue clients")
+    parser.add_argument("--seconds", type=float, default=5, help="seconds of each wrk run")
+    parser.add_argument("--requests", type=int, default=100, help="requests per Python client (no wrk)")
+    parser.add_argument("--var", type=Path, default=ROOT / "var" / "bench-streams")
+    args = parser.parse_args(argv)
+    counts = [int(c) for c in args.streams.split(",")]
+    photos = Photos([SMALL])
+    rows = []
+    shutil.rmtree(args.var, ignore_errors=True)  # a fresh database and vendor every run
+    server = PhotoServer(photos.resolve)
+    photos.base = server.base
+    with LocalStack(args.var, bench_env(args.var)) as stack:
+        stack.callback(server.close)
+        api = stack.start_api(
+            processes=1, threads=args.threads, config=str(ROOT / "deploy" / "gunicorn.conf.py")
+        )
+        key = stack.add_vendor("bench")
+        client = ApiClient(api, key)
+        b = SimpleNamespace(stack=stack, key=key, photos=photos)
+        use_wrk = shutil.which("wrk") is not None
+        opened: list[socket.socket] = []
+        try:
+            for count in counts:
+                ids = [
+                    client.post(
+                        f"{API}/process-image-queue",
+                        {
+                            "record_id": f"s{len(opened) + i}",
+                            "image_url": photos.url(SMALL),
+                            "options": LIGHT_OPTIONS,
+                        },
+                    )["job_id"]
+                    for i in range(count - len(opened))
+                ]
+                opened += open_streams(api, key, ids)
+                time.sleep(1)
+                if use_wrk:
+                    _wrk(b, args.clients, 1)  # warm-up
+                    r = _wrk(b, args.clients, args.seconds)
+                    p50, p99, per_s = r["p50_ms"], r["p99_ms"], r["per_s"]
+                else:
+                    ms = sorted(_latencies(b, args.clients, args.requests))
+                    p50, p99 = ms[len(ms) // 2], ms[int(len(ms) * 0.99) - 1]
+                    per_s = None
+                rows.append({"streams": len(opened), "p50_ms": p50, "p99_ms": p99, "per_s": per_s})
+                base = rows[0]["p99_ms"]
+                print(
+                    f"{len(opened):5d} open streams: enqueue p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                    f"({p99 / base:.2f}x no streams){f', {per_s:.0f}/s' if per_s else ''}",
+                    flush=True,
+                )
+        finally:
+            for sock in opened:
+                sock.close()
+            client.close()
+    print(json.dumps({"generator": "wrk" if use_wrk else "python", "clients": args.clients, "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Live events (API.md "Events"): a job's or a batch's status as Server-Sent Events.
+
+A stream opens with a comment line and the current status, then follows the
+job's event stream in Redis (``imgproc.queueing.events``) until the job (or
+every job of the batch) has ended, its last event the final status. A client
+that reconnects with ``Last-Event-ID`` continues after that event. Each open
+stream holds one request thread (gunicorn's ``gthread`` workers, see
+``gunicorn.conf.py``) and waits on Redis, never on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, g, request, stream_with_context
+
+from imgproc.errors import NotFound
+from imgproc.queueing import events
+from imgproc.queueing.keys import DONE
+
+from .services import services
+
+#: Seconds between keep-alive comments (API.md: about every 15 s).
+KEEP_ALIVE = 15.0
+#: Longest wait on Redis for new events; also how often the stream looks at the job itself, in case
+#: it ended without an event (its worker was killed, or it expired).
+BLOCK_MS = 5000
+
+DONE_STATES = {s.value for s in DONE}
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _event(event_id: str, kind: str, data: dict[str, Any]) -> str:
+    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _follow(
+    key: str, current: Callable[[], dict[str, Any]], ended: Callable[[dict[str, Any]], bool], kind: str | None
+) -> Iterator[str]:
+    """The events of one stream: the current status first unless resuming, until ``ended``.
+
+    ``kind`` None: each stream entry holds the status (a job); else each entry only
+    marks a change and the status is read afresh as one ``kind`` event (a batch).
+    """
+    conn = services().conn
+    resume = events.valid_id(request.headers.get("Last-Event-ID"))
+    yield ": keep-alive\n\n"
+    if resume is None:
+        # The newest id first, so that a client reconnecting with it misses nothing after this status.
+        cursor = events.last_id(conn, key)
+        last = current()
+        yield _event(cursor, kind or events.STATE, last)
+        if ended(last):
+            return
+    else:
+        cursor, last = resume, None
+    beat = time.monotonic()
+    block: int | None = None if resume else BLOCK_MS  # a resumed job may have ended meanwhile: look at once
+    while True:
+        entries = events.read(conn, key, cursor, block)
+        block = BLOCK_MS
+        if entries:
+            cursor = entries[-1][0]
+            if kind is None:
+                for event_id, fields in entries:
+                    last = json.loads(fields["data"])
+                    yield _event(event_id, fields["kind"], last)
+                    if ended(last):
+                        return
+            else:  # many changes, one status
+                last = current()
+                yield _event(cursor, kind, last)
+                if ended(last):
+                    return
+        else:
+            now = current()
+            if ended(now):  # it ended without an event we saw (a killed worker, an expiry, a resume)
+                yield _event(cursor, kind or events.STATE, now)
+                return
+        if time.monotonic() - beat >= KEEP_ALIVE:
+            yield ": keep-alive\n\n"
+            beat = time.monotonic()
+
+
+def _stream(body: Iterator[str]) -> Response:
+    return Response(stream_with_context(body), mimetype="text/event-stream", headers=HEADERS)
+
+
+def build_streams() -> Blueprint:
+    """The event-stream routes beside the poll routes."""
+    bp = Blueprint("streams", __name__, url_prefix="/api/image-queue")
+
+    @bp.get("/job/<job_id>/events")
+    def job_events(job_id: str):
+        jobs = services().jobs
+        vendor, operator = g.vendor.name, g.vendor.operator
+        jobs.job_for(vendor, job_id, operator=operator)  # 404 before anything is streamed
+
+        def current() -> dict[str, Any]:
+            try:
+                return jobs.job_view(jobs.job_for(vendor, job_id, operator=operator))
+            except NotFound:  # expired while followed
+                return {"job_id": job_id, "state": "expired"}
+
+        def ended(view: dict[str, Any]) -> bool:
+            return view["state"] in DONE_STATES or view["state"] == "expired"
+
+        return _stream(_follow(events.KEY_JOB_EVENTS.format(job_id), current, ended, None))
+
+    @bp.get("/batch/<batch_id>/events")
+    def batch_events(batch_id: str):
+        jobs = services().jobs
+        vendor, operator = g.vendor.name, g.vendor.operator
+        jobs.batch_view(vendor, batch_id, operator=operator)  # 404 before anything is streamed
+
+        def current() -> dict[str, Any]:
+            return jobs.batch_view(vendor, batch_id, operator=operator)
+
+        def ended(view: dict[str, Any]) -> bool:
+            return all(item["state"] in DONE_STATES or item["state"] == "expired" for item in view["jobs"])
+
+        return _stream(_follow(events.KEY_BATCH_EVENTS.format(batch_id), current, ended, "batch"))
+
+    return bp
