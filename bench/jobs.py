@@ -83,9 +83,9 @@ def run_bulk(b, endpoint: str, items: list[dict], timeout: float = 900) -> float
     return last_ended(b.redis, batch["job_ids"]) - posted
 
 
-def workers(b, n: int, queues=(QUEUE_BG,)):
+def workers(b, n: int, queues=(QUEUE_BG,), **env: str):
     """Start ``n`` workers (cores ÷ n threads each) and wait until they have loaded their models."""
-    procs = b.stack.start_workers(n, queues)
+    procs = b.stack.start_workers(n, queues, **env)
     b.stack.wait_workers(procs)
     return procs
 
@@ -134,21 +134,30 @@ def throughput(b, size: str, count: int, label: str) -> dict:
 
 
 def light(b, count: int) -> dict:
-    """Light jobs (64x64 resize of a small photo) per second, POST to all finished, 2 light workers."""
-    procs = workers(b, 2, (QUEUE_LIGHT,))
-    try:
-        items = b.photos.items("small", count, "light", LIGHT_OPTIONS)
-        seconds = run_bulk(b, "bulk-process-image", items)
-    finally:
-        b.stack.stop(procs)
+    """Light jobs (64x64 resize of a small photo) per second, POST to all finished, 2 light workers.
+
+    Also with the workers' metrics off (``IMGPROC_METRICS=0``), to show what recording them costs.
+    """
+    seconds = {}
+    for label, metrics in (("metrics_off", "0"), ("metrics_on", "1")):
+        procs = workers(b, 2, (QUEUE_LIGHT,), IMGPROC_METRICS=metrics)
+        try:
+            items = b.photos.items("small", count, f"light-{label}", LIGHT_OPTIONS)
+            seconds[label] = run_bulk(b, "bulk-process-image", items)
+        finally:
+            b.stack.stop(procs)
+    on, off = seconds["metrics_on"], seconds["metrics_off"]
     b.log(
-        f"light jobs: {count} in {seconds:.2f} s = {count / seconds:.0f} jobs/s through imgproc (2 workers)"
+        f"light jobs: {count} in {on:.2f} s = {count / on:.0f} jobs/s through imgproc (2 workers); "
+        f"with the workers' metrics off {count / off:.0f} jobs/s"
     )
     return {
         "jobs": count,
         "workers": 2,
-        "seconds": round(seconds, 3),
-        "jobs_per_s": round(count / seconds, 1),
+        "seconds": round(on, 3),
+        "jobs_per_s": round(count / on, 1),
+        "jobs_per_s_metrics_off": round(count / off, 1),
+        "metrics_cost": round(1 - off / on, 3),
     }
 
 

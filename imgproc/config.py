@@ -115,6 +115,18 @@ class Settings:
     #: Seconds an ``idempotency_key`` maps to its first job.
     idempotency_ttl: int = 24 * 3600
 
+    #: Record metrics for /metrics; turned off only to measure what recording them costs.
+    metrics: bool = True
+
+    # --- webhooks -------------------------------------------------------
+    #: Seconds between a webhook's attempts, comma-separated; their count is the number of retries
+    #: (the Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    webhook_backoff: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    #: Seconds a receiver has to answer an attempt.
+    webhook_timeout: float = 15.0
+    #: Seconds after ``imgproc vendors webhook-secret NAME --rotate`` during which the old secret signs too.
+    webhook_secret_grace: int = 24 * 3600
+
     # --- records --------------------------------------------------------
     #: Most columns per UPDATE of a record, as in the original system.
     db_max_fields: int = 10
@@ -163,7 +175,8 @@ class Settings:
             elif isinstance(default, float):
                 values[f.name] = float(raw)
             elif isinstance(default, tuple):
-                values[f.name] = _list(raw)
+                items = _list(raw)
+                values[f.name] = tuple(int(i) for i in items) if f.name == "webhook_backoff" else items
             else:
                 values[f.name] = raw
         settings = cls(**values)

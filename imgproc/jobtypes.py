@@ -23,8 +23,12 @@ from .errors import InvalidOptions, PermanentError
 QUEUE_BG = "bg-removal"
 QUEUE_FACE = "face-crop"
 QUEUE_LIGHT = "image-processing"
-#: Every queue, in a worker's default priority order.
+#: Every image queue, in a worker's default priority order.
 QUEUES = (QUEUE_BG, QUEUE_FACE, QUEUE_LIGHT)
+#: Webhook deliveries: a queue of their own, served by their own workers, so that a slow
+#: receiver never holds an image worker.
+QUEUE_WEBHOOKS = "webhooks"
+ALL_QUEUES = (*QUEUES, QUEUE_WEBHOOKS)
 
 #: Models a worker can hold (``imgproc.processing.models``); a job type names those it needs.
 MATTING = "matting"  # background removal: ISNet and the other rembg models
@@ -175,6 +179,8 @@ class Payload:
     image_url: str | None = None
     #: True when the photo was uploaded: its bytes wait in Redis (``imgproc.queueing.uploads``).
     upload: bool = False
+    #: Where to POST the job's end (its own, or its bulk request's).
+    webhook_url: str | None = None
 
     @property
     def job_type(self) -> JobType:

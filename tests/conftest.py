@@ -90,6 +90,9 @@ def settings(tmp_path):
         storage_dir=str(tmp_path / "media"),
         retry_backoff=1.0,
         fetch_allow_hosts=("127.0.0.1",),
+        # Webhooks: 3 attempts a second apart, a receiver answers within 3 s.
+        webhook_backoff=(1, 1),
+        webhook_timeout=3.0,
         # Tests poll quickly; tests/test_ratelimits.py sets the limits it checks.
         limit_global="100000 per minute",
         limit_image="100000 per minute",
@@ -157,6 +160,7 @@ def runtime(settings, redis_conn, models):
     from imgproc.adapters.fetch import Fetcher
     from imgproc.adapters.records import Records
     from imgproc.adapters.storage import make_storage
+    from imgproc.adapters.webhooks import WebhookStore
     from imgproc.worker import Runtime
 
     engine = make_engine(settings)
@@ -168,6 +172,7 @@ def runtime(settings, redis_conn, models):
         records=Records(engine, max_fields=settings.db_max_fields),
         remover=models[0],
         detector=models[1],
+        webhooks=WebhookStore(engine),
     )
     engine.dispose()
 
@@ -192,5 +197,28 @@ def work(runtime):
                 return worker
             time.sleep(0.3)
         raise TimeoutError("jobs still waiting after the timeout")
+
+    return run
+
+
+@pytest.fixture
+def deliver(runtime):
+    """``deliver()`` runs an in-process webhook worker until no delivery is queued or waiting for a retry."""
+    import time
+
+    from rq.registry import ScheduledJobRegistry
+
+    from imgproc.jobtypes import QUEUE_WEBHOOKS
+    from imgproc.worker import build_worker
+
+    def run(timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        worker = build_worker(runtime.settings, (QUEUE_WEBHOOKS,), runtime=runtime)
+        while time.monotonic() < deadline:
+            worker.work(burst=True, with_scheduler=True)
+            if not ScheduledJobRegistry(QUEUE_WEBHOOKS, connection=runtime.conn).count:
+                return worker
+            time.sleep(0.3)
+        raise TimeoutError("deliveries still waiting after the timeout")
 
     return run

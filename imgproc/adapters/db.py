@@ -84,6 +84,55 @@ records = sa.Table(
     **_TABLE_OPTIONS,
 )
 
+#: A vendor's webhook signing secrets: the newest signs, the one before it too during a rotation's grace.
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("vendor", _key(64), nullable=False, index=True),
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    **_TABLE_OPTIONS,
+)
+
+#: One row per webhook message (the same ``webhook-id`` on every attempt) and its delivery state.
+webhook_messages = sa.Table(
+    "webhook_messages",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("vendor", _key(64), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("job_id", sa.String(64)),
+    sa.Column("batch_id", sa.String(64)),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_try_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Index("ix_webhook_messages_state", "state", "vendor"),
+    **_TABLE_OPTIONS,
+)
+
+#: Every delivery attempt: when, the answer's status (or the error), how long it took, the next try.
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(40), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("latency_ms", sa.Integer),
+    sa.Column("next_try_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    **_TABLE_OPTIONS,
+)
+
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):

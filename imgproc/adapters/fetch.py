@@ -36,6 +36,8 @@ MAX_REDIRECTS = 3
 #: Kept-alive connection pools, one per checked address and host name (least recently used dropped).
 MAX_POOLS = 32
 CHUNK_BYTES = 64 * 1024
+#: Most of a webhook receiver's answer that is read (and dropped).
+REPLY_BYTES = 64 * 1024
 USER_AGENT = "imgproc/0.1"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: 4xx answers that may pass: the host's own timeout, or its rate limit.
@@ -127,6 +129,32 @@ def check_url(url: str) -> str:
         parse_url(url)
     except BadUrl as exc:
         raise InvalidRequest(f"url: {exc}") from None
+    return url
+
+
+def check_webhook_url(url: str, allow_hosts: tuple[str, ...] = ()) -> str:
+    """``check_url``, and a private, loopback or reserved address literal refused at once.
+
+    A host name is checked when it is resolved, at each delivery (a name can
+    change its address); an address literal cannot, so it is refused here.
+    """
+    try:
+        target = parse_url(url)
+    except BadUrl as exc:
+        raise InvalidRequest(f"webhook_url: {exc}") from None
+    try:
+        ip = ipaddress.ip_address(target.host)
+    except ValueError:
+        return url
+    allowed = False
+    for entry in allow_hosts:
+        entry = entry.strip().lower()
+        try:
+            allowed = allowed or ip in ipaddress.ip_network(entry.strip("[]"), strict=False)
+        except ValueError:
+            allowed = allowed or entry.rstrip(".") == target.host
+    if is_forbidden(ip) and not allowed:
+        raise InvalidRequest("webhook_url: a private, loopback or reserved address is not allowed")
     return url
 
 
@@ -222,16 +250,40 @@ class Fetcher:
             target = self._target(url, f"redirect from {target.host} refused")
         raise PermanentError(f"too many redirects (last from {target.host})", code="fetch_failed")
 
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        """POST ``body`` to ``url`` within ``timeout`` seconds; the answer's status (redirects not followed).
+
+        The URL passes the same checks as a photo's (private, loopback and metadata
+        addresses refused unless allow-listed) and the connection goes to the checked
+        address. The answer's body is read (at most 64 KiB) and dropped.
+        """
+        deadline = time.monotonic() + timeout
+        target = self._target(url, "URL refused")
+        response = self._request(target, deadline, "POST", body, headers, timeout)
+        try:
+            left = REPLY_BYTES
+            while left > 0 and (chunk := response.read1(min(CHUNK_BYTES, left))):
+                left -= len(chunk)
+            if left > 0:
+                response.release_conn()  # read to the end: the connection may serve the next delivery
+            return response.status
+        except (HTTPError, OSError) as exc:
+            raise _translate(exc, target.host) from exc
+        finally:
+            if response.connection is not None:
+                response.close()
+                response.release_conn()
+
     def _target(self, url: str, refusal: str) -> Target:
         try:
             return parse_url(url)
         except BadUrl as exc:
             raise PermanentError(f"{refusal}: {exc}", code="fetch_forbidden") from None
 
-    def _resolve(self, target: Target, deadline: float) -> list[str]:
+    def _resolve(self, target: Target, deadline: float, limit: float | None = None) -> list[str]:
         """Resolve the host once and refuse it if any address is forbidden and not allow-listed."""
         host = target.host
-        _remaining(deadline, host, self.settings.fetch_deadline)
+        _remaining(deadline, host, self.settings.fetch_deadline if limit is None else limit)
         try:
             infos = socket.getaddrinfo(host, target.port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
@@ -254,18 +306,28 @@ class Fetcher:
         candidates = [ip] if ip.version == 4 or ip.ipv4_mapped is None else [ip, ip.ipv4_mapped]
         return any(c in net for c in candidates for net in self._allowed_nets)
 
-    def _request(self, target: Target, deadline: float):
-        """Send the GET to each checked address in turn until one connects; return the response."""
-        addresses = self._resolve(target, deadline)
+    def _request(
+        self,
+        target: Target,
+        deadline: float,
+        method: str = "GET",
+        body: bytes | None = None,
+        extra: dict[str, str] | None = None,
+        limit: float | None = None,
+    ):
+        """Send the request to each checked address in turn until one connects; return the response."""
+        limit = self.settings.fetch_deadline if limit is None else limit
+        addresses = self._resolve(target, deadline, limit)
         headers = {
             "Host": target.host_header,
             "User-Agent": USER_AGENT,
             # Compressed bodies would be inflated past the byte count; images are compressed anyway.
             "Accept-Encoding": "identity",
+            **(extra or {}),
         }
         failure: Exception | None = None
         for address in addresses:
-            left = _remaining(deadline, target.host, self.settings.fetch_deadline)
+            left = _remaining(deadline, target.host, limit)
             timeout = urllib3.Timeout(
                 connect=min(self.settings.fetch_connect_timeout, left),
                 read=min(self.settings.fetch_read_timeout, left),
@@ -275,8 +337,9 @@ class Fetcher:
                 pool = self._pool(key)
                 try:
                     return pool.urlopen(
-                        "GET",
+                        method,
                         target.path,
+                        body=body,
                         headers=headers,
                         retries=False,
                         redirect=False,

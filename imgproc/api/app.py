@@ -8,11 +8,13 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 from flask import Flask, abort, jsonify, send_from_directory
+from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
 
+from .metrics import build_metrics
 from .ratelimits import build_limiter
 from .routes import authenticate, build_blueprint
 from .services import Services, services
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     limiter = build_limiter(app, settings)
     app.register_blueprint(build_blueprint(limiter, settings))
     app.register_blueprint(build_streams())
+    app.register_blueprint(build_metrics(app.extensions["imgproc"]))
 
     @app.errorhandler(ImgprocError)
     def imgproc_error(exc: ImgprocError):
@@ -65,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
+        if isinstance(exc, RateLimitExceeded):
+            services().metrics.inc("imgproc_rate_limited_total", limit=str(exc.limit.scope or "global"))
         return error_response(HTTP_CODES.get(status, "http_error"), exc.description or exc.name, status)
 
     @app.errorhandler(Exception)

@@ -7,9 +7,10 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, request
 from flask_limiter import Limiter
+from rq import Queue
 from rq.job import JobStatus
 
-from imgproc.adapters.fetch import check_url
+from imgproc.adapters.fetch import check_url, check_webhook_url
 from imgproc.config import Settings
 from imgproc.errors import (
     Conflict,
@@ -21,8 +22,8 @@ from imgproc.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from imgproc.jobtypes import BULK_ENDPOINTS, SINGLE_ENDPOINTS
-from imgproc.queueing import JobSpec, events
+from imgproc.jobtypes import BULK_ENDPOINTS, JOB_TYPES, QUEUE_WEBHOOKS, SINGLE_ENDPOINTS
+from imgproc.queueing import JobSpec, batches, events
 
 from . import options as opts
 from .ratelimits import limit
@@ -69,6 +70,29 @@ def _unknown(fields: dict, allowed: set[str], where: str = "") -> None:
 
 def _accepted(job) -> dict:
     return {"job_id": job.id, "state": "queued", "status_url": f"/api/image-queue/job/{job.id}"}
+
+
+def _enqueue(svc, specs: list[JobSpec], batch: bool = False):
+    """Enqueue for the request's vendor, and count the jobs."""
+    batch_id, jobs = svc.jobs.enqueue(g.vendor.name, specs, batch=batch)
+    job_type = JOB_TYPES[specs[0].type]
+    svc.metrics.inc("imgproc_jobs_enqueued_total", len(jobs), queue=job_type.queue, type=job_type.name)
+    return batch_id, jobs
+
+
+def _cancelled_in_batch(svc, job) -> None:
+    """A cancelled job has ended: if it was its batch's last, the batch's completion is announced.
+
+    By a webhook worker, through its function's name (the API never imports the worker).
+    """
+    batch_id = job.meta.get("batch_id")
+    record = batches.batch(svc.conn, batch_id) if batch_id else None
+    if record and batches.mark_ended(
+        svc.conn, batch_id, job.id, len(record["job_ids"]), svc.settings.failure_ttl
+    ):
+        Queue(QUEUE_WEBHOOKS, connection=svc.conn).enqueue(
+            "imgproc.worker.webhooks.complete_batch", batch_id, result_ttl=svc.settings.result_ttl
+        )
 
 
 def authenticate() -> None:
@@ -126,7 +150,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                 opts.validate(job_type, fields.get("options"), svc.settings),
             )
             if fields.get("webhook_url") is not None:
-                check_url(fields["webhook_url"])
+                spec.webhook_url = check_webhook_url(fields["webhook_url"], svc.settings.fetch_allow_hosts)
             if upload is not None:
                 data = upload.read(svc.settings.max_image_bytes + 1)
                 if len(data) > svc.settings.max_image_bytes:
@@ -138,7 +162,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                 raise InvalidRequest("give image_url, or upload the image as the multipart file 'image'")
             key = fields.get("idempotency_key")
             if key is None:
-                _, jobs = svc.jobs.enqueue(g.vendor.name, [spec])
+                _, jobs = _enqueue(svc, [spec])
                 return jsonify(_accepted(jobs[0])), 202
             if not isinstance(key, str) or not 1 <= len(key) <= 255:
                 raise InvalidRequest("idempotency_key must be a string of 1 to 255 characters")
@@ -146,7 +170,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
             if earlier is not None:  # the same request again: the first job, nothing enqueued
                 return jsonify({**_accepted(earlier), "state": svc.jobs.job_view(earlier)["state"]}), 200
             try:
-                _, jobs = svc.jobs.enqueue(g.vendor.name, [spec])
+                _, jobs = _enqueue(svc, [spec])
             except Exception:
                 svc.jobs.release(g.vendor.name, key)
                 raise
@@ -163,6 +187,9 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
             defaults = fields.get("options") or {}
             if not isinstance(defaults, dict):
                 raise InvalidRequest("options must be a JSON object")
+            webhook_url = fields.get("webhook_url")
+            if webhook_url is not None:
+                webhook_url = check_webhook_url(webhook_url, svc.settings.fetch_allow_hosts)
             specs = []
             for i, item in enumerate(items):  # all-or-nothing: every item is checked before any is enqueued
                 where = f"items[{i}]: "
@@ -186,9 +213,10 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                         _record_id(item.get("record_id"), where),
                         validated,
                         image_url=check_url(item["image_url"]),
+                        webhook_url=webhook_url,
                     )
                 )
-            batch_id, jobs = svc.jobs.enqueue(g.vendor.name, specs, batch=True)
+            batch_id, jobs = _enqueue(svc, specs, batch=True)
             return jsonify(
                 {
                     "batch_id": batch_id,
@@ -212,7 +240,9 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
             job.cancel()
             job.refresh()
             view = jobs.job_view(job)
-            events.publish(services().conn, view, events.STATE, services().settings.failure_ttl)
+            svc = services()
+            events.publish(svc.conn, view, events.STATE, svc.settings.failure_ttl)
+            _cancelled_in_batch(svc, job)
             return jsonify(view)
         if status == JobStatus.STARTED:
             raise Conflict("the job is running on a worker and cannot be stopped safely; it will finish")

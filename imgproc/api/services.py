@@ -18,6 +18,7 @@ from imgproc.adapters.db import make_engine
 from imgproc.adapters.storage import Storage, make_storage
 from imgproc.adapters.vendors import CachedVendors, VendorDirectory, Vendors
 from imgproc.config import Settings
+from imgproc.metrics import Discard, Metrics, Recorder
 from imgproc.queueing import JobQueue, JobSpec, connect
 
 
@@ -42,6 +43,8 @@ class JobStore(Protocol):
 
     def workers(self) -> int: ...
 
+    def load(self) -> dict[str, dict[str, int]]: ...
+
 
 @dataclass
 class Services:
@@ -53,6 +56,7 @@ class Services:
     jobs: JobStore
     vendors: VendorDirectory
     storage: Storage
+    metrics: Metrics
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -65,6 +69,7 @@ class Services:
             JobQueue(conn, settings),
             CachedVendors(Vendors(engine)),
             make_storage(settings),
+            Recorder(conn).start() if settings.metrics else Discard(),
         )
 
 

@@ -8,6 +8,7 @@ directly and may hand in fakes of the ``Matting`` and ``FaceFinder`` protocols.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,9 @@ class Output:
     width: int
     height: int
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Pixels of the photo as decoded (for the megapixels processed), and seconds spent encoding.
+    source_pixels: int = 0
+    encode_seconds: float = 0.0
 
     @property
     def content_type(self) -> str:
@@ -79,14 +83,26 @@ def remove_background(data: bytes, opts: dict, tools: Tools) -> Output:
     max_pixels, png_level = tools.max_pixels, tools.png_level
     if opts["max_size"]:
         # Shrunk before inference: less to resize and encode.
-        rgb = imaging.rgb_array(imaging.downscale(imaging.decode(data, max_pixels), opts["max_size"]))
+        img = imaging.decode(data, max_pixels)
+        source = img.width * img.height
+        rgb = imaging.rgb_array(imaging.downscale(img, opts["max_size"]))
     else:
         rgb = imaging.decode_rgb(data, max_pixels)
+        source = rgb.shape[0] * rgb.shape[1]
     out = cutout(rgb, remover.mask(rgb, opts["model"]), opts)
+    started = time.perf_counter()
     encoded = imaging.encode(
         out, opts["format"], png_level=png_level, bgcolor=imaging.parse_color(opts["bgcolor"] or "#ffffff")
     )
-    return Output(encoded, opts["format"], out.shape[1], out.shape[0], {"model": opts["model"]})
+    return Output(
+        encoded,
+        opts["format"],
+        out.shape[1],
+        out.shape[0],
+        {"model": opts["model"]},
+        source,
+        time.perf_counter() - started,
+    )
 
 
 def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
@@ -94,6 +110,7 @@ def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
     detector, remover = _needs(tools.detector, "face-detection"), tools.remover
     max_pixels, png_level, bg_model = tools.max_pixels, tools.png_level, tools.bg_model
     img = imaging.decode(data, max_pixels)
+    source = img.width * img.height
     faces = detector.detect(np.asarray(img.convert("RGB")))
     if not faces:
         raise PermanentError("no face was found in the photo", code="no_face_found")
@@ -119,23 +136,26 @@ def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
             {"post_process_mask": False, "alpha_matting": False, "bgcolor": opts["bgcolor"]},
         )
         extra["model"] = bg_model
+    started = time.perf_counter()
     encoded = imaging.encode(out, opts["format"], png_level=png_level, bgcolor=fill)
     height, width = (out.shape[0], out.shape[1]) if isinstance(out, np.ndarray) else (out.height, out.width)
-    return Output(encoded, opts["format"], width, height, extra)
+    return Output(encoded, opts["format"], width, height, extra, source, time.perf_counter() - started)
 
 
 def process_image(data: bytes, opts: dict, tools: Tools) -> Output:
     """Light operations: resize (contain or cover), convert, recompress, strip metadata."""
     max_pixels, png_level = tools.max_pixels, tools.png_level
     img = imaging.decode(data, max_pixels)
+    source = img.width * img.height
     exif = None if opts["strip_metadata"] else img.info.get("exif")
     icc = None if opts["strip_metadata"] else img.info.get("icc_profile")
     if opts["resize"]:
         img = imaging.resize(img, tuple(opts["resize"]), opts["fit"])
+    started = time.perf_counter()
     encoded = imaging.encode(
         img, opts["format"], quality=opts["quality"], png_level=png_level, exif=exif, icc_profile=icc
     )
-    return Output(encoded, opts["format"], img.width, img.height)
+    return Output(encoded, opts["format"], img.width, img.height, {}, source, time.perf_counter() - started)
 
 
 def _needs(model, what: str):

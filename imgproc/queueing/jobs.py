@@ -33,6 +33,7 @@ class JobSpec:
     image_url: str | None = None
     upload: bytes | None = None
     job_id: str | None = None
+    webhook_url: str | None = None
 
 
 class LaneQueue(Queue):
@@ -89,6 +90,7 @@ class JobQueue(JobViews):
                     spec.options,
                     image_url=spec.image_url,
                     upload=spec.upload is not None,
+                    webhook_url=spec.webhook_url,
                 )
                 meta = {
                     "vendor": vendor,
@@ -128,6 +130,7 @@ class JobQueue(JobViews):
                             "type": job_type,
                             "created_at": created,
                             "job_ids": [d.job_id for d in datas],
+                            "webhook_url": specs[0].webhook_url,
                         }
                     ),
                     ex=self.settings.failure_ttl,

@@ -21,6 +21,7 @@ from rq.worker import Worker
 
 from imgproc.config import Settings
 from imgproc.errors import NotFound
+from imgproc.jobtypes import QUEUE_WEBHOOKS
 
 from .fairshare import FairShare
 from .keys import DONE, KEY_BATCH, KEY_VENDOR_JOBS, STATES
@@ -67,6 +68,8 @@ def job_view(job: Job, settings: Settings) -> dict[str, Any]:
         "ended_at": _iso(job.ended_at),
         "result": result,
         "error": error,
+        # Its webhook's delivery, when the request named a webhook_url and the job has ended.
+        "webhook": meta.get("webhook"),
     }
 
 
@@ -188,6 +191,18 @@ class JobViews:
             if queue is not None:
                 queue[state] = queue.get(state, 0) + 1
         return per_queue, counts
+
+    def load(self) -> dict[str, dict[str, int]]:
+        """Per queue, webhooks too: jobs waiting (lanes included), running, workers listening (/metrics)."""
+        queues = {**self.queues, QUEUE_WEBHOOKS: Queue(QUEUE_WEBHOOKS, connection=self.conn)}
+        return {
+            name: {
+                "depth": q.count + self.fair.waiting(name),
+                "running": StartedJobRegistry(queue=q).count,
+                "workers": Worker.count(connection=self.conn, queue=q),
+            }
+            for name, q in queues.items()
+        }
 
     def workers(self) -> int:
         """Worker processes registered with Redis (they heartbeat; dead ones expire)."""

@@ -31,6 +31,18 @@ def cmd_vendors(args, settings: Settings) -> int:
             print(key)
         elif args.action == "rotate":
             print(vendors.rotate(args.name))
+        elif args.action == "webhook-secret":
+            from imgproc.adapters.db import make_engine
+            from imgproc.adapters.webhooks import WebhookStore
+
+            if args.name not in {v.name for v in vendors.list()}:
+                print(f"no vendor {args.name}", file=sys.stderr)
+                return 1
+            store = WebhookStore(make_engine(settings), grace=settings.webhook_secret_grace)
+            print(store.secret(args.name, rotate=args.rotate))
+            if args.rotate:
+                hours = settings.webhook_secret_grace / 3600
+                print(f"(the previous secret signs too for {hours:g} h, beside this one)", file=sys.stderr)
         elif args.action == "remove":
             if not vendors.remove(args.name):
                 print(f"no vendor {args.name}", file=sys.stderr)
@@ -70,7 +82,7 @@ def cmd_models(args, settings: Settings) -> int:
 def cmd_workers(args, settings: Settings) -> int:
     from imgproc.worker.pool import run_pool
 
-    return run_pool(args.n, args.queues)
+    return run_pool(args.n, args.queues, args.webhook_workers)
 
 
 def _jobs(settings: Settings):
@@ -129,6 +141,58 @@ def cmd_queues(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_webhooks(args, settings: Settings) -> int:
+    from imgproc.adapters.db import make_engine
+    from imgproc.adapters.webhooks import WebhookStore
+    from imgproc.queueing import connect
+    from imgproc.worker.webhooks import enqueue_delivery
+
+    from . import admin
+
+    store = WebhookStore(make_engine(settings), grace=settings.webhook_secret_grace)
+    if args.action == "failed":
+        failed = store.failed(vendor=args.vendor)
+        if not failed:
+            print("no undelivered webhooks")
+            return 0
+        rows = [
+            (
+                m["id"],
+                m["vendor"],
+                m["type"],
+                m["job_id"] or m["batch_id"],
+                m["attempts"],
+                m["last_status"],
+                (m["last_error"] or "")[:60],
+                m["url"][:60],
+            )
+            for m in failed
+        ]
+        print(
+            admin.table(
+                ("webhook id", "vendor", "type", "job or batch", "attempts", "status", "error", "url"), rows
+            )
+        )
+        return 0
+    if bool(args.ids) == args.all_failed:
+        print("error: give webhook ids, or --all-failed", file=sys.stderr)
+        return 2
+    ids = [m["id"] for m in store.failed(vendor=args.vendor)] if args.all_failed else args.ids
+    conn = connect(settings.redis_url)
+    missing = 0
+    for message_id in ids:
+        message = store.get(message_id)
+        if message is None or not store.reopen(message_id):
+            print(f"error: no webhook {message_id}", file=sys.stderr)
+            missing += 1
+            continue
+        enqueue_delivery(conn, settings, message_id, message["vendor"])
+        print(f"redelivering {message_id} to {message['url']} (same webhook-id)")
+    if args.all_failed and not ids:
+        print("no undelivered webhooks")
+    return 1 if missing else 0
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -147,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     vsub.add_parser("rotate", help="replace a vendor's key (the old one stops working)").add_argument("name")
     vsub.add_parser("remove", help="delete a vendor").add_argument("name")
     vsub.add_parser("list", help="list vendors")
+    secret = vsub.add_parser(
+        "webhook-secret", help="show the vendor's webhook signing secret (made on first use)"
+    )
+    secret.add_argument("name")
+    secret.add_argument(
+        "--rotate",
+        action="store_true",
+        help="a new secret; the previous one also signs for IMGPROC_WEBHOOK_SECRET_GRACE seconds",
+    )
     vendors.set_defaults(func=cmd_vendors)
 
     models = sub.add_parser("models", help="provision and check model weights")
@@ -159,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     workers = sub.add_parser("workers", help="run N worker processes in the foreground")
     workers.add_argument("n", type=int, nargs="?", default=1)
     workers.add_argument("--queues", default=",".join(QUEUES))
+    workers.add_argument(
+        "--webhook-workers",
+        type=int,
+        default=1,
+        help="workers of the webhooks queue besides the N image workers (default: 1)",
+    )
     workers.set_defaults(func=cmd_workers)
 
     jobs = sub.add_parser("jobs", help="list and retry failed jobs")
@@ -180,6 +259,18 @@ def main(argv: list[str] | None = None) -> int:
         parser_.add_argument("--vendor", help="only this vendor's jobs")
     failed.add_argument("--limit", type=int, default=50, help="most jobs shown, 0 for all (default: 50)")
     jobs.set_defaults(func=cmd_jobs)
+
+    hooks = sub.add_parser("webhooks", help="list and redeliver undelivered webhooks")
+    hsub = hooks.add_subparsers(dest="action", required=True)
+    hfailed = hsub.add_parser("failed", help="webhooks not delivered, their retries spent (newest first)")
+    redeliver = hsub.add_parser("redeliver", help="send webhooks again, with the same webhook-id")
+    redeliver.add_argument("ids", nargs="*", metavar="ID", help="webhook ids (msg_...)")
+    redeliver.add_argument(
+        "--all-failed", action="store_true", help="every undelivered webhook (of --vendor)"
+    )
+    for parser_ in (hfailed, redeliver):
+        parser_.add_argument("--vendor", help="only this vendor's webhooks")
+    hooks.set_defaults(func=cmd_webhooks)
 
     queues = sub.add_parser("queues", help="counts per queue and per vendor, and workers")
     queues.set_defaults(func=cmd_queues)

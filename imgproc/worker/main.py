@@ -10,7 +10,7 @@ import time
 import redis
 
 from imgproc.config import Settings
-from imgproc.jobtypes import QUEUES
+from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS, QUEUES
 
 from .process import ImgprocWorker, build_worker
 
@@ -48,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     settings = Settings.from_env()
     queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
-    unknown = set(queues) - set(QUEUES)
+    unknown = set(queues) - set(ALL_QUEUES)
     if unknown:
-        parser.error(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
+        parser.error(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(ALL_QUEUES)}")
+    if QUEUE_WEBHOOKS in queues and len(queues) > 1:
+        # A receiver that takes 15 s to answer would hold an image worker for as long.
+        parser.error(f"{QUEUE_WEBHOOKS} needs workers of its own: --queues {QUEUE_WEBHOOKS}")
     started = time.perf_counter()
     try:
         worker = build_worker(settings, queues, name=args.name)

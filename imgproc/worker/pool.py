@@ -9,18 +9,22 @@ import sys
 import time
 
 from imgproc.config import ROOT
+from imgproc.jobtypes import QUEUE_WEBHOOKS
 
 
-def run_pool(n: int, queues: str) -> int:
-    """Run N worker processes in the foreground, replacing any that exits; SIGINT/SIGTERM stops them all.
+def run_pool(n: int, queues: str, webhook_workers: int = 1) -> int:
+    """Run N image workers and ``webhook_workers`` webhook workers, replacing any that exits.
 
     A worker leaves on its own after ``IMGPROC_WORKER_MAX_JOBS`` jobs (recycling)
     or when it crashes; either way a fresh one takes its place. One that cannot
-    start (exit code 2: a missing model, a bad setting) stops the pool.
+    start (exit code 2: a missing model, a bad setting) stops the pool, and
+    SIGINT/SIGTERM stops them all. Webhook workers load no model and take a
+    sliver of CPU: they wait on receivers.
     """
     env = dict(os.environ, IMGPROC_WORKERS_PER_HOST=str(n))
-    command = [sys.executable, str(ROOT / "worker.py"), "--queues", queues]
-    procs = [subprocess.Popen(command, env=env) for _ in range(n)]
+    worker = [sys.executable, str(ROOT / "worker.py"), "--queues"]
+    commands = [worker + [queues]] * n + [worker + [QUEUE_WEBHOOKS]] * webhook_workers
+    procs = [subprocess.Popen(command, env=env) for command in commands]
     stopping = False
 
     def stop(signum=None, frame=None):
@@ -42,6 +46,6 @@ def run_pool(n: int, queues: str) -> int:
                 stop()
                 break
             print(f"worker {proc.pid} exited ({code}); starting a new one", file=sys.stderr)
-            procs[i] = subprocess.Popen(command, env=env)
+            procs[i] = subprocess.Popen(commands[i], env=env)
         time.sleep(0.5)
     return max(proc.returncode for proc in procs)

@@ -13,12 +13,16 @@ import threading
 import time
 
 import redis
+from rq.job import JobStatus
 from rq.worker import SimpleWorker
 
 from imgproc.config import Settings
+from imgproc.errors import ImgprocError
+from imgproc.jobtypes import JOB_TYPES
 from imgproc.queueing import FairShare, events
 from imgproc.queueing.views import job_view
 
+from . import webhooks
 from .failures import record_error
 from .runtime import Runtime
 from .scheduler import SpawnedScheduler
@@ -127,13 +131,48 @@ class ImgprocWorker(SimpleWorker):
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue)
-        self._publish(job, events.STATE)  # started
+        if job.meta.get("type") in JOB_TYPES:  # an image job, not a webhook delivery
+            self._publish(job, events.STATE)  # started
 
     def perform_job(self, job, queue) -> bool:
-        with self.runtime.serving():  # read by imgproc.worker.tasks.run
+        with self.runtime.serving():  # read by imgproc.worker.tasks.run and imgproc.worker.webhooks
             done = super().perform_job(job, queue)
-        self._publish(job, events.STATE)  # finished, failed, or scheduled for a retry
+            if job.meta.get("type") in JOB_TYPES:
+                self._ended(job)
         return done
+
+    def _ended(self, job) -> None:
+        """After an image job's attempt: its webhook (if it ended for good), its last event, its metrics."""
+        if job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED):
+            payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+            try:
+                webhooks.announce(
+                    self.runtime, job, job_view(job, self.runtime.settings), payload.get("webhook_url")
+                )
+            except (ImgprocError, redis.RedisError) as exc:  # the job's own outcome stands
+                log.warning("could not announce the end of job %s: %s", job.id, exc)
+        self._publish(job, events.STATE)  # finished, failed, or scheduled for a retry
+        self._count(job)
+
+    def _count(self, job) -> None:
+        """The attempt's outcome, duration and wait, into the process's metrics."""
+        metrics = self.runtime.metrics
+        labels = {"queue": job.origin, "type": str(job.meta.get("type"))}
+        status = job.get_status(refresh=False)
+        code = str((job.meta.get("error") or {}).get("code", "internal"))
+        if status == JobStatus.FINISHED:
+            metrics.inc("imgproc_jobs_finished_total", **labels)
+        elif status == JobStatus.FAILED:
+            metrics.inc("imgproc_jobs_failed_total", code=code, **labels)
+        elif status in (JobStatus.SCHEDULED, JobStatus.QUEUED):  # rq put it back for another attempt
+            metrics.inc("imgproc_jobs_retried_total", code=code, **labels)
+        if job.started_at and job.ended_at:
+            metrics.observe(
+                "imgproc_job_duration_seconds", (job.ended_at - job.started_at).total_seconds(), **labels
+            )
+        if job.started_at and job.enqueued_at:
+            wait = max(0.0, (job.started_at - job.enqueued_at).total_seconds())
+            metrics.observe("imgproc_job_queue_wait_seconds", wait, **labels)
 
     def _publish(self, job, kind: str) -> None:
         """The job's status to its event stream; a Redis error here never fails the job."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -19,8 +19,10 @@ from imgproc.adapters.db import make_engine
 from imgproc.adapters.fetch import Fetcher, PhotoFetcher
 from imgproc.adapters.records import Records, ResultWriter
 from imgproc.adapters.storage import Storage, make_storage
+from imgproc.adapters.webhooks import WebhookMessages, WebhookStore
 from imgproc.config import Settings
 from imgproc.jobtypes import FACE, MATTING, QUEUES, models_for
+from imgproc.metrics import Discard, Metrics, Recorder
 from imgproc.processing.models import BackgroundRemover, FaceDetector, FaceFinder, Matting
 from imgproc.processing.operations import Tools
 from imgproc.queueing import connect
@@ -41,19 +43,25 @@ class Runtime:
     records: ResultWriter
     remover: Matting | None = None
     detector: FaceFinder | None = None
+    metrics: Metrics = field(default_factory=Discard)
+    webhooks: WebhookMessages | None = None
 
     @classmethod
     def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> Runtime:
         """Connect the services, load the models of the queues' job types (a missing one stops here)."""
         models = models_for(queues)
+        conn = connect(settings.redis_url)
+        engine = make_engine(settings)
         return cls(
             settings=settings,
-            conn=connect(settings.redis_url),
+            conn=conn,
             fetcher=Fetcher(settings),
             storage=make_storage(settings),
-            records=Records(make_engine(settings), max_fields=settings.db_max_fields),
+            records=Records(engine, max_fields=settings.db_max_fields),
             remover=BackgroundRemover(settings) if MATTING in models else None,
             detector=FaceDetector(settings) if FACE in models else None,
+            metrics=Recorder(conn).start() if settings.metrics else Discard(),
+            webhooks=WebhookStore(engine, grace=settings.webhook_secret_grace),
         )
 
     @property
@@ -77,6 +85,7 @@ class Runtime:
             current.reset(token)
 
     def close(self) -> None:
+        self.metrics.close()
         self.fetcher.close()
         if self.detector is not None:
             self.detector.close()

@@ -76,14 +76,20 @@ def run(data: dict) -> dict:
     job.meta["attempts"] = job.meta.get("attempts", 0) + 1
     job.meta.pop("error", None)
     output = job.meta.get("output")
+    timer = _StageTimer(runtime, job_type.name)
     if output is None:
         stages.reach("fetching")
         photo = _input(job, payload, runtime)
+        timer.done("fetch")
         stages.reach("inference", force=bool(job_type.models))  # the long one, when there is a model
         operation = getattr(operations, job_type.operation)
         out = operation(photo, payload.options, runtime.tools)
+        timer.done("inference", minus=out.encode_seconds)
+        timer.record("encode", out.encode_seconds)
+        runtime.metrics.inc("imgproc_megapixels_processed_total", out.source_pixels / 1e6, type=job_type.name)
         stages.reach("uploading")
         url = runtime.storage.put(storage_key(job, payload, out.format), out.data, out.content_type)
+        timer.done("upload")
         output = {
             "url": url,
             "width": out.width,
@@ -101,6 +107,7 @@ def run(data: dict) -> dict:
             payload.vendor, payload.record_id, payload.type, output["url"], original_url=payload.image_url
         )
         job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
+        timer.done("save")
     stages.reach("done", force=True)
     if payload.upload:
         uploads.drop(runtime.conn, job.id)
@@ -109,6 +116,23 @@ def run(data: dict) -> dict:
         "record_id": payload.record_id,
         "duration_ms": round((time.perf_counter() - started) * 1000),
     }
+
+
+class _StageTimer:
+    """Seconds of each stage of one attempt, into ``imgproc_job_stage_seconds``."""
+
+    def __init__(self, runtime: runtimes.Runtime, job_type: str):
+        self.metrics = runtime.metrics
+        self.job_type = job_type
+        self.since = time.perf_counter()
+
+    def record(self, stage: str, seconds: float) -> None:
+        self.metrics.observe("imgproc_job_stage_seconds", seconds, type=self.job_type, stage=stage)
+
+    def done(self, stage: str, minus: float = 0.0) -> None:
+        now = time.perf_counter()
+        self.record(stage, now - self.since - minus)
+        self.since = now
 
 
 def _input(job: Job, payload: Payload, runtime: runtimes.Runtime) -> bytes:

@@ -1,0 +1,87 @@
+"""``GET /metrics`` (no key): the whole service's figures in Prometheus' text format.
+
+Counters and histograms come from Redis, where every API and worker process
+flushes its own (``imgproc.metrics``), so any API process answers for all of
+them. Queue depth, running jobs and workers are read from Redis at each
+scrape; ``imgproc_redis_up`` says whether that worked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import redis
+from flask import Blueprint, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from imgproc.metrics.collector import RedisCollector
+
+from .services import Services, services
+
+
+class QueueGauges:
+    """Gauges read from Redis at scrape time: per queue depth, running jobs and workers; Redis up."""
+
+    def __init__(self, svc: Services):
+        self.svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("imgproc_redis_up", "1 when the API reached Redis during this scrape, else 0.")
+        depth = GaugeMetricFamily(
+            "imgproc_queue_depth", "Jobs waiting for a worker, fair-share lanes included.", labels=["queue"]
+        )
+        running = GaugeMetricFamily("imgproc_jobs_running", "Jobs running on a worker.", labels=["queue"])
+        workers = GaugeMetricFamily(
+            "imgproc_workers", "Worker processes listening on the queue.", labels=["queue"]
+        )
+        try:
+            for name, load in self.svc.jobs.load().items():
+                depth.add_metric([name], load["depth"])
+                running.add_metric([name], load["running"])
+                workers.add_metric([name], load["workers"])
+            up.add_metric([], 1)
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        yield from (up, depth, running, workers)
+
+
+def build_metrics(svc: Services) -> Blueprint:
+    """The /metrics route, and the hooks that time every request."""
+    bp = Blueprint("metrics", __name__)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueGauges(svc))
+    registry.register(RedisCollector(svc.conn))
+
+    @bp.get("/metrics")
+    def metrics():
+        try:
+            body = generate_latest(registry)
+        except redis.RedisError:  # the counters are in Redis: say only that it is down
+            body = b"# HELP imgproc_redis_up 1 when the API reached Redis.\n# TYPE imgproc_redis_up gauge\n"
+            body += b"imgproc_redis_up 0.0\n"
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+    @bp.before_app_request
+    def started() -> None:
+        g.started = time.perf_counter()
+
+    @bp.after_app_request
+    def timed(response: Response) -> Response:
+        # The route's pattern, never the path: job ids would make one series per job.
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        recorder = services().metrics
+        recorder.inc(
+            "imgproc_http_requests_total",
+            route=route,
+            method=request.method,
+            status=str(response.status_code),
+        )
+        recorder.observe("imgproc_http_request_duration_seconds", elapsed, route=route, method=request.method)
+        return response
+
+    return bp

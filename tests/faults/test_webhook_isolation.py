@@ -1,0 +1,79 @@
+"""A webhook receiver that never answers holds only the webhook worker, never an image worker."""
+
+import json
+import time
+
+from tests.faults.conftest import wait_for
+from tests.webhook_receiver import Receiver
+
+LIGHT = "/api/image-queue/process-image-queue"
+
+
+def test_a_receiver_that_never_answers_does_not_slow_the_image_jobs(
+    client, vendor_key, photo_server, photos, redis_conn, worker_env, workers
+):
+    acme = vendor_key("acme")
+    photo_server.serve("/coffee.jpg", photos["coffee"])
+    env = worker_env(IMGPROC_WEBHOOK_TIMEOUT="2", IMGPROC_WEBHOOK_BACKOFF="30")
+    pool = workers(env, "image-processing") + workers(env, "webhooks")
+    wait_for(lambda: all(w.ready(redis_conn) for w in pool), 60, "an image worker and a webhook worker")
+    with Receiver(delay=10) as receiver:  # answers nothing for 10 s: past the 2 s timeout
+        body = {
+            "image_url": photo_server.url("/coffee.jpg"),
+            "options": {"resize": [32, 32]},
+            "webhook_url": receiver.url,
+        }
+        started = time.monotonic()
+        ids = [
+            client.post(LIGHT, json={**body, "record_id": f"r{i}"}, headers=acme).json["job_id"]
+            for i in range(6)
+        ]
+
+        def states():
+            return [client.get(f"/api/image-queue/job/{j}", headers=acme).json for j in ids]
+
+        wait_for(lambda: all(s["state"] == "finished" for s in states()), 30, "the image jobs")
+        elapsed = time.monotonic() - started
+        pending = [s["webhook"]["state"] for s in states()]
+        print(
+            f"\n6 light jobs finished in {elapsed:.1f} s while the receiver held its webhook worker; "
+            f"webhooks: {pending}"
+        )
+        # Each delivery waits 2 s for an answer; six of them inside the image worker would take 12 s.
+        assert elapsed < 8, elapsed
+        assert pending.count("pending") >= 4  # the deliveries were still waiting on the receiver
+        wait_for(lambda: len(receiver.received) >= 2, 15, "the webhook worker to try")
+
+
+def test_webhook_latency_after_a_job_ends(
+    client, vendor_key, photo_server, photos, redis_conn, worker_env, workers
+):
+    """From a job's end (rq's ended_at) to its receiver's first byte, with worker processes."""
+    from datetime import UTC
+
+    from rq.job import Job
+
+    acme = vendor_key("acme")
+    photo_server.serve("/coffee.jpg", photos["coffee"])
+    pool = workers(worker_env(), "image-processing") + workers(worker_env(), "webhooks")
+    wait_for(lambda: all(w.ready(redis_conn) for w in pool), 60, "an image worker and a webhook worker")
+    with Receiver() as receiver:
+        body = {
+            "image_url": photo_server.url("/coffee.jpg"),
+            "options": {"resize": [32, 32]},
+            "webhook_url": receiver.url,
+        }
+        ids = [
+            client.post(LIGHT, json={**body, "record_id": f"r{i}"}, headers=acme).json["job_id"]
+            for i in range(10)
+        ]
+        wait_for(lambda: len(receiver.received) == 10, 30, "10 webhooks")
+    by_job = {json.loads(r["body"])["data"]["job_id"]: r["wall"] for r in receiver.received}
+    latencies = sorted(
+        by_job[j] - Job.fetch(j, connection=redis_conn).ended_at.replace(tzinfo=UTC).timestamp() for j in ids
+    )
+    print(
+        f"\nwebhook latency after the job ended (10 jobs): p50 {latencies[5] * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms"
+    )
+    assert latencies[-1] < 5
