@@ -73,8 +73,7 @@ def test_a_job_stream_shows_each_stage_in_order_and_ends_after_done(client, vend
     steps = [(e["event"], e["data"]["state"], e["data"]["stage"], e["data"]["progress"]) for e in found]
     assert steps == [
         ("state", "queued", "queued", 0),
-        ("state", "started", "queued", 0),
-        ("progress", "started", "fetching", 10),
+        ("state", "started", "fetching", 10),
         ("progress", "started", "inference", 30),
         ("progress", "started", "uploading", 80),
         ("progress", "started", "saving", 90),

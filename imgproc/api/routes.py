@@ -87,9 +87,9 @@ def _cancelled_in_batch(svc, job) -> None:
     """
     batch_id = job.meta.get("batch_id")
     record = batches.batch(svc.conn, batch_id) if batch_id else None
-    if record and batches.mark_ended(
-        svc.conn, batch_id, job.id, len(record["job_ids"]), svc.settings.failure_ttl
-    ):
+    if not record or not record.get("webhook_url"):  # nobody to tell
+        return
+    if batches.mark_ended(svc.conn, batch_id, job.id, len(record["job_ids"]), svc.settings.failure_ttl):
         Queue(QUEUE_WEBHOOKS, connection=svc.conn).enqueue(
             "imgproc.worker.webhooks.complete_batch", batch_id, result_ttl=svc.settings.result_ttl
         )

@@ -16,6 +16,7 @@ import atexit
 import bisect
 import json
 import logging
+import os
 import threading
 import weakref
 from collections import defaultdict
@@ -73,6 +74,7 @@ class Recorder:
         self._pending: defaultdict[tuple[str, str], float] = defaultdict(float)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
 
     def _values(self, name: str, labels: dict[str, str]) -> tuple[str, ...]:
         metric = METRICS[name]
@@ -83,6 +85,7 @@ class Recorder:
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         """Add ``amount`` to a counter."""
         field = label_key(self._values(name, labels))
+        self._after_fork()
         with self._lock:
             self._pending[(name, field)] += amount
 
@@ -93,6 +96,7 @@ class Recorder:
         field = label_key(self._values(name, labels))
         bucket = bisect.bisect_left(metric.buckets, value)  # le: the first bound >= value
         le = repr(float(metric.buckets[bucket])) if bucket < len(metric.buckets) else "+Inf"
+        self._after_fork()
         with self._lock:
             self._pending[(name, f"{field}|{le}")] += 1
             self._pending[(name, f"{field}|sum")] += value
@@ -115,6 +119,14 @@ class Recorder:
             with self._lock:
                 for key, amount in pending.items():
                     self._pending[key] += amount
+
+    def _after_fork(self) -> None:
+        # A process forked after start (gunicorn --preload) has no flushing thread: start its own.
+        if self._thread is not None and self._pid != os.getpid():
+            self._pid, self._thread, self._stop = os.getpid(), None, threading.Event()
+            self._lock = threading.Lock()
+            self._pending = defaultdict(float)  # the parent's counts are the parent's to flush
+            self.start()
 
     def start(self) -> Recorder:
         """Flush every ``interval`` seconds in a daemon thread, and once more at exit.

@@ -32,7 +32,15 @@ _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 def publish(pipe: redis.Redis | redis.client.Pipeline, view: dict[str, Any], kind: str, ttl: int) -> None:
-    """Append the job's status ``view`` to its stream (and a mark to its batch's), kept ``ttl`` seconds."""
+    """Append the job's status ``view`` to its stream (and a mark to its batch's), kept ``ttl`` seconds.
+
+    Given a client rather than a pipeline, it sends everything in one round trip.
+    """
+    if not isinstance(pipe, redis.client.Pipeline):
+        with pipe.pipeline(transaction=False) as own:
+            publish(own, view, kind, ttl)
+            own.execute()
+        return
     key = KEY_JOB_EVENTS.format(view["job_id"])
     pipe.xadd(key, {"kind": kind, "data": json.dumps(view)}, maxlen=MAX_JOB_EVENTS, approximate=True)
     pipe.expire(key, ttl)

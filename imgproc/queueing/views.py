@@ -40,15 +40,17 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_view(job: Job, settings: Settings) -> dict[str, Any]:
-    """A job as API.md's poll answer."""
+def job_view(job: Job, settings: Settings, result: Any = None) -> dict[str, Any]:
+    """A job as API.md's poll answer; ``result``: a finished job's return value when the caller has it."""
     meta = job.meta
     state = job.get_status(refresh=False) or JobStatus.QUEUED
     state = state.value if hasattr(state, "value") else str(state)
-    result = error = None
-    if state == JobStatus.FINISHED:
+    error = None
+    if state != JobStatus.FINISHED:
+        result = None
+    elif result is None:
         result = job.return_value()
-    elif state == JobStatus.FAILED:
+    if state == JobStatus.FAILED:
         # A job killed by a timeout or a lost worker has no error of ours: still give a code.
         error = meta.get("error") or {"code": "internal", "message": "the job failed", "retryable": False}
     elif state == JobStatus.SCHEDULED:

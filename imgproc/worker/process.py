@@ -129,11 +129,6 @@ class ImgprocWorker(SimpleWorker):
             except (redis.RedisError, AttributeError) as exc:  # Redis away, or the job ended meanwhile
                 log.debug("heartbeat skipped: %s", exc)
 
-    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
-        super().prepare_job_execution(job, remove_from_intermediate_queue)
-        if job.meta.get("type") in JOB_TYPES:  # an image job, not a webhook delivery
-            self._publish(job, events.STATE)  # started
-
     def perform_job(self, job, queue) -> bool:
         with self.runtime.serving():  # read by imgproc.worker.tasks.run and imgproc.worker.webhooks
             done = super().perform_job(job, queue)
@@ -143,15 +138,18 @@ class ImgprocWorker(SimpleWorker):
 
     def _ended(self, job) -> None:
         """After an image job's attempt: its webhook (if it ended for good), its last event, its metrics."""
-        if job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED):
-            payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+        # rq keeps the return value on the job it just ran: the view needs no round trip for it.
+        view = job_view(job, self.runtime.settings, result=getattr(job, "_result", None))
+        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+        if job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED) and payload.get(
+            "webhook_url"
+        ):
             try:
-                webhooks.announce(
-                    self.runtime, job, job_view(job, self.runtime.settings), payload.get("webhook_url")
-                )
+                webhooks.announce(self.runtime, job, view, payload["webhook_url"])
+                view = {**view, "webhook": job.meta.get("webhook")}
             except (ImgprocError, redis.RedisError) as exc:  # the job's own outcome stands
                 log.warning("could not announce the end of job %s: %s", job.id, exc)
-        self._publish(job, events.STATE)  # finished, failed, or scheduled for a retry
+        self._publish(job, events.STATE, view)  # finished, failed, or scheduled for a retry
         self._count(job)
 
     def _count(self, job) -> None:
@@ -174,12 +172,11 @@ class ImgprocWorker(SimpleWorker):
             wait = max(0.0, (job.started_at - job.enqueued_at).total_seconds())
             metrics.observe("imgproc_job_queue_wait_seconds", wait, **labels)
 
-    def _publish(self, job, kind: str) -> None:
+    def _publish(self, job, kind: str, view: dict | None = None) -> None:
         """The job's status to its event stream; a Redis error here never fails the job."""
         try:
-            events.publish(
-                self.connection, job_view(job, self.runtime.settings), kind, self.runtime.settings.failure_ttl
-            )
+            view = view or job_view(job, self.runtime.settings)
+            events.publish(self.connection, view, kind, self.runtime.settings.failure_ttl)
         except redis.RedisError as exc:
             log.warning("could not publish an event of job %s: %s", job.id, exc)
 

