@@ -36,6 +36,10 @@ FACE = "face"  # BlazeFace
 
 #: The RQ function of every job: rq stores this path in Redis with each job.
 TASK = "imgproc.worker.tasks.run"
+#: The RQ functions of the webhooks queue: a delivery, and a batch's completion (enqueued by name, so
+#: that the API never imports the worker).
+TASK_DELIVER = "imgproc.worker.webhooks.deliver"
+TASK_COMPLETE_BATCH = "imgproc.worker.webhooks.complete_batch"
 
 
 @dataclass(frozen=True)

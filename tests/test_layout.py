@@ -57,6 +57,12 @@ def test_every_job_type_is_complete():
 
     endpoints = [e for jt in JOB_TYPES.values() for e in (jt.single_endpoint, jt.bulk_endpoint)]
     assert len(endpoints) == len(set(endpoints))
+    from rq.utils import import_attribute
+
+    from imgproc.jobtypes import TASK, TASK_COMPLETE_BATCH, TASK_DELIVER
+
+    for path in (TASK, TASK_DELIVER, TASK_COMPLETE_BATCH):  # the names rq stores resolve to functions
+        assert callable(import_attribute(path)), path
     for jt in JOB_TYPES.values():
         assert jt.queue in QUEUES
         assert list(inspect.signature(getattr(operations, jt.operation)).parameters) == [

@@ -212,3 +212,15 @@ def test_the_readme_receiver_example_verifies_a_real_message(client, acme, light
     assert not verify(new_secret(), headers, got["body"])
     assert not verify(store.secret("acme"), headers, got["body"] + b" ")
     assert not verify(store.secret("acme"), {**headers, "webhook-timestamp": "1000"}, got["body"])
+
+
+def test_cancelling_the_last_jobs_of_a_batch_completes_it(client, acme, light, deliver):
+    with Receiver() as receiver:
+        items = [{"record_id": f"r{i}", "image_url": light["image_url"]} for i in range(2)]
+        batch = client.post(BULK_LIGHT, json={"items": items, "webhook_url": receiver.url}, headers=acme).json
+        for job_id in batch["job_ids"]:
+            assert client.delete(f"/api/image-queue/job/{job_id}", headers=acme).status_code == 200
+        deliver()
+    (got,) = receiver.received  # cancelled jobs send nothing of their own; the batch's completion is sent
+    message = json.loads(got["body"])
+    assert message["type"] == "batch.completed" and message["data"]["counts"]["canceled"] == 2

@@ -22,7 +22,7 @@ from imgproc.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from imgproc.jobtypes import BULK_ENDPOINTS, JOB_TYPES, QUEUE_WEBHOOKS, SINGLE_ENDPOINTS
+from imgproc.jobtypes import BULK_ENDPOINTS, JOB_TYPES, QUEUE_WEBHOOKS, SINGLE_ENDPOINTS, TASK_COMPLETE_BATCH
 from imgproc.queueing import JobSpec, batches, events
 
 from . import options as opts
@@ -91,7 +91,7 @@ def _cancelled_in_batch(svc, job) -> None:
         return
     if batches.mark_ended(svc.conn, batch_id, job.id, len(record["job_ids"]), svc.settings.failure_ttl):
         Queue(QUEUE_WEBHOOKS, connection=svc.conn).enqueue(
-            "imgproc.worker.webhooks.complete_batch", batch_id, result_ttl=svc.settings.result_ttl
+            TASK_COMPLETE_BATCH, batch_id, result_ttl=svc.settings.result_ttl
         )
 
 

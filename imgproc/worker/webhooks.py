@@ -31,17 +31,13 @@ from standardwebhooks import Webhook
 from imgproc.adapters.webhooks import DELIVERED, FAILED, PENDING
 from imgproc.config import Settings
 from imgproc.errors import PermanentError, TransientError
-from imgproc.jobtypes import QUEUE_WEBHOOKS
+from imgproc.jobtypes import QUEUE_WEBHOOKS, TASK_DELIVER
 from imgproc.queueing import batches
 from imgproc.queueing.jobs import JobQueue
 
 from . import runtime as runtimes
 
 log = logging.getLogger("imgproc.webhooks")
-
-#: The RQ functions of a delivery and of a batch's completion.
-DELIVER = "imgproc.worker.webhooks.deliver"
-COMPLETE_BATCH = "imgproc.worker.webhooks.complete_batch"
 
 
 def _iso_now() -> str:
@@ -53,7 +49,7 @@ def enqueue_delivery(conn: redis.Redis, settings: Settings, message_id: str, ven
     backoff = list(settings.webhook_backoff)
     queue = Queue(QUEUE_WEBHOOKS, connection=conn)
     return queue.enqueue(
-        DELIVER,
+        TASK_DELIVER,
         message_id,
         retry=Retry(max=len(backoff), interval=backoff) if backoff else None,
         job_timeout=int(settings.webhook_timeout) + 30,
