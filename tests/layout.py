@@ -37,11 +37,14 @@ FLOORS = {
     "api": 2,
     "worker": 2,
     "tools": 2,
+    "client": 2,
     "tasks": 2,
     "__main__": 2,
 }
 #: Rooms of the top floor that must not import one another (tools may use both).
 APART = {("api", "worker"), ("worker", "api"), ("api", "tools"), ("worker", "tools")}
+#: The Python client stands alone: it imports nothing of imgproc, so it needs none of the worker's libraries.
+ALONE = {"client"}
 
 #: The flat layout before the role packages, each module in the room it moved to.
 FLAT_ROOMS = {
@@ -178,7 +181,7 @@ def crossings(edges: dict[str, set[str]], flat: bool = False) -> dict[str, list[
                 found["upward"].append((source, target))
             elif FLOORS[a] == FLOORS[b] == 1:
                 found["sideways"].append((source, target))
-            elif (a, b) in APART:
+            elif (a, b) in APART or a in ALONE:
                 found["apart"].append((source, target))
     return found
 

@@ -1,0 +1,42 @@
+"""imgproc's Python client: ``Client(base_url, api_key)``. Needs only httpx (none of the worker's libraries).
+
+client.py    Client: enqueue (single, bulk), job, batch, cancel, stats, event streams; retries
+models.py    Job, Batch, Result, JobError; ``wait`` follows the event stream, polls when it fails
+errors.py    ApiError and one subclass per kind, each with the API's ``code``
+webhooks.py  verify_webhook, for receivers
+"""
+
+from .client import Client
+from .errors import (
+    ApiError,
+    Conflict,
+    ConnectionFailed,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+    WebhookVerificationError,
+)
+from .models import Batch, Job, JobError, Result
+from .webhooks import verify_webhook
+
+__all__ = [
+    "ApiError",
+    "Batch",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "InvalidRequest",
+    "Job",
+    "JobError",
+    "NotFound",
+    "RateLimited",
+    "Result",
+    "Timeout",
+    "Unauthorized",
+    "Unavailable",
+    "WebhookVerificationError",
+    "verify_webhook",
+]
