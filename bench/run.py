@@ -31,7 +31,7 @@ from bench import bare_rq, jobs, report
 from bench.floor import measure_floor, measure_floor_concurrent
 from bench.photos import SIZES, Photos
 from imgproc.config import ROOT, Settings
-from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError
+from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError, local_env
 
 #: Counts of a full run (about 4 minutes on 2 cores) and of ``--quick`` (under a minute).
 FULL = dict(
@@ -69,7 +69,6 @@ QUICK = dict(
     rembg=False,
 )
 #: Request limits high enough never to refuse the bench's vendor.
-UNLIMITED = "1000000 per minute"
 
 
 @dataclass
@@ -141,22 +140,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def bench_env(var: Path, workers_per_host: int = 1) -> dict[str, str]:
-    """The ``IMGPROC_*`` settings of every process of the run: local storage, SQLite, no limits in the way."""
-    return {
-        "IMGPROC_DATABASE_URL": f"sqlite:///{var / 'imgproc.db'}",
-        "IMGPROC_STORAGE_DIR": str(var / "media"),
-        "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1",
-        "IMGPROC_LIMIT_GLOBAL": UNLIMITED,
-        "IMGPROC_LIMIT_IMAGE": UNLIMITED,
-        "IMGPROC_LIMIT_BG_REMOVAL": UNLIMITED,
-        "IMGPROC_LIMIT_BULK": UNLIMITED,
-        # Fair share caps a vendor at this many jobs handed to workers: above any worker count here.
-        "IMGPROC_VENDOR_CONCURRENCY": "64",
-        "IMGPROC_WORKERS_PER_HOST": str(workers_per_host),
-    }
-
-
 def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     """Run every phase and return results.json's content (before the verdicts)."""
     from imgproc.tools import provision
@@ -166,7 +149,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     var = args.var.resolve()
     shutil.rmtree(var, ignore_errors=True)
     var.mkdir(parents=True)
-    env = bench_env(var)
+    env = local_env(var)
     settings = Settings.from_env({**os.environ, **env})
     problems = provision.check_models(settings.models_dir)
     if problems:

@@ -23,9 +23,8 @@ if __package__ in (None, ""):
 
 from bench.jobs import API, LIGHT_OPTIONS, _latencies, _wrk
 from bench.photos import SMALL, Photos
-from bench.run import bench_env
 from imgproc.config import ROOT
-from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError
+from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError, local_env
 
 
 def open_streams(base: str, key: str, job_ids: list[str]) -> list[socket.socket]:
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.var, ignore_errors=True)  # a fresh database and vendor every run
     server = PhotoServer(photos.resolve)
     photos.base = server.base
-    with LocalStack(args.var, bench_env(args.var)) as stack:
+    with LocalStack(args.var, local_env(args.var)) as stack:
         stack.callback(server.close)
         api = stack.start_api(
             processes=1, threads=args.threads, config=str(ROOT / "deploy" / "gunicorn.conf.py")

@@ -25,8 +25,6 @@ from imgproc.client import (
 )
 from imgproc.config import ROOT
 
-UNLIMITED = "1000000 per minute"
-
 
 def test_the_client_needs_none_of_the_workers_libraries():
     code = (
@@ -39,17 +37,10 @@ def test_the_client_needs_none_of_the_workers_libraries():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
     """gunicorn (gthread, as in production) and one light worker on an embedded Redis."""
-    from imgproc.tools.stack import LocalStack, PhotoServer
+    from imgproc.tools.stack import LocalStack, PhotoServer, local_env
 
     var = tmp_path_factory.mktemp("client")
-    env = {
-        "IMGPROC_DATABASE_URL": f"sqlite:///{var / 'imgproc.db'}",
-        "IMGPROC_STORAGE_DIR": str(var / "media"),
-        "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1",
-        "IMGPROC_LIMIT_GLOBAL": UNLIMITED,
-        "IMGPROC_LIMIT_IMAGE": UNLIMITED,
-        "IMGPROC_LIMIT_BULK": UNLIMITED,
-    }
+    env = local_env(var)
     from imgproc.tools.demo import sample_photos
 
     photos = sample_photos()

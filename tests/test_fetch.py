@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from imgproc.adapters.fetch import Fetcher, check_url
+from imgproc.adapters.fetch import Fetcher
+from imgproc.adapters.urls import check_url
 from imgproc.errors import InvalidRequest, PermanentError, TransientError
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40

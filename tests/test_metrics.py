@@ -12,10 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from imgproc.tools.stack import ApiClient, LocalStack, wait_until
+from imgproc.tools.stack import ApiClient, LocalStack, local_env, wait_until
 from tests.test_prometheus_rules import METRIC_NAMES
 
-UNLIMITED = "1000000 per minute"
 API = "/api/image-queue"
 
 
@@ -49,14 +48,7 @@ def value(samples, name: str, **labels) -> float:
 def test_counts_equal_what_ran_across_two_api_and_two_worker_processes(tmp_path, photo_server, photos):
     photo_server.serve("/coffee.jpg", photos["coffee"])
     good, missing = photo_server.url("/coffee.jpg"), photo_server.url("/gone.jpg")  # 404: fails at once
-    env = {
-        "IMGPROC_DATABASE_URL": f"sqlite:///{tmp_path / 'imgproc.db'}",
-        "IMGPROC_STORAGE_DIR": str(tmp_path / "media"),
-        "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1",
-        "IMGPROC_LIMIT_GLOBAL": UNLIMITED,
-        "IMGPROC_LIMIT_IMAGE": UNLIMITED,
-        "IMGPROC_LIMIT_BULK": UNLIMITED,
-    }
+    env = local_env(tmp_path)
     saved = os.environ.pop("REDIS_URL", None)  # the stack's own embedded Redis: counts start at zero
     try:
         with LocalStack(tmp_path / "var", env) as stack:

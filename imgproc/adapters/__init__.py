@@ -1,6 +1,7 @@
 """Adapters: where imgproc meets what it does not control, and outside errors become imgproc's.
 
-    fetch.py     photos from vendors' URLs: SSRF-safe, size- and time-bounded (PhotoFetcher)
+    urls.py      which URLs may be reached: strict parsing, private addresses refused, the allow-list
+    fetch.py     photos from vendors' URLs (and webhook POSTs): pinned to checked addresses, bounded
     storage.py   results on local disk or Cloudinary (Storage)
     db.py        the tables, the engine, database errors translated
     records.py   results written back to the vendor's records (ResultWriter)

@@ -11,12 +11,11 @@ scratch; the whole fetch runs against one deadline and one byte limit.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import time
 from collections import OrderedDict
-from typing import NamedTuple, Protocol
-from urllib.parse import urljoin, urlsplit
+from typing import Protocol
+from urllib.parse import urljoin
 
 import urllib3
 from urllib3.exceptions import (
@@ -29,9 +28,10 @@ from urllib3.exceptions import (
 )
 
 from imgproc.config import Settings
-from imgproc.errors import InvalidRequest, JobError, PermanentError, TransientError
+from imgproc.errors import JobError, PermanentError, TransientError
 
-MAX_URL_LENGTH = 2048
+from .urls import AllowList, BadUrl, Target, is_forbidden, parse_url
+
 MAX_REDIRECTS = 3
 #: Kept-alive connection pools, one per checked address and host name (least recently used dropped).
 MAX_POOLS = 32
@@ -43,13 +43,6 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: 4xx answers that may pass: the host's own timeout, or its rate limit.
 RETRYABLE_4XX = frozenset({408, 429})
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
-# NAT64 gateways turn 64:ff9b::a9fe:a9fe into 169.254.169.254.
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 
 class PhotoFetcher(Protocol):
     """Gets a vendor's photo by URL, bounded in size and time; what a job asks of the network."""
@@ -59,128 +52,6 @@ class PhotoFetcher(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class BadUrl(ValueError):
-    """Raised when a URL is not one imgproc may fetch; the message never repeats the URL."""
-
-
-class Target(NamedTuple):
-    """One parsed, checked URL: what to resolve, where to connect, what to ask for."""
-
-    scheme: str
-    host: str  # ASCII, lower case, IPv6 without brackets
-    port: int
-    path: str  # path and query, as sent on the request line
-
-    @property
-    def host_header(self) -> str:
-        name = f"[{self.host}]" if ":" in self.host else self.host
-        return name if self.port == _DEFAULT_PORTS[self.scheme] else f"{name}:{self.port}"
-
-
-def parse_url(url: str) -> Target:
-    """Split an absolute http(s) URL into a ``Target``, or raise ``BadUrl``."""
-    if not isinstance(url, str) or not url:
-        raise BadUrl("the URL is empty")
-    if len(url) > MAX_URL_LENGTH:
-        raise BadUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
-    # urlsplit silently drops tabs and newlines, and browsers read "\" as "/":
-    # refuse them, so that what is checked is what every parser sees.
-    if "\\" in url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise BadUrl("the URL contains spaces, control characters or backslashes")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise BadUrl("the URL is malformed") from exc
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise BadUrl(f"scheme {scheme[:20]!r} is not http or https" if scheme else "the URL is not absolute")
-    if "@" in parts.netloc:
-        raise BadUrl("the URL carries a user name or password")
-    if port == 0:
-        raise BadUrl("port 0 is not a port")
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    return Target(scheme, _ascii_host(parts.hostname), port or _DEFAULT_PORTS[scheme], path)
-
-
-def _ascii_host(hostname: str | None) -> str:
-    if not hostname:
-        raise BadUrl("the URL has no host")
-    try:
-        return str(ipaddress.ip_address(hostname))
-    except ValueError:
-        pass
-    try:
-        name = hostname.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise BadUrl("the host name is not valid") from exc
-    if not _HOST_NAME.fullmatch(name):
-        raise BadUrl("the host name is not valid")
-    return name
-
-
-def check_url(url: str) -> str:
-    """Return ``url`` if it is an absolute http(s) URL with a host, else raise ``InvalidRequest``."""
-    try:
-        parse_url(url)
-    except BadUrl as exc:
-        raise InvalidRequest(f"url: {exc}") from None
-    return url
-
-
-def check_webhook_url(url: str, allow_hosts: tuple[str, ...] = ()) -> str:
-    """``check_url``, and a private, loopback or reserved address literal refused at once.
-
-    A host name is checked when it is resolved, at each delivery (a name can
-    change its address); an address literal cannot, so it is refused here.
-    """
-    try:
-        target = parse_url(url)
-    except BadUrl as exc:
-        raise InvalidRequest(f"webhook_url: {exc}") from None
-    try:
-        ip = ipaddress.ip_address(target.host)
-    except ValueError:
-        return url
-    allowed = False
-    for entry in allow_hosts:
-        entry = entry.strip().lower()
-        try:
-            allowed = allowed or ip in ipaddress.ip_network(entry.strip("[]"), strict=False)
-        except ValueError:
-            allowed = allowed or entry.rstrip(".") == target.host
-    if is_forbidden(ip) and not allowed:
-        raise InvalidRequest("webhook_url: a private, loopback or reserved address is not allowed")
-    return url
-
-
-def is_forbidden(ip: IPAddress) -> bool:
-    """Return whether a photo URL must not reach ``ip`` unless it is allow-listed."""
-    if ip.version == 6:
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
-        if embedded is not None and is_forbidden(embedded):
-            return True
-        if ip.ipv4_mapped is not None:
-            # Python 3.11 calls all of ::ffff:0:0/96 private; judge the IPv4 alone.
-            return False
-        if ip.is_site_local:
-            return True
-    # is_global also refuses 100.64.0.0/10, where some clouds keep their metadata service.
-    return (
-        not ip.is_global
-        or ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
 
 
 def _translate(exc: Exception, host: str) -> JobError:
@@ -212,15 +83,7 @@ class Fetcher:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        names, nets = set(), []
-        for entry in settings.fetch_allow_hosts:
-            entry = entry.strip().lower()
-            try:
-                nets.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-            except ValueError:
-                names.add(entry.rstrip("."))
-        self._allowed_names = frozenset(names)
-        self._allowed_nets = tuple(nets)
+        self._allowed = AllowList(settings.fetch_allow_hosts)
         # Connections kept alive between jobs, each pinned to an address checked for that
         # request: a light job spent 40% of its fetch on a new TCP connection (measured).
         self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
@@ -291,20 +154,16 @@ class Fetcher:
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
             raise TransientError(f"cannot resolve {host}", code="fetch_failed")
-        if host.rstrip(".") in self._allowed_names:
+        if self._allowed.allows_name(host):
             return addresses
         for address in addresses:
             ip = ipaddress.ip_address(address)
-            if is_forbidden(ip) and not self._allowed_ip(ip):
+            if is_forbidden(ip) and not self._allowed.allows_ip(ip):
                 where = host if host == str(ip) else f"{host} ({ip})"
                 raise PermanentError(
                     f"{where} is a private, loopback or reserved address", code="fetch_forbidden"
                 )
         return addresses
-
-    def _allowed_ip(self, ip: IPAddress) -> bool:
-        candidates = [ip] if ip.version == 4 or ip.ipv4_mapped is None else [ip, ip.ipv4_mapped]
-        return any(c in net for c in candidates for net in self._allowed_nets)
 
     def _request(
         self,

@@ -10,7 +10,7 @@ from flask_limiter import Limiter
 from rq import Queue
 from rq.job import JobStatus
 
-from imgproc.adapters.fetch import check_url, check_webhook_url
+from imgproc.adapters.urls import check_url, check_webhook_url
 from imgproc.config import Settings
 from imgproc.errors import (
     Conflict,

@@ -32,11 +32,23 @@ from pathlib import Path
 from imgproc.config import ROOT
 from imgproc.errors import ChecksumMismatch, ModelMissing
 
-MANIFEST_NAME = "manifest.json"
+# The manifest's reading and checks, re-exported: ``imgproc models check`` and the tests use them here.
+from .manifest import MANIFEST_NAME, check_models, file_problem, load_manifest, require_models
+
 #: npm pack and pip download may move 140 MB over a slow link; past this they count as failed.
 DOWNLOAD_TIMEOUT = 1800
 
 Log = Callable[[str], None]
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ROOT",
+    "check_models",
+    "fetch_models",
+    "fetch_rembg_model",
+    "load_manifest",
+    "require_models",
+]
 
 
 class _Unavailable(Exception):
@@ -45,59 +57,6 @@ class _Unavailable(Exception):
 
 class _Corrupt(Exception):
     """Raised when a download (cached or fresh) does not yield the pinned file."""
-
-
-# --- manifest and checks ----------------------------------------------------
-
-
-def load_manifest(models_dir: str | os.PathLike) -> dict:
-    """Return the manifest of the checkout, or the one inside ``models_dir`` for an installed package."""
-    candidates = [ROOT / "models" / MANIFEST_NAME, Path(models_dir) / MANIFEST_NAME]
-    for path in candidates:
-        if path.is_file():
-            return json.loads(path.read_text())
-    raise ModelMissing(f"no {MANIFEST_NAME} in {' or '.join(str(p.parent) for p in candidates)}")
-
-
-def check_models(models_dir: str | os.PathLike) -> list[str]:
-    """Return one line per missing or corrupt model file; an empty list means all verify."""
-    try:
-        entries = load_manifest(models_dir)["files"]
-    except ModelMissing as exc:
-        return [str(exc)]
-    problems = ((e["name"], _problem(Path(models_dir) / e["name"], e)) for e in entries)
-    return [f"{name}: {problem}" for name, problem in problems if problem]
-
-
-def require_models(models_dir: str | os.PathLike) -> None:
-    """Raise ModelMissing, saying how to fix it, unless every model file verifies."""
-    if problems := check_models(models_dir):
-        raise ModelMissing(
-            f"model weights in {models_dir} are not usable:\n"
-            + "".join(f"  - {p}\n" for p in problems)
-            + "Run `imgproc models fetch` (needs npm and pip with registry access) "
-            "or copy the files listed in models/manifest.json into that folder."
-        )
-
-
-def _problem(path: Path, entry: dict) -> str | None:
-    """Say what is wrong with ``path`` for ``entry``, or None when it matches any accepted source."""
-    if not path.is_file():
-        return f"missing from {path.parent}"
-    size = path.stat().st_size
-    digests: dict[str, str] = {}
-    # The size test first: a partial download is rejected without hashing 88 MB.
-    for accepted in [entry] + entry.get("alternatives", []):
-        if accepted.get("size") not in (None, size):
-            continue
-        for algo in {"sha256", "md5"} & accepted.keys():
-            if algo not in digests:
-                with open(path, "rb") as f:
-                    digests[algo] = hashlib.file_digest(f, algo).hexdigest()
-        if all(digests[algo] == accepted[algo] for algo in {"sha256", "md5"} & accepted.keys()):
-            return None
-    wanted = f" instead of {entry['size']}" if entry.get("size") not in (None, size) else ""
-    return f"{size} bytes{wanted}, hash matches none in the manifest (partial or corrupt file)"
 
 
 # --- fetching ---------------------------------------------------------------
@@ -111,7 +70,7 @@ def fetch_models(models_dir: str | os.PathLike, cache_dir: str | os.PathLike, lo
     paths, missing = [], []
     for entry in manifest["files"]:
         target = models_dir / entry["name"]
-        problem = _problem(target, entry)
+        problem = file_problem(target, entry)
         if problem is None:
             log(f"{entry['name']}: present and verified; nothing to download")
         else:
@@ -371,13 +330,13 @@ def _from_rembg(entry: dict, source: dict, target: Path, cache_dir: Path, log: L
     accepted = {**next(a for a in entry["alternatives"] if a["source"] is source), "size": None}
     folder = cache_dir / "rembg"
     cached = folder / entry["name"]
-    if cached.is_file() and _problem(cached, accepted):
+    if cached.is_file() and file_problem(cached, accepted):
         log(f"{entry['name']}: cached {cached} is corrupt; removing it")
         cached.unlink()
     where = f"using cached {cached}" if cached.is_file() else f"rembg downloads it into {folder}"
     log(f"{entry['name']}: {where}")
     path = _rembg_download(source["model"], folder)[0]
-    if problem := _problem(path, accepted):
+    if problem := file_problem(path, accepted):
         path.unlink()
         raise ChecksumMismatch(f"{entry['name']}: rembg's download is {problem}")
     with _atomic_file(target) as out, open(path, "rb") as src:

@@ -156,6 +156,26 @@ def start_redis(stack: ExitStack, var: Path) -> str:
     return f"unix://{server.socket_file}?db=0"
 
 
+#: A rate limit that a bench or a test never reaches.
+UNLIMITED = "1000000 per minute"
+
+
+def local_env(var: Path, workers_per_host: int = 1) -> dict[str, str]:
+    """``IMGPROC_*`` settings of a local stack in ``var``: SQLite, local storage, no limits in the way."""
+    return {
+        "IMGPROC_DATABASE_URL": f"sqlite:///{var / 'imgproc.db'}",
+        "IMGPROC_STORAGE_DIR": str(var / "media"),
+        "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1",
+        "IMGPROC_LIMIT_GLOBAL": UNLIMITED,
+        "IMGPROC_LIMIT_IMAGE": UNLIMITED,
+        "IMGPROC_LIMIT_BG_REMOVAL": UNLIMITED,
+        "IMGPROC_LIMIT_BULK": UNLIMITED,
+        # Fair share caps a vendor at this many jobs handed to workers: above any worker count here.
+        "IMGPROC_VENDOR_CONCURRENCY": "64",
+        "IMGPROC_WORKERS_PER_HOST": str(workers_per_host),
+    }
+
+
 class LocalStack:
     """Redis, gunicorn and worker processes for one run, sharing settings through the environment.
 
