@@ -21,6 +21,15 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+#: Well-known ports of services that speak enough of a line protocol to be abused through an HTTP
+#: request: SSH, telnet, SMTP (25/465/587), POP3/IMAP, LDAP, SMB, memcached, Redis (and Sentinel),
+#: MySQL, PostgreSQL, MSSQL, Oracle, MongoDB, Elasticsearch, etcd, ZooKeeper, Kafka, AMQP, MQTT, NATS.
+SERVICE_PORTS = (
+    22, 23, 25, 110, 143, 389, 445, 465, 587, 636, 993, 995, 1433, 1521, 1883, 2181, 2379, 2380,
+    3306, 4222, 5432, 5672, 6379, 9092, 9200, 9300, 11211, 15672, 26379, 27017,
+)  # fmt: skip
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -98,8 +107,12 @@ class Settings:
     fetch_connect_timeout: float = 5.0
     fetch_read_timeout: float = 15.0
     fetch_deadline: float = 30.0
-    #: Hosts or CIDRs a photo URL may reach despite being private or loopback (tests, intranets).
+    #: Hosts or CIDRs a photo or webhook URL may reach despite being private or loopback (tests,
+    #: intranets); ``host:port``, ``cidr:port`` or ``[v6]:port`` opens one port only.
     fetch_allow_hosts: tuple[str, ...] = ()
+    #: Ports no vendor URL ever reaches, allow-listed or not (Redis, databases, mail, brokers, SSH, ...);
+    #: the ports of ``REDIS_URL`` and ``IMGPROC_DATABASE_URL`` are always added.
+    fetch_blocked_ports: tuple[int, ...] = SERVICE_PORTS
 
     # --- protection -----------------------------------------------------
     #: Per-vendor request limits (flask-limiter strings), counted in Redis by every API process.
@@ -176,7 +189,8 @@ class Settings:
                 values[f.name] = float(raw)
             elif isinstance(default, tuple):
                 items = _list(raw)
-                values[f.name] = tuple(int(i) for i in items) if f.name == "webhook_backoff" else items
+                numeric = isinstance(default[0], int) if default else f.name == "webhook_backoff"
+                values[f.name] = tuple(int(i) for i in items) if numeric else items
             else:
                 values[f.name] = raw
         settings = cls(**values)

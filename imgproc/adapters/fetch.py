@@ -30,7 +30,7 @@ from urllib3.exceptions import (
 from imgproc.config import Settings
 from imgproc.errors import JobError, PermanentError, TransientError
 
-from .urls import AllowList, BadUrl, Target, is_forbidden, parse_url
+from .urls import BadUrl, Target, UrlPolicy, is_forbidden, parse_url
 
 MAX_REDIRECTS = 3
 #: Kept-alive connection pools, one per checked address and host name (least recently used dropped).
@@ -83,7 +83,7 @@ class Fetcher:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._allowed = AllowList(settings.fetch_allow_hosts)
+        self.policy = UrlPolicy.from_settings(settings)
         # Connections kept alive between jobs, each pinned to an address checked for that
         # request: a light job spent 40% of its fetch on a new TCP connection (measured).
         self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
@@ -139,7 +139,9 @@ class Fetcher:
 
     def _target(self, url: str, refusal: str) -> Target:
         try:
-            return parse_url(url)
+            target = parse_url(url)
+            self.policy.check_port(target)
+            return target
         except BadUrl as exc:
             raise PermanentError(f"{refusal}: {exc}", code="fetch_forbidden") from None
 
@@ -154,11 +156,11 @@ class Fetcher:
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
             raise TransientError(f"cannot resolve {host}", code="fetch_failed")
-        if self._allowed.allows_name(host):
+        if self.policy.allowed.allows_name(host, target.port):
             return addresses
         for address in addresses:
             ip = ipaddress.ip_address(address)
-            if is_forbidden(ip) and not self._allowed.allows_ip(ip):
+            if is_forbidden(ip) and not self.policy.allowed.allows_ip(ip, target.port):
                 where = host if host == str(ip) else f"{host} ({ip})"
                 raise PermanentError(
                     f"{where} is a private, loopback or reserved address", code="fetch_forbidden"

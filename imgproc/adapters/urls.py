@@ -11,6 +11,10 @@ import re
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from imgproc.config import Settings
 from imgproc.errors import InvalidRequest
 
 MAX_URL_LENGTH = 2048
@@ -94,48 +98,111 @@ def check_url(url: str) -> str:
     return url
 
 
-def check_webhook_url(url: str, allow_hosts: tuple[str, ...] = ()) -> str:
-    """``check_url``, and a private, loopback or reserved address literal refused at once.
+def check_webhook_url(url: str, policy: UrlPolicy) -> str:
+    """``check_url``, and a service port or a private, loopback or reserved address literal refused at once.
 
     A host name is checked when it is resolved, at each delivery (a name can
     change its address); an address literal cannot, so it is refused here.
     """
     try:
         target = parse_url(url)
+        policy.check_port(target)
     except BadUrl as exc:
         raise InvalidRequest(f"webhook_url: {exc}") from None
     try:
         ip = ipaddress.ip_address(target.host)
     except ValueError:
         return url
-    if is_forbidden(ip) and not AllowList(allow_hosts).allows(target.host, ip):
+    if is_forbidden(ip) and not policy.allowed.allows(target.host, ip, target.port):
         raise InvalidRequest("webhook_url: a private, loopback or reserved address is not allowed")
     return url
 
 
+_WITH_PORT = re.compile(r"(?P<host>\[[^\]]+\]|[^:]+):(?P<port>\d{1,5})")
+
+
 class AllowList:
-    """``IMGPROC_FETCH_ALLOW_HOSTS``: host names and networks a URL may reach although they are private."""
+    """``IMGPROC_FETCH_ALLOW_HOSTS``: host names and networks a URL may reach although they are private.
+
+    An entry with a port (``127.0.0.1:8080``, ``10.0.0.0/8:443``, ``[::1]:8080``)
+    opens that port only; one without opens every port but the blocked ones.
+    """
 
     def __init__(self, entries: tuple[str, ...]):
-        names, nets = set(), []
+        names: dict[str, set[int] | None] = {}
+        nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]] = []
         for entry in entries:
             entry = entry.strip().lower()
+            port = None
+            # A bare IPv6 address has colons of its own: only [v6]:port carries a port.
+            if match := _WITH_PORT.fullmatch(entry):
+                entry, port = match["host"], int(match["port"])
             try:
-                nets.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+                nets.append((ipaddress.ip_network(entry.strip("[]"), strict=False), port))
             except ValueError:
-                names.add(entry.rstrip("."))
-        self.names = frozenset(names)
+                name = entry.rstrip(".")
+                if port is None:
+                    names[name] = None
+                elif names.get(name, set()) is not None:
+                    names.setdefault(name, set()).add(port)
+        self.names = names
         self.nets = tuple(nets)
 
-    def allows_name(self, host: str) -> bool:
-        return host.rstrip(".") in self.names
+    def allows_name(self, host: str, port: int) -> bool:
+        name = host.rstrip(".")
+        return name in self.names and (self.names[name] is None or port in self.names[name])
 
-    def allows_ip(self, ip: IPAddress) -> bool:
+    def allows_ip(self, ip: IPAddress, port: int) -> bool:
         candidates = [ip] if ip.version == 4 or ip.ipv4_mapped is None else [ip, ip.ipv4_mapped]
-        return any(c in net for c in candidates for net in self.nets)
+        return any(c in net and p in (None, port) for c in candidates for net, p in self.nets)
 
-    def allows(self, host: str, ip: IPAddress) -> bool:
-        return self.allows_name(host) or self.allows_ip(ip)
+    def allows(self, host: str, ip: IPAddress, port: int) -> bool:
+        return self.allows_name(host, port) or self.allows_ip(ip, port)
+
+
+_DEFAULT_DB_PORTS = {"mysql": 3306, "mariadb": 3306, "postgresql": 5432, "mssql": 1433, "oracle": 1521}
+
+
+def own_service_ports(settings: Settings) -> set[int]:
+    """The ports of imgproc's own Redis and database: never reachable through a vendor's URL."""
+    ports = set()
+    redis_url = urlsplit(settings.redis_url)
+    if redis_url.scheme in ("redis", "rediss"):
+        try:
+            ports.add(redis_url.port or 6379)
+        except ValueError:
+            pass
+    try:
+        db_url = make_url(settings.database_url)
+    except ArgumentError:
+        return ports
+    default = _DEFAULT_DB_PORTS.get(db_url.get_backend_name())
+    if db_url.port or default:
+        ports.add(db_url.port or default)
+    return ports
+
+
+class UrlPolicy:
+    """Where a vendor's URL (photo or webhook) may go: the allow-list, and the ports nothing reaches."""
+
+    def __init__(
+        self, allow_hosts: tuple[str, ...] = (), blocked_ports: set[int] | frozenset[int] = frozenset()
+    ):
+        self.allowed = AllowList(allow_hosts)
+        self.blocked_ports = frozenset(blocked_ports)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UrlPolicy:
+        return cls(
+            settings.fetch_allow_hosts, set(settings.fetch_blocked_ports) | own_service_ports(settings)
+        )
+
+    def check_port(self, target: Target) -> None:
+        """Raise ``BadUrl`` when ``target`` names a blocked port: checked before any name is resolved."""
+        if target.port in self.blocked_ports:
+            raise BadUrl(
+                f"port {target.port} belongs to a service (database, cache, mail) imgproc never calls"
+            )
 
 
 def is_forbidden(ip: IPAddress) -> bool:

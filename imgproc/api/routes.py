@@ -150,7 +150,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                 opts.validate(job_type, fields.get("options"), svc.settings),
             )
             if fields.get("webhook_url") is not None:
-                spec.webhook_url = check_webhook_url(fields["webhook_url"], svc.settings.fetch_allow_hosts)
+                spec.webhook_url = check_webhook_url(fields["webhook_url"], svc.url_policy)
             if upload is not None:
                 data = upload.read(svc.settings.max_image_bytes + 1)
                 if len(data) > svc.settings.max_image_bytes:
@@ -189,7 +189,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
                 raise InvalidRequest("options must be a JSON object")
             webhook_url = fields.get("webhook_url")
             if webhook_url is not None:
-                webhook_url = check_webhook_url(webhook_url, svc.settings.fetch_allow_hosts)
+                webhook_url = check_webhook_url(webhook_url, svc.url_policy)
             specs = []
             for i, item in enumerate(items):  # all-or-nothing: every item is checked before any is enqueued
                 where = f"items[{i}]: "

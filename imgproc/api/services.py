@@ -7,6 +7,7 @@ hand ``create_app`` nothing but the settings and read the real ones here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import redis
@@ -16,6 +17,7 @@ from rq.job import Job
 
 from imgproc.adapters.db import make_engine
 from imgproc.adapters.storage import Storage, make_storage
+from imgproc.adapters.urls import UrlPolicy
 from imgproc.adapters.vendors import CachedVendors, VendorDirectory, Vendors
 from imgproc.config import Settings
 from imgproc.metrics import Discard, Metrics, Recorder
@@ -71,6 +73,11 @@ class Services:
             make_storage(settings),
             Recorder(conn).start() if settings.metrics else Discard(),
         )
+
+    @cached_property
+    def url_policy(self) -> UrlPolicy:
+        """Where webhook URLs may point: checked at enqueue, as the fetcher checks them at delivery."""
+        return UrlPolicy.from_settings(self.settings)
 
 
 def services() -> Services:
