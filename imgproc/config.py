@@ -66,6 +66,8 @@ class Settings:
     bg_models: tuple[str, ...] = ("isnet-general-use",)
     #: File of the BlazeFace short-range detector, inside ``models_dir``.
     face_model: str = "face_detection_short_range.tflite"
+    #: File of MediaPipe's face mesh (eyes and chin of ID photos), inside ``models_dir``.
+    face_landmark_model: str = "face_landmark.tflite"
     #: Minimum BlazeFace score for a face to count.
     face_min_confidence: float = 0.5
     #: ONNX Runtime device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -164,8 +166,17 @@ class Settings:
         return [max(1, round(self.retry_backoff * 2**i)) for i in range(self.max_retries)]
 
     @property
+    def matting_cache_dir(self) -> Path:
+        """pymatting's compiled numba kernels (``alpha_matting``), built by ``imgproc models fetch``."""
+        return Path(self.models_dir) / "numba-cache"
+
+    @property
     def face_model_path(self) -> Path:
         return Path(self.models_dir) / self.face_model
+
+    @property
+    def face_landmark_model_path(self) -> Path:
+        return Path(self.models_dir) / self.face_landmark_model
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

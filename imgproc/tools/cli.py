@@ -1,4 +1,4 @@
-"""The ``imgproc`` command for operators: vendors, models, worker pools, jobs, queues and the demo."""
+"""The ``imgproc`` command: operators' vendors, models, workers, jobs, queues; the demo; ``submit``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 import redis
 
 from imgproc.config import Settings
+from imgproc.errors import ImgprocError
 from imgproc.jobtypes import QUEUES
+
+from .submit import add_parser as add_submit_parser
 
 
 def _vendors(settings: Settings):
@@ -67,6 +70,7 @@ def cmd_models(args, settings: Settings) -> int:
                     provision.fetch_rembg_model(name, settings.models_dir)
             else:
                 provision.fetch_models(settings.models_dir, settings.cache_dir)
+                _warm_matting(settings)
         except Exception as exc:  # every provisioning failure ends here with its explanation
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -77,6 +81,18 @@ def cmd_models(args, settings: Settings) -> int:
     if not problems:
         print(f"models in {settings.models_dir} are complete and verified")
     return 1 if problems else 0
+
+
+def _warm_matting(settings: Settings) -> None:
+    """Compile pymatting's kernels now, so that no worker's first ``alpha_matting`` job waits a minute."""
+    from imgproc.processing import matting
+
+    cache = settings.matting_cache_dir
+    fresh = not any(cache.glob("*/*.nbi"))
+    if fresh:
+        print(f"alpha matting: compiling pymatting's kernels into {cache} (about a minute, once)", flush=True)
+    seconds = matting.warm(cache)
+    print(f"alpha matting: kernels {'compiled' if fresh else 'loaded'} in {seconds:.1f} s ({cache})")
 
 
 def cmd_workers(args, settings: Settings) -> int:
@@ -193,10 +209,16 @@ def cmd_webhooks(args, settings: Settings) -> int:
     return 1 if missing else 0
 
 
+def cmd_db(args, settings: Settings) -> int:
+    from .migrate import run_db
+
+    return run_db(args.action, settings)
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=Path(args.out))
+    return run_demo(out_dir=Path(args.out), serve=args.serve, var=Path(args.var) if args.var else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,15 +297,29 @@ def main(argv: list[str] | None = None) -> int:
     queues = sub.add_parser("queues", help="counts per queue and per vendor, and workers")
     queues.set_defaults(func=cmd_queues)
 
+    db = sub.add_parser("db", help="the database's schema: upgrade it, show or check its revision")
+    dsub = db.add_subparsers(dest="action", required=True)
+    dsub.add_parser("upgrade", help="upgrade the schema to this imgproc's (safe to run at once from many hosts)")
+    dsub.add_parser("current", help="print the database's schema revision and the one this imgproc needs")
+    dsub.add_parser("check", help="exit 1 unless the schema is this imgproc's and matches its tables")
+    db.set_defaults(func=cmd_db)
+
     demo = sub.add_parser("demo", help="run the end-to-end demo (what `make demo` does)")
     demo.add_argument("--out", default="out")
+    demo.add_argument("--serve", action="store_true", help="keep the stack up afterwards, until Ctrl-C")
+    demo.add_argument("--var", help="its database, media and logs (default: var/demo; emptied first)")
     demo.set_defaults(func=cmd_demo)
+
+    add_submit_parser(sub)
 
     args = parser.parse_args(argv)
     try:
         return args.func(args, Settings.from_env())
     except redis.ConnectionError as exc:
         print(f"error: Redis is unreachable: {exc}", file=sys.stderr)
+        return 1
+    except ImgprocError as exc:  # e.g. the database's schema is behind: say so, no traceback
+        print(f"error: {exc.message}", file=sys.stderr)
         return 1
 
 

@@ -73,6 +73,7 @@ class Runtime:
             bg_model=self.settings.bg_model,
             remover=self.remover,
             detector=self.detector,
+            matting_cache=str(self.settings.matting_cache_dir),
         )
 
     @contextmanager
