@@ -1,5 +1,6 @@
 """Per-vendor rate limits: counted in Redis, shared by API processes, never bypassed when Redis is down."""
 
+import io
 import shutil
 import socket
 import subprocess
@@ -152,3 +153,22 @@ def test_redis_down_is_503_never_unlimited_and_recovers(limited):
     finally:
         redis_proc.terminate()
         redis_proc.wait()
+
+
+def test_only_accepted_requests_use_up_the_enqueue_limits(limited):
+    app = limited(limit_image="2 per minute", limit_bg_removal="2 per minute", max_request_bytes=4096)
+    client, acme = app.test_client(), add_vendor(app, "acme")
+    too_large = client.post(
+        BG, data={"record_id": "big", "image": (io.BytesIO(b"x" * 8192), "big.jpg")}, headers=acme
+    )
+    assert too_large.status_code == 413
+    wrong = client.post(BG, json={"record_id": "w", "image_url": URL, "options": {"colour": 1}}, headers=acme)
+    assert wrong.status_code == 400 and "colour" in wrong.json["error"]["message"]
+    for i in range(2):
+        accepted = client.post(BG, json={"record_id": f"r{i}", "image_url": URL}, headers=acme)
+        assert accepted.status_code == 202, accepted.json
+        # Retry-After belongs to refusals: on a 202 it would read as "come back later".
+        assert "Retry-After" not in accepted.headers and "X-RateLimit-Remaining" in accepted.headers
+    refused = client.post(BG, json={"record_id": "r3", "image_url": URL}, headers=acme)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert too_large.headers.get("Retry-After") is None and wrong.headers.get("Retry-After") is None

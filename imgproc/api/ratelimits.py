@@ -8,7 +8,7 @@ never let through unlimited (no in-memory fallback, errors not swallowed).
 
 from __future__ import annotations
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from limits import parse
 
@@ -25,11 +25,26 @@ def _vendor() -> str:
 
 
 def _not_api() -> bool:
-    return not request.path.startswith("/api/")
+    # A signed-in page's reads (its lists, event streams) do not use up the vendor's requests.
+    reading = g.get("via_session") and request.method in ("GET", "HEAD")
+    return not request.path.startswith("/api/") or bool(reading)
+
+
+def _retry_after_only_when_refused(response: Response) -> Response:
+    # flask-limiter sets Retry-After on every answer it counts; on a 202 it reads as "come back later".
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def _accepted(response: Response) -> bool:
+    return response.status_code < 400
 
 
 def build_limiter(app: Flask, settings: Settings) -> Limiter:
     """A limiter for ``app`` with the all-requests limit; routes add their own with ``limit``."""
+    # Registered before the limiter's own hook, so it runs after it (Flask runs them last-in first).
+    app.after_request(_retry_after_only_when_refused)
     return Limiter(
         key_func=_vendor,
         app=app,
@@ -54,11 +69,16 @@ def build_limiter(app: Flask, settings: Settings) -> Limiter:
 
 
 def limit(limiter: Limiter, value: str, scope: str, **kwargs):
-    """A limit shared by every endpoint it decorates, on top of the all-requests limit."""
+    """A limit shared by every endpoint it decorates, on top of the all-requests limit.
+
+    Only accepted requests use it up: one refused with 400, 413, 415 or 429
+    enqueued nothing, and counts against the all-requests limit alone.
+    """
     return limiter.shared_limit(
         value,
         scope=scope,
         override_defaults=False,
+        deduct_when=_accepted,
         error_message=f"{scope} limit of {parse(value)} reached",
         **kwargs,
     )
