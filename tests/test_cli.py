@@ -198,3 +198,28 @@ def test_unreachable_redis_is_an_error_message(cli, monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     code, out, err = cli("queues")
     assert code == 1 and not out and err.startswith("error: Redis is unreachable")
+
+
+def test_output_into_a_closed_pipe_stops_quietly(settings, redis_conn):
+    """``imgproc queues | head``: the reader went away; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    enqueue(settings, redis_conn, "acme", "http://127.0.0.1:9/x.jpg", "r1")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like head after its lines: every write now fails with EPIPE
+    env = dict(os.environ, REDIS_URL=settings.redis_url, IMGPROC_DATABASE_URL=settings.database_url)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "imgproc", "queues"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert proc.returncode == 141

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
     db = sub.add_parser("db", help="the database's schema: upgrade it, show or check its revision")
     dsub = db.add_subparsers(dest="action", required=True)
-    dsub.add_parser("upgrade", help="upgrade the schema to this imgproc's (safe to run at once from many hosts)")
+    dsub.add_parser("upgrade", help="upgrade the schema to this imgproc's (safe from many hosts at once)")
     dsub.add_parser("current", help="print the database's schema revision and the one this imgproc needs")
     dsub.add_parser("check", help="exit 1 unless the schema is this imgproc's and matches its tables")
     db.set_defaults(func=cmd_db)
@@ -314,13 +315,20 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return args.func(args, Settings.from_env())
+        code = args.func(args, Settings.from_env())
+        sys.stdout.flush()  # here, where a closed pipe is caught, not in the interpreter's exit
+        return code
     except redis.ConnectionError as exc:
         print(f"error: Redis is unreachable: {exc}", file=sys.stderr)
         return 1
     except ImgprocError as exc:  # e.g. the database's schema is behind: say so, no traceback
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `imgproc queues | head` closed the pipe: stop quietly, as cat and ls do. The Python docs'
+        # recipe: point stdout at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command a pipe cut short
 
 
 if __name__ == "__main__":
