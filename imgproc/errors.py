@@ -18,8 +18,9 @@
     │   └── TransientError            retried with exponential backoff
     │       fetch_failed, storage_failed (5xx, network), database_failed, timeout, worker_lost
     └── SetupError                    raised at start-up or by an operator's command, never in a job
-        └── ModelMissing              model_missing: a model file is not provisioned
-            └── ChecksumMismatch      model_corrupt: a model file is not the one the manifest names
+        ├── ModelMissing              model_missing: a model file is not provisioned
+        │   └── ChecksumMismatch      model_corrupt: a model file is not the one the manifest names
+        └── SchemaMismatch            schema_mismatch: the database is not at this imgproc's schema
 
 Every error is built the same way, ``Error(message, *, code=..., details=...)``;
 a class with a fixed code needs no ``code``. Library errors are translated at
@@ -153,3 +154,9 @@ class ChecksumMismatch(ModelMissing):
     """Raised when a model file's sha256 differs from the manifest's."""
 
     code = "model_corrupt"
+
+
+class SchemaMismatch(SetupError):
+    """Raised when the database's schema is not the revision this imgproc needs (``imgproc db upgrade``)."""
+
+    code = "schema_mismatch"

@@ -51,8 +51,8 @@ def redis_conn():
 
 
 @pytest.fixture
-def mariadb_url():
-    """A fresh MariaDB database for one test, dropped afterwards."""
+def empty_mariadb_url():
+    """A fresh, empty MariaDB database for one test, dropped afterwards."""
     import sqlalchemy as sa
 
     name = f"imgproc_test_{uuid.uuid4().hex[:10]}"
@@ -67,6 +67,18 @@ def mariadb_url():
     with server.begin() as conn:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     server.dispose()
+
+
+@pytest.fixture
+def mariadb_url(empty_mariadb_url):
+    """A fresh MariaDB database at this imgproc's schema (``imgproc db upgrade``), dropped afterwards."""
+    from imgproc.adapters import schema
+    from imgproc.adapters.db import make_engine
+
+    engine = make_engine(Settings(database_url=empty_mariadb_url), check_schema=False)
+    schema.upgrade(engine)
+    engine.dispose()
+    return empty_mariadb_url
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])

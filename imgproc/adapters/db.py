@@ -10,6 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from imgproc.adapters import schema
 from imgproc.config import Settings
 from imgproc.errors import PermanentError, TransientError
 from imgproc.jobtypes import JOB_TYPES
@@ -158,16 +159,21 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def make_engine(settings: Settings) -> sa.Engine:
-    """Create the engine for ``settings.database_url`` and the tables it lacks."""
+def make_engine(settings: Settings, *, check_schema: bool = True) -> sa.Engine:
+    """Create the engine for ``settings.database_url``; SchemaMismatch when its schema is not this imgproc's.
+
+    Tables come from the migrations (``imgproc db upgrade``, ``schema.py``), never from
+    ``create_all``: processes starting at once raced to create the same tables.
+    """
     url = sa.make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url)
     else:
         # Pre-ping and recycle: MariaDB closes connections idle past wait_timeout.
         engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
-    with database_errors(engine, "create tables"):
-        metadata.create_all(engine)
+    if check_schema:
+        with database_errors(engine, "schema check"):
+            schema.require_current(engine)
     return engine
 
 

@@ -202,6 +202,11 @@ class LocalStack:
             **(env or {}),
         )
         self._count = 0
+        try:
+            self.migrate()
+        except BaseException:
+            self.close()  # the embedded Redis too
+            raise
 
     def __enter__(self) -> LocalStack:
         return self
@@ -224,6 +229,17 @@ class LocalStack:
         from imgproc.queueing import connect
 
         return connect(self.redis_url)
+
+    def migrate(self) -> None:
+        """Upgrade the stack's database before any process starts, as compose's ``migrate`` service does."""
+        from imgproc.adapters import schema
+        from imgproc.adapters.db import make_engine
+
+        engine = make_engine(self.settings(), check_schema=False)
+        try:
+            schema.upgrade(engine)
+        finally:
+            engine.dispose()
 
     def add_vendor(self, name: str) -> str:
         """Create a vendor in the stack's database and return its API key."""

@@ -13,6 +13,7 @@ from imgproc.config import Settings
 from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS, QUEUES
 
 from .process import ImgprocWorker, build_worker
+from .sharing import unshared
 
 log = logging.getLogger("imgproc.worker")
 
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a worker that cannot load its models must not start
         log.error("worker cannot start: %s", exc)
         return 2
+    for warning in unshared(settings, stores_results=queues != (QUEUE_WEBHOOKS,)):
+        log.warning(warning)
     log.info(
         "worker %s ready in %.1fs on %s (pid %d)",
         worker.name,

@@ -1,0 +1,37 @@
+"""``imgproc db upgrade | current | check``: the database's schema as an operator handles it."""
+
+from __future__ import annotations
+
+import sys
+
+from imgproc.adapters import schema
+from imgproc.adapters.db import database_errors, make_engine
+from imgproc.config import Settings
+
+
+def run_db(action: str, settings: Settings) -> int:
+    """Run one ``imgproc db`` action; 0 when the schema is (now) this imgproc's (errors: ``cli.main``)."""
+    engine = make_engine(settings, check_schema=False)
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with database_errors(engine, action):
+            if action == "upgrade":
+                before, after = schema.upgrade(engine)
+                if before == after:
+                    print(f"{where}: database schema is at {after} already, as this imgproc needs")
+                else:
+                    print(f"{where}: database schema upgraded from {before or 'none'} to {after}")
+                return 0
+            found = schema.state(engine)
+            print(f"{where}: {found.describe()}")
+            if action == "current":
+                return 0
+            if not found.at_head:
+                return 1
+            differences = schema.drift(engine)
+            if differences:
+                print(f"but its tables differ from this imgproc's: {differences}", file=sys.stderr)
+                return 1
+            return 0
+    finally:
+        engine.dispose()
