@@ -46,6 +46,23 @@ def test_cancelled_waiting_job_never_reaches_a_worker(settings, redis_conn):
     assert queue.job_ids == [a[2].id]
 
 
+def test_a_job_cancelled_in_its_lane_stops_counting_as_queued_at_once(settings, redis_conn):
+    jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
+    _, a = jobs.enqueue("vendor-a", specs(3), batch=True)
+    _, (b,) = jobs.enqueue("vendor-b", specs(1))
+
+    def queued() -> int:
+        return jobs.stats("", operator=True)["queues"]["image-processing"]["queued"]
+
+    assert queued() == 4
+    jobs.cancel(a[2])  # still in vendor-a's lane
+    assert queued() == 3 and jobs.fair.waiting("image-processing") == 1
+    jobs.cancel(b)  # already fed into the RQ queue (vendor-b had room): rq takes it out there
+    assert queued() == 2 and jobs.fair.waiting("image-processing") == 1
+    assert redis_conn.smembers("imgproc:ring-set:image-processing") == {b"vendor-a"}
+    assert jobs.stats("vendor-a")["vendors"]["vendor-a"]["canceled"] == 1
+
+
 def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, photo_server, photos, tmp_path):
     """Vendor A enqueues 40 light jobs, then B one; with 2 worker processes B starts early."""
     photo_server.serve("/coffee.jpg", photos["coffee"])

@@ -26,6 +26,7 @@ from imgproc.jobtypes import BULK_ENDPOINTS, JOB_TYPES, QUEUE_WEBHOOKS, SINGLE_E
 from imgproc.queueing import JobSpec, batches, events
 
 from . import options as opts
+from . import sessions
 from .ratelimits import limit
 from .services import services
 
@@ -96,11 +97,14 @@ def _cancelled_in_batch(svc, job) -> None:
 
 
 def authenticate() -> None:
-    """App-level hook, run before the limiter's: every /api/ request names its vendor by API key."""
+    """App-level hook, run before the limiter's: every /api/ request names its vendor by API key.
+
+    Or, without the header, by a signed-in browser's session cookie (``sessions``: the web page).
+    """
     if not request.path.startswith("/api/"):
         return
     key = request.headers.get("X-API-Key", "")
-    vendor = services().vendors.authenticate(key) if key else None
+    vendor = services().vendors.authenticate(key) if key else sessions.cookie_vendor()
     if vendor is None:
         raise Unauthorized("missing or unknown X-API-Key")
     g.vendor = vendor
@@ -237,7 +241,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         job = jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
         status = job.get_status()
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
-            job.cancel()
+            jobs.cancel(job)
             job.refresh()
             view = jobs.job_view(job)
             svc = services()

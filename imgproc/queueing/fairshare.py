@@ -75,6 +75,17 @@ return moved
 """
 
 
+# KEYS: lane, ring, ring set.  ARGV: vendor, job id.
+_WITHDRAW = """
+local removed = redis.call('LREM', KEYS[1], 0, ARGV[2])
+if removed > 0 and redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('LREM', KEYS[2], 0, ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
+end
+return removed
+"""
+
+
 class FairShare:
     """Per-vendor lanes and the round-robin feed into the RQ queues."""
 
@@ -85,6 +96,7 @@ class FairShare:
         #: few enough that a newcomer's job is near the front.
         self.room = room
         self._feed = conn.register_script(_FEED)
+        self._withdraw = conn.register_script(_WITHDRAW)
 
     @staticmethod
     def admit(pipe, queue: str, vendor: str, job_ids: list[str]) -> None:
@@ -123,6 +135,15 @@ class FairShare:
             pipe.eval(_FEED, len(keys), *keys, *args)
             return None
         return int(self._feed(keys=keys, args=args))
+
+    def withdraw(self, queue: str, vendor: str, job_id: str) -> bool:
+        """Take a cancelled job out of its vendor's lane, so that it no longer counts as waiting."""
+        keys = [
+            KEY_LANE.format(queue=queue, vendor=vendor),
+            KEY_RING.format(queue=queue),
+            KEY_RING_SET.format(queue=queue),
+        ]
+        return bool(self._withdraw(keys=keys, args=[vendor, job_id]))
 
     def waiting(self, queue: str) -> int:
         """Jobs still in the lanes of ``queue``."""

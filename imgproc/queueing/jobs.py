@@ -17,7 +17,7 @@ from imgproc.config import Settings
 from imgproc.errors import Conflict
 from imgproc.jobtypes import JOB_TYPES, QUEUES, TASK, Payload
 
-from . import uploads
+from . import uploads, usage
 from .fairshare import FairShare
 from .keys import KEY_BATCH, KEY_IDEMPOTENCY, KEY_VENDOR_JOBS
 from .views import JobViews
@@ -121,6 +121,7 @@ class JobQueue(JobViews):
                 pipe.zadd(KEY_VENDOR_JOBS.format(vendor), {job_id: created})
             # Keep the per-vendor index as long as the longest-lived job it can point at.
             pipe.zremrangebyscore(KEY_VENDOR_JOBS.format(vendor), 0, created - self.settings.failure_ttl)
+            usage.add(pipe, vendor, jobs=len(specs))
             if batch_id:
                 pipe.set(
                     KEY_BATCH.format(batch_id),
@@ -141,6 +142,13 @@ class JobQueue(JobViews):
             self.fair.feed(self.queues[queue.name], pipe)
             pipe.execute()
         return batch_id, jobs
+
+    def cancel(self, job: Job) -> None:
+        """Cancel a job that has not started; one still in its vendor's lane leaves it at once."""
+        job.cancel()
+        vendor = job.meta.get("vendor")
+        if vendor:
+            self.fair.withdraw(job.origin, vendor, job.id)
 
     def claim(self, vendor: str, key: str) -> tuple[str, Job | None]:
         """Claim an idempotency key for a new job id, or find the job that already holds it.
