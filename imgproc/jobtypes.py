@@ -18,6 +18,7 @@ from typing import Any
 from . import optiontypes as o
 from .config import Settings
 from .errors import InvalidOptions, PermanentError
+from .presets import PRESETS, preset_options
 
 #: Queue names, as in the original Node/Bull system.
 QUEUE_BG = "bg-removal"
@@ -94,10 +95,26 @@ def _crop_face_schema(settings: Settings) -> o.Schema:
         "bgcolor": (o.color, "#ffffff"),
         "format": (o.choice("jpg", "png", "webp"), "jpg"),
         "select": (o.choice("largest", "most_confident"), "largest"),
+        "upscale": (o.boolean, True),
+        "preset": (o.choice(*PRESETS), None),
+        "max_kb": (o.whole(1, 100_000), None),
     }
 
 
 def _crop_face_check(given: dict, result: dict) -> None:
+    if result["preset"]:
+        # The preset's values where the job gave none; the head's geometry is the preset's
+        # unless face_height or face_center_y is given (then the report says what no longer holds).
+        for name, value in preset_options(PRESETS[result["preset"]]).items():
+            if name not in given:
+                result[name] = value
+        for name in ("face_height", "face_center_y"):
+            if name not in given:
+                result[name] = None
+        if "aspect" in given and "size" not in given:
+            height = result["size"][1]
+            result["size"] = [max(1, round(height * o.aspect_ratio(result["aspect"]))), height]
+            return
     if result["size"]:
         w, h = result["size"]
         if "aspect" in given and abs(o.aspect_ratio(result["aspect"]) - w / h) > 0.01:

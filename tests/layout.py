@@ -4,7 +4,8 @@ Every import counts, a local one inside a function too (a local import that
 hides a circle still is one). A module belongs to a room (its first package
 under ``imgproc``, or itself at the top) and each room to a floor:
 
-    0  config, errors, jobtypes, optiontypes       import nothing of imgproc above them
+    0  config, errors, jobtypes, optiontypes,      import nothing of imgproc above them
+       presets
     1  queueing, processing, adapters, metrics      import floor 0 only, never one another
     2  api, worker, tools (and the tasks alias)     the entry points; api and worker never
                                                     import each other, nor tools
@@ -30,6 +31,7 @@ FLOORS = {
     "errors": 0,
     "jobtypes": 0,
     "optiontypes": 0,
+    "presets": 0,
     "queueing": 1,
     "metrics": 1,
     "processing": 1,

@@ -19,6 +19,9 @@ def test_defaults_are_filled_in():
         "bgcolor": "#ffffff",
         "format": "jpg",
         "select": "largest",
+        "upscale": True,
+        "preset": None,
+        "max_kb": None,
     }
     assert validate("remove-bg", None, S)["model"] == "isnet-general-use"
 

@@ -30,6 +30,7 @@ CACHE_DIR = Path(os.environ.get("IMGPROC_TEST_CACHE_DIR", Path.home() / ".cache"
 MANIFEST = {entry["name"]: entry for entry in load_manifest(provision.ROOT / "models")["files"]}
 ONNX = "isnet-general-use.onnx"
 TFLITE = "face_detection_short_range.tflite"
+MESH = "face_landmark.tflite"
 
 
 def sha256(path: Path) -> str:
@@ -69,11 +70,12 @@ def fake_pip(monkeypatch, wheel_bytes: bytes) -> list[list[str]]:
 
 
 def test_manifest_pins_both_files():
-    assert set(MANIFEST) == {ONNX, TFLITE}
+    assert set(MANIFEST) == {ONNX, TFLITE, MESH}
     assert MANIFEST[ONNX]["size"] == 88188479
     assert MANIFEST[ONNX]["source"]["kind"] == "npm"
     assert MANIFEST[ONNX]["alternatives"][0]["md5"] == "fc16ebd8b0c10d971d3513d564d01e29"
     assert MANIFEST[TFLITE]["source"] == MANIFEST[TFLITE]["source"] | {"kind": "pypi", "version": "0.10.21"}
+    assert MANIFEST[MESH]["source"] == MANIFEST[MESH]["source"] | {"kind": "pypi", "version": "0.10.21"}
 
 
 def test_check_models_on_an_empty_dir_lists_both_missing(tmp_path):
@@ -92,7 +94,7 @@ def test_check_models_reports_a_truncated_file(tmp_path):
 
 def test_fetch_models_gives_the_files_of_the_manifest(provisioned):
     models, paths, log = provisioned
-    assert paths == [models / ONNX, models / TFLITE]
+    assert paths == [models / ONNX, models / TFLITE, models / MESH]
     for path in paths:
         assert path.stat().st_size == MANIFEST[path.name]["size"]
         assert sha256(path) == MANIFEST[path.name]["sha256"]
@@ -114,7 +116,7 @@ def test_fresh_models_dir_reuses_the_cache(provisioned, offline, tmp_path):
     log: list[str] = []
     fetch_models(tmp_path, CACHE_DIR, log=log.append)
     assert check_models(tmp_path) == []
-    assert sum("using cached" in line for line in log) == 2
+    assert sum("using cached" in line for line in log) == len(MANIFEST)  # each file from its download
 
 
 def test_tampered_files_are_replaced(provisioned, offline):

@@ -15,6 +15,7 @@ from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
 
 from .metrics import build_metrics
+from .presets import build_presets
 from .ratelimits import build_limiter
 from .routes import authenticate, build_blueprint
 from .services import Services, services
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(build_blueprint(limiter, settings))
     app.register_blueprint(build_streams())
     app.register_blueprint(build_metrics(app.extensions["imgproc"]))
+    app.register_blueprint(build_presets())  # GET /api/image-queue/presets
 
     @app.errorhandler(ImgprocError)
     def imgproc_error(exc: ImgprocError):

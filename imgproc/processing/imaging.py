@@ -126,16 +126,18 @@ def encode(
     bgcolor: tuple[int, int, int] = (255, 255, 255),
     exif: bytes | None = None,
     icc_profile: bytes | None = None,
+    dpi: int | None = None,
 ) -> bytes:
     """Encode an image or an RGB/RGBA array to ``png``, ``webp`` or ``jpg``.
 
     JPEG has no alpha, so it is flattened over ``bgcolor``. PNG without
     metadata goes through ``encode_png``, six times faster than Pillow's.
+    ``dpi`` goes into JPEG's JFIF header and PNG's pHYs chunk (WebP has no field for it).
     """
     if fmt == "png" and not exif and not icc_profile:
         pixels = np.asarray(img) if isinstance(img, Image.Image) and img.mode in ("RGB", "RGBA") else img
         if isinstance(pixels, np.ndarray):
-            return encode_png(pixels, png_level)
+            return encode_png(pixels, png_level, dpi)
     if isinstance(img, np.ndarray):
         img = Image.fromarray(img)
     pil_format, _ = OUTPUT_FORMATS[fmt]
@@ -151,6 +153,8 @@ def encode(
         params["exif"] = exif
     if icc_profile:
         params["icc_profile"] = icc_profile
+    if dpi and fmt != "webp":
+        params["dpi"] = (dpi, dpi)
     out = io.BytesIO()
     img.save(out, pil_format, **params)
     return out.getvalue()
@@ -160,7 +164,28 @@ def encode(
 PNG_STRIP_ROWS = 256
 
 
-def encode_png(pixels: np.ndarray, level: int = 1) -> bytes:
+def encode_jpeg_within(
+    img: Image.Image | np.ndarray, byte_range: tuple[int, int], *, dpi: int | None = None
+) -> tuple[bytes, int]:
+    """The JPEG of the highest quality (1-100) whose size is at most ``byte_range[1]``, and that quality.
+
+    A bisection: seven encodes of a 358x441 photo, about 15 ms. When even
+    quality 1 is too large, that file is returned and the caller's size
+    check fails; a file below ``byte_range[0]`` at quality 100 likewise.
+    """
+    lowest, highest = 1, 100
+    best: tuple[bytes, int] | None = None
+    while lowest <= highest:
+        quality = (lowest + highest) // 2
+        data = encode(img, "jpg", quality=quality, dpi=dpi)
+        if len(data) <= byte_range[1]:
+            best, lowest = (data, quality), quality + 1
+        else:
+            highest = quality - 1
+    return best or (encode(img, "jpg", quality=1, dpi=dpi), 1)
+
+
+def encode_png(pixels: np.ndarray, level: int = 1, dpi: int | None = None) -> bytes:
     """A PNG of an RGB or RGBA uint8 array: rows "Up"-filtered in numpy, deflated by ISA-L.
 
     Pillow's encoder took 0.60 s at zlib level 1 for a 4000x3000 RGBA cut-out
@@ -187,10 +212,13 @@ def encode_png(pixels: np.ndarray, level: int = 1) -> bytes:
     parts.append(deflate.flush())
     color_type = 6 if channels == 4 else 2
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    # pHYs: pixels per metre on both axes, unit 1 (metre).
+    phys = _chunk(b"pHYs", struct.pack(">IIB", round(dpi / 0.0254), round(dpi / 0.0254), 1)) if dpi else b""
     return b"".join(
         (
             b"\x89PNG\r\n\x1a\n",
             _chunk(b"IHDR", header),
+            phys,
             _chunk(b"IDAT", b"".join(parts)),
             _chunk(b"IEND", b""),
         )

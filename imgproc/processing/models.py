@@ -1,8 +1,8 @@
 """The models a worker holds: loaded once per process at start-up, never per job.
 
     Matting       the contract of a background-removal model: ``mask(rgb, model)``
-    FaceFinder    the contract of a face detector: ``detect(rgb)``, ``close()``
-    BackgroundRemover, FaceDetector   the real ones (ONNX Runtime, MediaPipe)
+    FaceFinder    the contract of a face detector: ``detect(rgb)``, ``landmarks(rgb, face)``, ``close()``
+    BackgroundRemover, FaceDetector   the real ones (ONNX Runtime; MediaPipe's BlazeFace and face mesh)
 
 Operations are typed by the contracts, so a test can hand in a fake.
 """
@@ -10,6 +10,7 @@ Operations are typed by the contracts, so a test can hand in a fake.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from imgproc.config import Settings
 from imgproc.errors import ModelMissing, PermanentError
 
 from .crop import Face, merge_faces, windows
+from .landmarks import MESH_INPUT, MESH_SCALE, Head, square_to_image, then
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,10 @@ class FaceFinder(Protocol):
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Every face in an RGB array."""
+        ...
+
+    def landmarks(self, rgb: np.ndarray, face: Face, square=None) -> Head:
+        """The face mesh of one face, on its box or on ``square`` (centre x, y, side, radians)."""
         ...
 
     def close(self) -> None: ...
@@ -168,14 +174,16 @@ class BackgroundRemover:
 
 
 class FaceDetector:
-    """MediaPipe's BlazeFace short-range detector (Tasks API), loaded once."""
+    """MediaPipe's BlazeFace short-range detector (Tasks API) and its face mesh, loaded once."""
 
     def __init__(self, settings: Settings):
+        import cv2
         from mediapipe.tasks.python import BaseOptions, vision
 
-        path = settings.face_model_path
-        if not path.is_file():
-            raise ModelMissing(f"face-detection model is missing: expected {path}. Run `make models`.")
+        path, mesh_path = settings.face_model_path, settings.face_landmark_model_path
+        for what, file in (("face-detection", path), ("face-landmark", mesh_path)):
+            if not file.is_file():
+                raise ModelMissing(f"{what} model is missing: expected {file}. Run `make models`.")
         options = vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.IMAGE,
@@ -183,6 +191,11 @@ class FaceDetector:
         )
         started = time.perf_counter()
         self._detector = vision.FaceDetector.create_from_options(options)
+        # The mesh's .tflite has no Tasks metadata (MediaPipe's FaceLandmarker wants a .task
+        # bundle); OpenCV's TFLite importer runs it, 5-10 ms a face.
+        self._mesh = cv2.dnn.readNetFromTFLite(str(mesh_path))
+        self._mesh_outputs = self._mesh.getUnconnectedOutLayersNames()
+        self.landmarks(np.zeros((64, 64, 3), np.uint8), Face((8, 8, 48, 48), 1.0))  # first run sizes buffers
         self.load_seconds = time.perf_counter() - started
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -211,8 +224,45 @@ class FaceDetector:
             x0, y0 = max(0, b.origin_x), max(0, b.origin_y)
             x1, y1 = min(width, b.origin_x + b.width), min(height, b.origin_y + b.height)
             if x1 > x0 and y1 > y0:
-                faces.append(Face((x0 + dx, y0 + dy, x1 - x0, y1 - y0), float(det.categories[0].score)))
+                points = tuple((k.x * width + dx, k.y * height + dy) for k in det.keypoints or ())
+                faces.append(
+                    Face((x0 + dx, y0 + dy, x1 - x0, y1 - y0), float(det.categories[0].score), points)
+                )
         return faces
+
+    def landmarks(self, rgb: np.ndarray, face: Face, square=None) -> Head:
+        """The face mesh of ``face``: on its box turned by BlazeFace's eyes, or on ``square``."""
+        import cv2
+
+        if square is None:
+            x, y, w, h = face.box
+            angle = 0.0
+            if len(face.keypoints) >= 2:
+                (rx, ry), (lx, ly) = face.keypoints[:2]
+                angle = math.atan2(ly - ry, lx - rx)
+            square = (x + w / 2, y + h / 2, max(w, h) * MESH_SCALE, angle)
+        to_image = square_to_image(*square)
+        source = np.ascontiguousarray(rgb)
+        shrink = 2 * MESH_INPUT / square[2]
+        if shrink < 1:
+            # warpAffine samples without averaging: a 1,500 px face would alias into 192 px.
+            source = cv2.resize(source, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+            to_image = then(to_image, np.array([[shrink, 0, 0], [0, shrink, 0]], np.float64))
+        roi = cv2.warpAffine(
+            source,
+            cv2.invertAffineTransform(to_image),
+            (MESH_INPUT, MESH_INPUT),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        if shrink < 1:
+            to_image = then(to_image, np.array([[1 / shrink, 0, 0], [0, 1 / shrink, 0]], np.float64))
+        blob = (roi.astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)[np.newaxis]
+        self._mesh.setInput(np.ascontiguousarray(blob))
+        outputs = self._mesh.forward(self._mesh_outputs)
+        mesh = next(out for out in outputs if out.size == 468 * 3)
+        points = mesh.reshape(-1, 3)[:, :2].astype(np.float64)
+        return Head.of_mesh(points @ to_image[:, :2].T + to_image[:, 2])
 
     def close(self) -> None:
         self._detector.close()

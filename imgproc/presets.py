@@ -1,0 +1,148 @@
+"""The one table of ID-photo presets (API.md "ID-photo presets"): what a standard asks of a photo.
+
+A preset is read by three floors: the API validates ``preset`` and fills a
+job's options from it (``imgproc.jobtypes``), the worker places the crop and
+checks the result (``imgproc.processing.idphoto``), and ``GET
+/api/image-queue/presets`` lists the table as it is here. Ranges are
+fractions of the output's height: the head runs from the chin to the crown
+(hair included), the eye line is measured from the bottom edge, the top
+margin is the gap between the crown and the top edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An ID-photo standard: output size, the head's geometry, background, file format and size."""
+
+    name: str
+    title: str
+    width_mm: float
+    height_mm: float
+    dpi: int
+    head: Range
+    eye_line: Range
+    top_margin: Range
+    bgcolor: str
+    format: str = "jpg"
+    #: File size in KB (min, max) where the standard has one; met under both readings of a KB
+    #: (1,000 or 1,024 bytes): at least ``min * 1024`` and at most ``max * 1000`` bytes.
+    file_kb: Range | None = None
+    #: Most roll (head tilt) left after levelling, in degrees (ISO/IEC 19794-5: 8).
+    roll_max: float = 8.0
+    #: Most horizontal offset of the head's centre from the output's centre, as a fraction of the width.
+    centre_max: float = 0.05
+    #: Most standard deviation (0-255) of the background next to the head.
+    background_std_max: float = 12.0
+    #: Where the numbers come from.
+    source: str = ""
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        """Width and height of the output in pixels: the millimetres at the preset's dpi."""
+        return round(self.width_mm / 25.4 * self.dpi), round(self.height_mm / 25.4 * self.dpi)
+
+    @property
+    def aspect(self) -> str:
+        width, height = self.pixels
+        return f"{width}:{height}"
+
+    @property
+    def byte_range(self) -> tuple[int, int] | None:
+        """The file-size range in bytes that satisfies ``file_kb`` whichever a KB is."""
+        if self.file_kb is None:
+            return None
+        return round(self.file_kb[0] * 1024), round(self.file_kb[1] * 1000)
+
+    def asdict(self) -> dict[str, Any]:
+        """The preset as ``GET /api/image-queue/presets`` lists it."""
+        width, height = self.pixels
+        return {
+            "name": self.name,
+            "title": self.title,
+            "mm": [self.width_mm, self.height_mm],
+            "pixels": [width, height],
+            "dpi": self.dpi,
+            "head_height": list(self.head),
+            "eye_line_from_bottom": list(self.eye_line),
+            "top_margin": list(self.top_margin),
+            "roll_max": self.roll_max,
+            "bgcolor": self.bgcolor,
+            "format": self.format,
+            "file_kb": list(self.file_kb) if self.file_kb else None,
+            "source": self.source,
+        }
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "us-passport",
+            "US passport and visa, 2x2 in",
+            50.8,
+            50.8,
+            300,
+            head=(0.50, 0.69),  # 1 to 1 3/8 in of 2 in
+            eye_line=(0.56, 0.69),  # 1 1/8 to 1 3/8 in from the bottom
+            top_margin=(0.04, 0.25),
+            bgcolor="#ffffff",
+            source="travel.state.gov photo rules: head 1-1 3/8 in, eyes 1 1/8-1 3/8 in from the bottom",
+        ),
+        Preset(
+            "icao-35x45",
+            "35x45 mm passport (ICAO 9303: Schengen, UK and most countries)",
+            35.0,
+            45.0,
+            300,
+            head=(0.71, 0.80),  # 32-36 mm of 45 mm
+            eye_line=(0.50, 0.70),  # ISO/IEC 19794-5
+            top_margin=(0.03, 0.12),
+            bgcolor="#f0f0f0",
+            source="ICAO 9303 part 3 and ISO/IEC 19794-5 (chin to crown 70-80%, eyes 50-70% from the bottom)",
+        ),
+        Preset(
+            "china-id",
+            "China resident identity card, 26x32 mm (GA 461)",
+            26.0,
+            32.0,
+            350,
+            head=(0.62, 0.78),  # about 20-25 mm of 32 mm
+            eye_line=(0.50, 0.64),
+            top_margin=(0.05, 0.16),  # about 2-5 mm
+            bgcolor="#ffffff",
+            file_kb=(14, 20),
+            source="GA 461 as summarised for uploads (358x441 px, 350 dpi, JPEG 14-20 KB); "
+            "the head and eye ranges are this service's reading, check them with the issuer",
+        ),
+        Preset(
+            "avatar",
+            "Square avatar or staff-card photo, 512x512 px",
+            180.6,
+            180.6,
+            72,
+            head=(0.50, 0.65),
+            eye_line=(0.50, 0.62),
+            top_margin=(0.06, 0.22),
+            bgcolor="#ffffff",
+            source="imgproc's own: the head large and centred, room above the hair",
+        ),
+    )
+}
+
+
+def preset_options(preset: Preset) -> dict[str, Any]:
+    """The face-crop options a preset sets (API.md ``preset``); a job's own options override them."""
+    return {
+        "aspect": preset.aspect,
+        "size": list(preset.pixels),
+        "remove_background": True,
+        "bgcolor": preset.bgcolor,
+        "format": preset.format,
+    }
