@@ -139,3 +139,51 @@ def test_a_worker_that_shares_storage_and_database_is_quiet(tmp_path):
     # Outside a container (a root that is no overlay), SQLite and a local folder are fine: one host.
     here = Settings(storage_dir="/srv/imgproc/media", database_url="sqlite:////srv/imgproc/imgproc.db")
     assert unshared(here, mounts=[("/", "ext4"), ("/proc", "proc")]) == []
+
+
+# Inside a new mount namespace: an overlay of / as the root (what a container's root is), /proc and
+# /dev in it, the real worker.py run there; then once more with a "volume" mounted at its folder.
+CONTAINER = r"""
+set -e
+box="$1"; shift
+mount -t tmpfs tmpfs "$box"
+mkdir -p "$box/up" "$box/work" "$box/root" "$box/volume"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$box/up,workdir=$box/work" "$box/root"
+mount -t proc proc "$box/root/proc"
+mount --rbind /dev "$box/root/dev"
+cd_worker="cd $ROOT && exec $PYTHON worker.py --burst --queues image-processing"
+echo "=== alone"
+chroot "$box/root" env IMGPROC_STORAGE_DIR=/srv/media IMGPROC_DATABASE_URL=sqlite:////srv/imgproc.db \
+    sh -c "$cd_worker" 2>&1
+mkdir -p "$box/root/srv/shared"
+mount --bind "$box/volume" "$box/root/srv/shared"
+echo "=== on a volume"
+chroot "$box/root" env IMGPROC_STORAGE_DIR=/srv/shared/media \
+    IMGPROC_DATABASE_URL=sqlite:////srv/shared/imgproc.db sh -c "$cd_worker" 2>&1
+"""
+
+
+def test_a_worker_in_a_container_warns_until_its_storage_and_database_are_on_a_volume(
+    settings, redis_conn, tmp_path
+):
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        reason = "needs root and unshare(1) to give the worker an overlay root, as a container has"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    box = tmp_path / "box"
+    box.mkdir()
+    env = dict(os.environ, REDIS_URL=settings.redis_url, ROOT=str(ROOT), PYTHON=sys.executable)
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", CONTAINER, "sh", str(box)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    alone, shared = result.stdout.split("=== on a volume")
+    assert "WARNING imgproc.worker: results go to /srv/media, on this container's own filesystem" in alone
+    assert "WARNING imgproc.worker: records go to the SQLite file /srv/imgproc.db" in alone
+    assert "ready in" in alone  # a warning, not a refusal
+    assert "WARNING" not in shared and "ready in" in shared
