@@ -5,6 +5,7 @@
     │   ├── InvalidRequest            400 invalid_request
     │   ├── InvalidOptions            400 invalid_options (names the option)
     │   ├── Unauthorized              401 unauthorized
+    │   ├── Forbidden                 403 forbidden (a missing CSRF token, an operator's route)
     │   ├── NotFound                  404 not_found
     │   ├── Conflict                  409 conflict
     │   ├── PayloadTooLarge           413 payload_too_large
@@ -75,6 +76,13 @@ class Unauthorized(RequestError):
 
     code = "unauthorized"
     status = 401
+
+
+class Forbidden(RequestError):
+    """Raised when a browser's request lacks its CSRF token, or a vendor asks for an operator's route."""
+
+    code = "forbidden"
+    status = 403
 
 
 class NotFound(RequestError):

@@ -7,14 +7,18 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, abort, jsonify, send_from_directory
+from flask import Flask, abort, g, jsonify, send_from_directory
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
+from imgproc.queueing import usage
+from imgproc.web import build_web
 
+from .listings import build_listings
 from .metrics import build_metrics
+from .operator import build_operator
 from .presets import build_presets
 from .ratelimits import build_limiter
 from .routes import authenticate, build_blueprint
@@ -53,7 +57,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(build_blueprint(limiter, settings))
     app.register_blueprint(build_streams())
     app.register_blueprint(build_metrics(app.extensions["imgproc"]))
+    app.register_blueprint(build_listings(limiter, settings))
+    app.register_blueprint(build_operator())
     app.register_blueprint(build_presets())  # GET /api/image-queue/presets
+    app.register_blueprint(build_web())  # the web page, /ui/ (imgproc.web)
 
     @app.errorhandler(ImgprocError)
     def imgproc_error(exc: ImgprocError):
@@ -72,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         status = exc.code or 500
         if isinstance(exc, RateLimitExceeded):
             services().metrics.inc("imgproc_rate_limited_total", limit=str(exc.limit.scope or "global"))
+            if "vendor" in g:  # the operator's page shows each vendor's refusals
+                usage.add_now(services().conn, g.vendor.name, limited=1)
         return error_response(HTTP_CODES.get(status, "http_error"), exc.description or exc.name, status)
 
     @app.errorhandler(Exception)

@@ -129,6 +129,7 @@ class JobViews:
                     "record_id": meta.get("record_id"),
                     "state": state,
                     "progress": meta.get("progress", 0),
+                    "stage": meta.get("stage", "queued"),
                 }
             )
         total = len(batch["job_ids"])

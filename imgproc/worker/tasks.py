@@ -17,7 +17,7 @@ from imgproc.config import Settings
 from imgproc.errors import PermanentError
 from imgproc.jobtypes import Payload
 from imgproc.processing import operations
-from imgproc.queueing import events, uploads
+from imgproc.queueing import events, uploads, usage
 from imgproc.queueing.views import job_view
 
 from . import runtime as runtimes
@@ -91,6 +91,7 @@ def run(data: dict) -> dict:
         timer.done("inference", minus=out.encode_seconds)
         timer.record("encode", out.encode_seconds)
         runtime.metrics.inc("imgproc_megapixels_processed_total", out.source_pixels / 1e6, type=job_type.name)
+        usage.add_now(runtime.conn, payload.vendor, megapixels=out.source_pixels / 1e6)  # the operator's page
         stages.reach("uploading")
         url = runtime.storage.put(storage_key(job, payload, out.format), out.data, out.content_type)
         timer.done("upload")

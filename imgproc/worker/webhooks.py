@@ -23,16 +23,14 @@ import time
 import uuid
 from typing import Any
 
-import redis
-from rq import Queue, Retry, get_current_job
+from rq import get_current_job
 from rq.job import Job, JobStatus
 from standardwebhooks import Webhook
 
 from imgproc.adapters.webhooks import DELIVERED, FAILED, PENDING
-from imgproc.config import Settings
 from imgproc.errors import PermanentError, TransientError
-from imgproc.jobtypes import QUEUE_WEBHOOKS, TASK_DELIVER
 from imgproc.queueing import batches
+from imgproc.queueing.deliveries import enqueue_delivery as enqueue_delivery  # also the CLI's
 from imgproc.queueing.jobs import JobQueue
 
 from . import runtime as runtimes
@@ -42,22 +40,6 @@ log = logging.getLogger("imgproc.webhooks")
 
 def _iso_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def enqueue_delivery(conn: redis.Redis, settings: Settings, message_id: str, vendor: str) -> Job:
-    """A delivery job for the message, with the configured retries, on the webhooks queue."""
-    backoff = list(settings.webhook_backoff)
-    queue = Queue(QUEUE_WEBHOOKS, connection=conn)
-    return queue.enqueue(
-        TASK_DELIVER,
-        message_id,
-        retry=Retry(max=len(backoff), interval=backoff) if backoff else None,
-        job_timeout=int(settings.webhook_timeout) + 30,
-        result_ttl=settings.result_ttl,
-        failure_ttl=settings.failure_ttl,
-        meta={"message_id": message_id, "vendor": vendor},
-        description=f"webhook {message_id}",
-    )
 
 
 def announce(runtime: runtimes.Runtime, job: Job, view: dict[str, Any], webhook_url: str | None) -> None:

@@ -1,0 +1,144 @@
+"""Routes the web page needs beside API.md's, for any client: the vendor's jobs, retry, a batch's zip, limits.
+
+GET  /api/image-queue/jobs?page=1&per_page=20   the vendor's jobs, newest first
+POST /api/image-queue/job/<id>/retry            requeue a failed job (409 unless it failed)
+GET  /api/image-queue/batch/<id>/results.zip    the finished results of a batch, streamed as a zip
+GET  /api/image-queue/limits                    each rate limit: its value, requests left, reset time
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import urllib3
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask_limiter import Limiter
+from limits import parse
+
+from imgproc.config import Settings
+from imgproc.errors import Conflict, InvalidRequest
+from imgproc.queueing import listing
+from imgproc.queueing.retries import RetryRefused, retry
+
+from .services import services
+
+#: Each limit of ``ratelimits``: its scope in flask-limiter's keys, and the setting that holds it.
+LIMITS = (
+    ("global", "limit_global"),
+    ("image", "limit_image"),
+    ("bulk", "limit_bulk"),
+    ("bg-removal", "limit_bg_removal"),
+)
+
+
+def _int_arg(name: str, default: int) -> int:
+    try:
+        return int(request.args.get(name, default))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a whole number") from None
+
+
+class _Sink:
+    """A write-only file for ``zipfile``: what was written since the last ``take``."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def result_bytes(url: str) -> bytes:
+    """A result's bytes: the file itself for local storage, else fetched from its URL."""
+    storage = services().storage
+    prefix = getattr(storage, "public_url", "") + "/media/"
+    if hasattr(storage, "path_of") and url.startswith(prefix):
+        return storage.path_of(url[len(prefix) :]).read_bytes()
+    response = urllib3.request("GET", url, timeout=30, retries=2)
+    if response.status != 200:
+        raise OSError(f"{url} answered {response.status}")
+    return response.data
+
+
+def zip_stream(results: list[dict[str, Any]]) -> Iterator[bytes]:
+    """A zip of the results (stored, not compressed: photos are), one file at a time."""
+    sink = _Sink()
+    names: set[str] = set()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+        for result in results:
+            name = result["url"].rsplit("/", 1)[-1].split("?")[0] or "result"
+            stem, dot, ext = name.rpartition(".")
+            n = 1
+            while name in names:  # the same record id twice in one batch
+                n += 1
+                name = f"{stem}-{n}{dot}{ext}"
+            names.add(name)
+            info = zipfile.ZipInfo(name, time.gmtime()[:6])
+            archive.writestr(info, result_bytes(result["url"]))
+            yield sink.take()
+    yield sink.take()
+
+
+def build_listings(limiter: Limiter, settings: Settings) -> Blueprint:
+    """The routes above."""
+    bp = Blueprint("listings", __name__, url_prefix="/api/image-queue")
+
+    @bp.get("/jobs")
+    def jobs():
+        page, per_page = _int_arg("page", 1), _int_arg("per_page", 20)
+        return jsonify(listing.vendor_jobs(services().jobs, g.vendor.name, page, per_page))
+
+    @bp.post("/job/<job_id>/retry")
+    def retry_job(job_id: str):
+        jobs = services().jobs
+        job = jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
+        try:
+            job = retry(jobs, job)
+        except RetryRefused as exc:
+            raise Conflict(str(exc)) from None
+        return jsonify(jobs.job_view(job))
+
+    @bp.get("/batch/<batch_id>/results.zip")
+    def batch_zip(batch_id: str):
+        jobs = services().jobs
+        view = jobs.batch_view(g.vendor.name, batch_id, operator=g.vendor.operator)
+        results = []
+        for item in view["jobs"]:
+            if item["state"] == "finished":
+                result = jobs.job_view(jobs.job_for(g.vendor.name, item["job_id"], operator=True))["result"]
+                if result and result.get("url"):
+                    results.append(result)
+        if not results:
+            raise Conflict("no job of this batch has finished yet: nothing to download")
+        return Response(
+            stream_with_context(zip_stream(results)),
+            mimetype="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'},
+        )
+
+    @bp.get("/limits")
+    def limits():
+        found = {}
+        for scope, setting in LIMITS:
+            item = parse(getattr(settings, setting))
+            reset, remaining = limiter.limiter.get_window_stats(item, "imgproc", g.vendor.name, scope)
+            found[scope] = {
+                "limit": str(item),
+                "amount": item.amount,
+                "remaining": max(0, remaining),
+                "reset_in": max(0, round(reset - time.time())),
+            }
+        return jsonify({"limits": found})
+
+    return bp

@@ -1,0 +1,79 @@
+"""Retrying failed jobs, for the operator's CLI and page alike: the failed jobs, one retried, all retried.
+
+Failed jobs are read from rq's ``FailedJobRegistry`` of each queue and put
+back with rq's own requeue, after their meta is reset so the retried run
+starts clean. A retried job goes straight to its RQ queue, not through its
+vendor's fair-share lane: it already had its turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+
+from imgproc.jobtypes import QUEUES
+
+from .jobs import JobQueue
+
+
+class RetryRefused(Exception):
+    """Raised when a job cannot be retried: it does not exist or has not failed."""
+
+
+def failed_jobs(
+    jobs: JobQueue, *, queue: str | None = None, vendor: str | None = None
+) -> list[dict[str, Any]]:
+    """Failed jobs of every queue (or one), optionally of one vendor, as job views, newest first."""
+    found = []
+    for name in [queue] if queue else QUEUES:
+        ids = FailedJobRegistry(name, connection=jobs.conn).get_job_ids()
+        for job in Job.fetch_many(ids, connection=jobs.conn):
+            if job is None or (vendor is not None and job.meta.get("vendor") != vendor):
+                continue  # expired since it was listed, or another vendor's
+            found.append({**jobs.job_view(job), "queue": job.origin, "vendor": job.meta.get("vendor")})
+    # ISO-8601 UTC strings sort as the times they name.
+    found.sort(key=lambda view: view["ended_at"] or "", reverse=True)
+    return found
+
+
+def retry(jobs: JobQueue, job_or_id: Job | str) -> Job:
+    """Requeue one failed job with a clean meta and a fresh set of attempts; RetryRefused if it cannot be."""
+    job = job_or_id
+    if isinstance(job_or_id, str):
+        try:
+            job = Job.fetch(job_or_id, connection=jobs.conn)
+        except NoSuchJobError:
+            raise RetryRefused(f"no job {job_or_id}") from None
+    status = job.get_status(refresh=False)
+    if status != JobStatus.FAILED:
+        raise RetryRefused(f"job {job.id} is {getattr(status, 'value', status)}, not failed")
+    meta = job.meta
+    meta.pop("error", None)
+    meta.pop("output", None)  # the retried run processes the photo again
+    meta["stage"] = "queued"  # progress stays: it never goes down
+    # Attempts are history; the retried run gets the current settings' attempts on top of them.
+    meta["max_attempts"] = meta.get("attempts", 0) + jobs.settings.max_attempts
+    job.retries_left = jobs.settings.max_retries  # a permanent error had set it to 0
+    job.retry_intervals = jobs.settings.retry_intervals
+    try:
+        # rq's requeue removes the job from the registry first and saves the job (meta included)
+        # only when it was there, so a job requeued twice at once runs once.
+        return FailedJobRegistry(job.origin, connection=jobs.conn).requeue(job)
+    except InvalidJobOperation:
+        raise RetryRefused(f"job {job.id} is not in the failed jobs of {job.origin}") from None
+
+
+def retry_failed(
+    jobs: JobQueue, *, queue: str | None = None, vendor: str | None = None
+) -> tuple[list[Job], list[str]]:
+    """Requeue every failed job (of a queue, of a vendor), oldest first; returns the jobs and the refusals."""
+    requeued, refused = [], []
+    for view in reversed(failed_jobs(jobs, queue=queue, vendor=vendor)):
+        try:
+            requeued.append(retry(jobs, view["job_id"]))
+        except RetryRefused as exc:  # retried or expired by someone else meanwhile
+            refused.append(str(exc))
+    return requeued, refused
