@@ -30,9 +30,51 @@ def test_feed_takes_vendors_in_turn_within_their_cap(settings, redis_conn):
     assert jobs.stats("vendor-a")["queues"]["image-processing"]["queued"] == 10
     redis_conn.lpop(queue.key)  # a worker takes A's first job ...
     a[0].set_status("finished")  # ... and finishes it
+    jobs.fair.release("image-processing", "vendor-a", a[0].id)  # as the worker does after each job
     jobs.fair.feed(queue)
     assert queue.job_ids == [a[1].id, b[0].id]  # B's turn comes before A's third job
     assert redis_conn.smembers(KEY_ACTIVE.format(vendor="vendor-a")) == {a[1].id.encode()}
+
+
+def test_a_lost_job_end_holds_its_vendor_back_only_until_it_is_counted_again(settings, redis_conn):
+    """A worker killed mid-job never releases it: the feed's own count of the vendor's jobs finds it."""
+    jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
+    queue = Queue("image-processing", connection=redis_conn)
+    _, a = jobs.enqueue("vendor-a", specs(2), batch=True)
+    _, b = jobs.enqueue("vendor-b", specs(3), batch=True)
+    _, c = jobs.enqueue("vendor-c", specs(3), batch=True)
+    assert queue.job_ids == [a[0].id, b[0].id]
+    for job in (a[0], b[0]):
+        redis_conn.lpop(queue.key)
+        job.set_status("failed")  # no release: their worker was killed
+    jobs.fair.release("image-processing", "vendor-b", b[0].id)  # b's end was told, a's was not
+    fed = []
+    for _ in range(4):
+        jobs.fair.feed(queue)
+        fed.append(redis_conn.lpop(queue.key).decode())
+        Job.fetch(fed[-1], connection=redis_conn).set_status("finished")
+        vendor = Job.fetch(fed[-1], connection=redis_conn).meta["vendor"]
+        jobs.fair.release("image-processing", vendor, fed[-1])
+    owners = [Job.fetch(i, connection=redis_conn).meta["vendor"] for i in fed]
+    # Each vendor gets a turn before any gets a second: a's stale count held it back one turn at most.
+    assert sorted(owners[:3]) == ["vendor-a", "vendor-b", "vendor-c"], owners
+
+
+def test_lanes_left_by_the_old_ring_are_fed_after_an_upgrade(settings, redis_conn):
+    """Jobs waiting in lanes under 0.1's turn ring (a list and a set) still reach the workers."""
+    jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
+    _, a = jobs.enqueue("vendor-a", specs(2), batch=True)
+    queue = Queue("image-processing", connection=redis_conn)
+    assert queue.job_ids == [a[0].id]
+    # As 0.1 left it: vendor-a's second job in its lane, the vendor in the ring, no ready set.
+    redis_conn.delete("imgproc:ready:image-processing")
+    redis_conn.rpush("imgproc:ring:image-processing", "vendor-a")
+    redis_conn.sadd("imgproc:ring-set:image-processing", "vendor-a")
+    redis_conn.lpop(queue.key)
+    a[0].set_status("finished")
+    assert jobs.fair.feed(queue) == 1
+    assert queue.job_ids == [a[1].id]
+    assert not redis_conn.exists("imgproc:ring:image-processing", "imgproc:ring-set:image-processing")
 
 
 def test_cancelled_waiting_job_never_reaches_a_worker(settings, redis_conn):
@@ -59,7 +101,7 @@ def test_a_job_cancelled_in_its_lane_stops_counting_as_queued_at_once(settings, 
     assert queued() == 3 and jobs.fair.waiting("image-processing") == 1
     jobs.cancel(b)  # already fed into the RQ queue (vendor-b had room): rq takes it out there
     assert queued() == 2 and jobs.fair.waiting("image-processing") == 1
-    assert redis_conn.smembers("imgproc:ring-set:image-processing") == {b"vendor-a"}
+    assert redis_conn.zrange("imgproc:ready:image-processing", 0, -1) == [b"vendor-a"]
     assert jobs.stats("vendor-a")["vendors"]["vendor-a"]["canceled"] == 1
 
 

@@ -147,8 +147,8 @@ class JobQueue(JobViews):
         """Cancel a job that has not started; one still in its vendor's lane leaves it at once."""
         job.cancel()
         vendor = job.meta.get("vendor")
-        if vendor:
-            self.fair.withdraw(job.origin, vendor, job.id)
+        if vendor and not self.fair.withdraw(job.origin, vendor, job.id):
+            self.fair.release(job.origin, vendor, job.id)  # it had reached the RQ queue
 
     def claim(self, vendor: str, key: str) -> tuple[str, Job | None]:
         """Claim an idempotency key for a new job id, or find the job that already holds it.

@@ -19,7 +19,7 @@ from rq.worker import SimpleWorker
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError
 from imgproc.jobtypes import JOB_TYPES
-from imgproc.queueing import FairShare, events
+from imgproc.queueing import FairShare, events, placement
 from imgproc.queueing.views import job_view
 
 from . import webhooks
@@ -60,6 +60,12 @@ class ImgprocWorker(SimpleWorker):
         self._beaten = 0.0
         self._suspension_checked = 0.0
 
+    def serialize(self) -> dict:
+        # Written with rq's record of the worker at its birth, and gone with it (imgproc.queueing.placement).
+        runtime = self.runtime
+        fields = placement.fields(runtime.provider, runtime.settings.precision, runtime.settings.batch)
+        return {**super().serialize(), **fields}
+
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
         # rq beats three times per job on its own (after the job, before and after each
         # dequeue), each an HSET and an EXPIRE round trip, to extend a key that lives for
@@ -87,6 +93,7 @@ class ImgprocWorker(SimpleWorker):
         self.scheduler = SpawnedScheduler(
             self.queues,
             connection=self.connection,
+            settings=self.runtime.settings,
             serializer=self.serializer,
             logging_level=logging_level or self.log.level,
             date_format=date_format,
@@ -151,6 +158,12 @@ class ImgprocWorker(SimpleWorker):
                 log.warning("could not announce the end of job %s: %s", job.id, exc)
         self._publish(job, events.STATE, view)  # finished, failed, or scheduled for a retry
         self._count(job)
+        vendor = job.meta.get("vendor")
+        if vendor and job.get_status(refresh=False) != JobStatus.QUEUED:  # not back in the queue at once
+            try:
+                self.fair.release(job.origin, vendor, job.id)  # the vendor's next job may go
+            except redis.RedisError as exc:  # the feed's re-count finds it later
+                log.warning("could not release job %s from its vendor's count: %s", job.id, exc)
 
     def _count(self, job) -> None:
         """The attempt's outcome, duration and wait, into the process's metrics."""
