@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,9 +146,15 @@ class Settings:
     # --- records --------------------------------------------------------
     #: Most columns per UPDATE of a record, as in the original system.
     db_max_fields: int = 10
+    #: TOML file of the vendors' own tables that results are also written into (README: "Writing
+    #: results into your own tables"); empty: none. Read at start, again on a worker's SIGHUP.
+    writeback_file: str = ""
 
     # --- derived ----------------------------------------------------------
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: The environment ``from_env`` read, for ``env:NAME`` values of the write-back file (so no deeper
+    #: module reads os.environ); never shown, compared or hashed: it holds secrets.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     @property
     def intra_op_threads(self) -> int:
@@ -188,7 +195,7 @@ class Settings:
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
             name = ENV_NAMES.get(f.name, "IMGPROC_" + f.name.upper())
-            if name not in env or f.name == "cores":
+            if name not in env or f.name in ("cores", "environ"):
                 continue
             raw = env[name]
             default = f.default
@@ -204,7 +211,7 @@ class Settings:
                 values[f.name] = tuple(int(i) for i in items) if numeric else items
             else:
                 values[f.name] = raw
-        settings = cls(**values)
+        settings = cls(**values, environ=dict(env))
         if "bg_models" not in values and settings.bg_model not in settings.bg_models:
             settings = settings.replace(bg_models=(settings.bg_model,))
         return settings.validated()

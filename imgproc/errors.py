@@ -15,13 +15,15 @@
     ├── JobError                      raised inside a job
     │   ├── PermanentError            failed at once, never retried
     │   │   fetch_forbidden, image_too_large, unsupported_image, no_face_found,
-    │   │   invalid_options, storage_failed (4xx), internal
+    │   │   invalid_options, storage_failed (4xx), database_failed (bad credentials, a dropped
+    │   │   column of a write-back table), internal
     │   └── TransientError            retried with exponential backoff
     │       fetch_failed, storage_failed (5xx, network), database_failed, timeout, worker_lost
     └── SetupError                    raised at start-up or by an operator's command, never in a job
         ├── ModelMissing              model_missing: a model file is not provisioned
         │   └── ChecksumMismatch      model_corrupt: a model file is not the one the manifest names
-        └── SchemaMismatch            schema_mismatch: the database is not at this imgproc's schema
+        ├── SchemaMismatch            schema_mismatch: the database is not at this imgproc's schema
+        └── WritebackInvalid          writeback_invalid: IMGPROC_WRITEBACK_FILE or a table it names is wrong
 
 Every error is built the same way, ``Error(message, *, code=..., details=...)``;
 a class with a fixed code needs no ``code``. Library errors are translated at
@@ -168,3 +170,9 @@ class SchemaMismatch(SetupError):
     """Raised when the database's schema is not the revision this imgproc needs (``imgproc db upgrade``)."""
 
     code = "schema_mismatch"
+
+
+class WritebackInvalid(SetupError):
+    """Raised when the write-back file is wrong, or a target table does not match it (names the line)."""
+
+    code = "writeback_invalid"

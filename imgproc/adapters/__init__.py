@@ -6,6 +6,8 @@
     db.py        the tables, the engine, database errors translated
     records.py   results written back to the vendor's records (ResultWriter)
     vendors.py   vendors and their API keys (VendorDirectory)
+    writeback.py results written into the vendors' own tables too (ResultTargets), as
+                 writeback_config.py reads them from IMGPROC_WRITEBACK_FILE
 
 Each module opens with the contract (a Protocol) the rest of imgproc relies on,
 and translates its library's errors into ``TransientError`` (retried) or

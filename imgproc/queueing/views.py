@@ -72,6 +72,8 @@ def job_view(job: Job, settings: Settings, result: Any = None) -> dict[str, Any]
         "error": error,
         # Its webhook's delivery, when the request named a webhook_url and the job has ended.
         "webhook": meta.get("webhook"),
+        # Its row in the vendor's own table (IMGPROC_WRITEBACK_FILE): written, not_found, ambiguous...
+        "writeback": meta.get("writeback"),
     }
 
 

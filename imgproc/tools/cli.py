@@ -216,6 +216,22 @@ def cmd_db(args, settings: Settings) -> int:
     return run_db(args.action, settings)
 
 
+def cmd_writeback(args, settings: Settings) -> int:
+    from imgproc.adapters.writeback import Writeback
+
+    writeback = Writeback.from_settings(settings)  # a mistake in the file: main prints it, exit 1
+    if writeback is None:
+        print("IMGPROC_WRITEBACK_FILE is not set: results are written to imgproc's records only")
+        return 0
+    try:
+        reports = writeback.check()
+    finally:
+        writeback.close()
+    for report in reports:
+        print("\n".join(report.lines()))
+    return 1 if any(report.problems for report in reports) else 0
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -304,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     dsub.add_parser("current", help="print the database's schema revision and the one this imgproc needs")
     dsub.add_parser("check", help="exit 1 unless the schema is this imgproc's and matches its tables")
     db.set_defaults(func=cmd_db)
+
+    writeback = sub.add_parser("writeback", help="the vendors' own tables that results are written into")
+    wsub = writeback.add_subparsers(dest="action", required=True)
+    wsub.add_parser("check", help="reflect every target table; exit 1 on a missing column or a misfit value")
+    writeback.set_defaults(func=cmd_writeback)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo (what `make demo` does)")
     demo.add_argument("--out", default="out")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import time
 
 import redis
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a worker that cannot load its models must not start
         log.error("worker cannot start: %s", exc)
         return 2
+    # SIGHUP reads IMGPROC_WRITEBACK_FILE again before the next write-back (by default it ended the worker).
+    signal.signal(signal.SIGHUP, lambda signum, frame: worker.runtime.reload_writeback())
     for warning in unshared(settings, stores_results=queues != (QUEUE_WEBHOOKS,)):
         log.warning(warning)
     log.info(

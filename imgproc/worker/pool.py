@@ -18,8 +18,9 @@ def run_pool(n: int, queues: str, webhook_workers: int = 1) -> int:
     A worker leaves on its own after ``IMGPROC_WORKER_MAX_JOBS`` jobs (recycling)
     or when it crashes; either way a fresh one takes its place. One that cannot
     start (exit code 2: a missing model, a bad setting) stops the pool, and
-    SIGINT/SIGTERM stops them all. Webhook workers load no model and take a
-    sliver of CPU: they wait on receivers.
+    SIGINT/SIGTERM stops them all; SIGHUP is passed on to every worker.
+    Webhook workers load no model and take a sliver of CPU: they wait on
+    receivers.
     """
     env = dict(os.environ, IMGPROC_WORKERS_PER_HOST=str(n))
     worker = [sys.executable, str(ROOT / "worker.py"), "--queues"]
@@ -34,8 +35,14 @@ def run_pool(n: int, queues: str, webhook_workers: int = 1) -> int:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
+    def reload(signum=None, frame=None):
+        for proc in procs:  # each worker reads IMGPROC_WRITEBACK_FILE again
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     while not all(proc.poll() is not None for proc in procs) or not stopping:
         for i, proc in enumerate(procs):
             code = proc.poll()

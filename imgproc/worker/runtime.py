@@ -20,6 +20,7 @@ from imgproc.adapters.fetch import Fetcher, PhotoFetcher
 from imgproc.adapters.records import Records, ResultWriter
 from imgproc.adapters.storage import Storage, make_storage
 from imgproc.adapters.webhooks import WebhookMessages, WebhookStore
+from imgproc.adapters.writeback import ResultTargets, Writeback
 from imgproc.config import Settings
 from imgproc.jobtypes import FACE, MATTING, QUEUES, models_for
 from imgproc.metrics import Discard, Metrics, Recorder
@@ -45,11 +46,17 @@ class Runtime:
     detector: FaceFinder | None = None
     metrics: Metrics = field(default_factory=Discard)
     webhooks: WebhookMessages | None = None
+    #: The vendors' own tables (``IMGPROC_WRITEBACK_FILE``), checked at load; None when not configured.
+    writeback: ResultTargets | None = None
 
     @classmethod
     def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> Runtime:
         """Connect the services, load the models of the queues' job types (a missing one stops here)."""
         models = models_for(queues)
+        # A broken target stops the worker here, like a missing model, never at its first job.
+        writeback = Writeback.from_settings(settings) if set(queues) & set(QUEUES) else None
+        if writeback is not None:
+            writeback.require()
         conn = connect(settings.redis_url)
         engine = make_engine(settings)
         return cls(
@@ -62,6 +69,7 @@ class Runtime:
             detector=FaceDetector(settings) if FACE in models else None,
             metrics=Recorder(conn).start() if settings.metrics else Discard(),
             webhooks=WebhookStore(engine, grace=settings.webhook_secret_grace),
+            writeback=writeback,
         )
 
     @property
@@ -85,8 +93,15 @@ class Runtime:
         finally:
             current.reset(token)
 
+    def reload_writeback(self) -> None:
+        """Read ``IMGPROC_WRITEBACK_FILE`` again before the next write-back (a worker's SIGHUP)."""
+        if isinstance(self.writeback, Writeback):
+            self.writeback.request_reload()
+
     def close(self) -> None:
         self.metrics.close()
         self.fetcher.close()
+        if isinstance(self.writeback, Writeback):
+            self.writeback.close()
         if self.detector is not None:
             self.detector.close()

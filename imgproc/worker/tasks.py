@@ -13,8 +13,9 @@ import time
 from rq import get_current_job
 from rq.job import Job
 
+from imgproc.adapters.writeback import FINAL
 from imgproc.config import Settings
-from imgproc.errors import PermanentError
+from imgproc.errors import JobError, PermanentError
 from imgproc.jobtypes import Payload
 from imgproc.processing import operations
 from imgproc.queueing import events, uploads, usage
@@ -113,6 +114,7 @@ def run(data: dict) -> dict:
         )
         job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
         timer.done("save")
+    _write_back(job, payload, output, runtime, stages, timer)
     stages.reach("done", force=True)
     if payload.upload:
         uploads.drop(runtime.conn, job.id)
@@ -121,6 +123,27 @@ def run(data: dict) -> dict:
         "record_id": payload.record_id,
         "duration_ms": round((time.perf_counter() - started) * 1000),
     }
+
+
+def _write_back(
+    job: Job, payload: Payload, output: dict, runtime: runtimes.Runtime, stages: Stages, timer: _StageTimer
+) -> None:
+    """The vendor's own row (``IMGPROC_WRITEBACK_FILE``), after imgproc's: once, as ``saved`` is."""
+    done = job.meta.get("writeback") or {}
+    if runtime.writeback is None or done.get("state") in FINAL:
+        return
+    stages.reach("saving")
+    values = {name: output.get(name) for name in ("url", "width", "height", "format", "bytes", "model")}
+    try:
+        state = runtime.writeback.write(
+            payload.vendor, payload.type, payload.record_id, {**values, "job_id": job.id}
+        )
+    except JobError as exc:  # the failure's handler saves the meta: the status shows it
+        job.meta["writeback"] = {"state": "pending" if exc.retryable else "failed"}
+        raise
+    if state is not None:
+        job.meta["writeback"] = state
+        timer.done("writeback")
 
 
 class _StageTimer:

@@ -1,0 +1,325 @@
+"""Results written into the vendors' own tables: checked against each table at start, one row per job.
+
+A vendor's target (``writeback_config``) names a table of its database, the
+key column matched against a job's ``record_id`` and the ``where`` columns
+that keep it to its own rows. A job updates the one row that matches, in
+statements of at most ``max_fields`` columns, every value bound, every column
+name one reflected from the table. Database URLs are never in a message: the
+password is hidden and scrubbed out of drivers' errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import logging
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from imgproc.config import Settings
+from imgproc.errors import PermanentError, TransientError, WritebackInvalid
+
+from . import writeback_config
+from .db import TRANSIENT
+from .writeback_config import Target, Value
+
+log = logging.getLogger("imgproc.writeback")
+
+#: A job's write-back state once it is settled: a retry of the job does not write again.
+FINAL = frozenset({"written", "not_found", "ambiguous"})
+#: MySQL/MariaDB errors another attempt may get past: gone away, lost, cannot connect, lock timeout, deadlock.
+MYSQL_TRANSIENT = frozenset({1040, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
+#: A result URL fits this many characters; a shorter VARCHAR is refused by the check.
+URL_LENGTH = 255
+
+
+class ResultTargets(Protocol):
+    """The vendors' own tables: what a job asks of the write-back."""
+
+    def write(self, vendor: str, job_type: str, record_id: str, values: Mapping[str, Any]) -> dict | None:
+        """Update the vendor's row with the result's ``values``; its state, None when none is configured."""
+        ...
+
+
+@dataclass
+class Report:
+    """What the check found for one target: ``problems`` empty when it is ready."""
+
+    target: Target
+    problems: list[str]
+
+    def lines(self) -> list[str]:
+        head = (
+            f"{self.target.vendor} ({self.target.origin}): {self.target.shown_url} table {self.target.table}"
+        )
+        if not self.problems:
+            counts = ", ".join(f"{len(c)} columns for {t}" for t, c in self.target.columns.items())
+            return [f"{head}: ok ({counts})"]
+        return [f"{head}:"] + [f"  {problem}" for problem in self.problems]
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the URL's password, plain or percent-encoded."""
+    password = sa.make_url(url).password
+    if password:
+        for form in {
+            str(password),
+            urllib.parse.quote(str(password), safe=""),
+            urllib.parse.quote_plus(str(password)),
+        }:
+            text = text.replace(form, "***")
+    return text
+
+
+def _python_type(column: sa.Column) -> type | None:
+    try:
+        return column.type.python_type
+    except NotImplementedError:  # a dialect's own type: accept what the database accepts
+        return None
+
+
+def _fits(kind: type, column: sa.Column) -> bool:
+    """Whether a value of ``kind`` may be stored in ``column``."""
+    target = _python_type(column)
+    if target is None:
+        return True
+    if kind is bool:
+        return target in (bool, int)
+    if kind is int:
+        return target in (int, float, decimal.Decimal, str)
+    if kind is float:
+        return target in (float, decimal.Decimal)
+    if kind in (dt.datetime, dt.date):
+        return target in (dt.datetime, dt.date, str)
+    return target is str
+
+
+def problems_of(target: Target, table: sa.Table) -> list[str]:
+    """What does not match between ``target`` and its reflected ``table``: missing columns, misfit values."""
+    problems = []
+    columns = table.c
+    if target.key not in columns:
+        problems.append(f"key: the table has no column {target.key}")
+    for name, value in target.where.items():
+        if name not in columns:
+            problems.append(f"where: the table has no column {name}")
+        elif not _fits(type(value), columns[name]):
+            problems.append(f"where.{name}: {value!r} does not fit {columns[name].type}")
+    for job_type, mapping in target.columns.items():
+        for name, value in mapping.items():
+            at = f"columns.{job_type}.{name}"
+            if name not in columns:
+                problems.append(f"{at}: the table has no column {name}")
+                continue
+            problem = _value_problem(value, columns[name])
+            if problem:
+                problems.append(f"{at}: {problem}")
+    return problems
+
+
+def _value_problem(value: Value, column: sa.Column) -> str | None:
+    if not _fits(value.kind, column):
+        what = f"{{{value.only}}} ({value.kind.__name__})" if value.only else repr(value.raw)
+        return f"{what} does not fit {column.type}"
+    length = getattr(column.type, "length", None)
+    if length and value.kind is str:
+        if value.only == "url" and length < URL_LENGTH:
+            return f"{column.type} is shorter than a result URL may be ({URL_LENGTH})"
+        if value.only == "job_id" and length < 36:
+            return f"{column.type} is shorter than a job id (36)"
+        if value.only is None and "{" not in str(value.raw) and len(value.raw) > length:
+            return f"{value.raw!r} is longer than {column.type}"
+    return None
+
+
+class Writeback:
+    """The vendors' targets, an engine per database, each table reflected once (again on ``reload``)."""
+
+    def __init__(self, targets: dict[str, Target], source: Path | None = None, environ=None, max_fields=10):
+        self.targets = targets
+        self._source, self._environ, self._max_fields = source, environ or {}, max_fields
+        self._engines: dict[str, sa.Engine] = {}
+        self._tables: dict[str, sa.Table] = {}
+        self._reload = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Writeback | None:
+        """The targets of ``IMGPROC_WRITEBACK_FILE``, unchecked; None when it is not set."""
+        if not settings.writeback_file:
+            return None
+        path = Path(settings.writeback_file)
+        targets = writeback_config.load(path, settings.environ, settings.db_max_fields)
+        return cls(targets, path, settings.environ, settings.db_max_fields)
+
+    def engine(self, target: Target) -> sa.Engine:
+        engine = self._engines.get(target.database_url)
+        if engine is None:
+            url = sa.make_url(target.database_url)
+            # Bounded waits: a database that stops answering is a transient failure, not a hung job.
+            args = {"connect_timeout": 5, "read_timeout": 30, "write_timeout": 30}
+            options = {"connect_args": args} if url.get_backend_name() in ("mysql", "mariadb") else {}
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, **options)
+            self._engines[target.database_url] = engine
+        return engine
+
+    def check(self) -> list[Report]:
+        """Connect to every target and reflect its table; a report per target."""
+        reports = []
+        for target in self.targets.values():
+            try:
+                problems = problems_of(target, self._reflect(target, setup=True))
+            except WritebackInvalid as exc:
+                problems = [exc.message]
+            reports.append(Report(target, problems))
+        return reports
+
+    def require(self) -> Writeback:
+        """Raise ``WritebackInvalid`` (every problem of every target) unless all targets are ready."""
+        failed = [line for report in self.check() if report.problems for line in report.lines()]
+        if failed:
+            raise WritebackInvalid("write-back targets do not match their tables:\n" + "\n".join(failed))
+        return self
+
+    def request_reload(self) -> None:
+        """Read the file again before the next write-back (safe from a signal handler)."""
+        self._reload.set()
+
+    def reload(self) -> bool:
+        """Read and check the file again; a broken one is logged and the targets in use stay."""
+        self._reload.clear()
+        if self._source is None:
+            return False
+        try:
+            fresh = Writeback(
+                writeback_config.load(self._source, self._environ, self._max_fields),
+                self._source,
+                self._environ,
+                self._max_fields,
+            ).require()
+        except WritebackInvalid as exc:
+            log.error("write-back file not reloaded, the previous one stays: %s", exc.message)
+            return False
+        self.close()
+        self.targets, self._engines, self._tables = fresh.targets, fresh._engines, fresh._tables
+        log.info("write-back file %s reloaded: %d vendors", self._source, len(self.targets))
+        return True
+
+    def write(self, vendor: str, job_type: str, record_id: str, values: Mapping[str, Any]) -> dict | None:
+        """Update the vendor's one row matching ``record_id``; ``{"state": ...}``, None without a target."""
+        if self._reload.is_set():
+            self.reload()
+        target = self.targets.get(vendor)
+        mapping = target.columns.get(job_type) if target else None
+        if not mapping:
+            return None
+        table = self._reflect(target)
+        problems = problems_of(target, table)
+        if problems:
+            self._tables.pop(target.vendor, None)  # read it again next time: it may be fixed
+            raise PermanentError(
+                f"write-back into {vendor}'s table {target.table}: {'; '.join(problems)}",
+                code="database_failed",
+            )
+        key = _key_value(record_id, table.c[target.key])
+        if key is None:
+            return {"state": "not_found"}
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        row = {
+            name: _bind(value.render({**values, "now": now}), table.c[name])
+            for name, value in mapping.items()
+        }
+        with self._errors(target, "write"):
+            state = self._update(self.engine(target), table, target, key, row)
+        if state != "written":
+            log.info("write-back of %s/%s into %s: %s", vendor, record_id, target.table, state)
+        return {"state": state}
+
+    def _update(self, engine: sa.Engine, table: sa.Table, target: Target, key: Any, row: dict) -> str:
+        match = [table.c[target.key] == key, *(table.c[c] == v for c, v in target.where.items())]
+        primary = list(table.primary_key.columns)
+        wanted = {target.key: key, **target.where}
+        shown = [*primary, *(table.c[c] for c in wanted if c not in {p.name for p in primary})]
+        with engine.begin() as conn:
+            # Locked, then compared exactly: MariaDB's collations match 'ACME' and 'acme ' to 'acme'.
+            found = conn.execute(sa.select(*shown).where(*match).with_for_update()).mappings().all()
+            exact = [r for r in found if all(r[c] == v for c, v in wanted.items())]
+            if not exact:
+                return "not_found"
+            if len(exact) > 1 or (len(found) > 1 and not primary):
+                return "ambiguous"
+            if primary:
+                match += [p == exact[0][p.name] for p in primary]
+            items = list(row.items())
+            for start in range(0, len(items), target.max_fields):
+                # The original system's cap: at most max_fields columns per UPDATE.
+                conn.execute(
+                    table.update().where(*match).values(dict(items[start : start + target.max_fields]))
+                )
+        return "written"
+
+    def _reflect(self, target: Target, setup: bool = False) -> sa.Table:
+        table = None if setup else self._tables.get(target.vendor)
+        if table is None:
+            with self._errors(target, "check", setup=setup):
+                table = sa.Table(target.table, sa.MetaData(), autoload_with=self.engine(target))
+            self._tables[target.vendor] = table
+        return table
+
+    @contextmanager
+    def _errors(self, target: Target, action: str, setup: bool = False) -> Iterator[None]:
+        """Database errors as ``database_failed`` (transient or not), or ``WritebackInvalid`` at a check."""
+        try:
+            yield
+        except sa.exc.NoSuchTableError:
+            message = f"the database has no table {target.table}"
+            if setup:
+                raise WritebackInvalid(message) from None
+            raise PermanentError(
+                f"write-back into {target.vendor}'s {message}", code="database_failed"
+            ) from None
+        except sa.exc.SQLAlchemyError as exc:
+            source = getattr(exc, "orig", None) or exc
+            detail = _scrub(
+                f"{type(source).__name__}: {str(source).splitlines()[0] if str(source) else ''}",
+                target.database_url,
+            )
+            if setup:
+                raise WritebackInvalid(f"cannot reflect {target.table}: {detail}") from None
+            message = f"write-back {action} into {target.vendor}'s table {target.table} failed: {detail}"
+            error = TransientError if _transient(exc) else PermanentError
+            raise error(message, code="database_failed") from None
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+
+
+def _transient(exc: sa.exc.SQLAlchemyError) -> bool:
+    """Whether another attempt may succeed: MySQL says by its error number (1054, unknown column, is not)."""
+    code = getattr(getattr(exc, "orig", None), "args", (None,))[0] if getattr(exc, "orig", None) else None
+    if isinstance(code, int):
+        return code in MYSQL_TRANSIENT
+    return isinstance(exc, TRANSIENT)
+
+
+def _key_value(record_id: str, column: sa.Column) -> Any:
+    """The record id as the key column's type; None when it cannot be one (an id 'abc' of an INT key)."""
+    if _python_type(column) is int:
+        # MariaDB would compare '42abc' to 42 and match it: only whole numbers are ids here.
+        return int(record_id) if re.fullmatch(r"-?[0-9]{1,19}", record_id) else None
+    return record_id
+
+
+def _bind(value: Any, column: sa.Column) -> Any:
+    """A rendered value as its column takes it: text columns get text."""
+    if value is not None and _python_type(column) is str and not isinstance(value, str):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else str(value)
+    return value
