@@ -10,7 +10,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from imgproc.api import sessions
 from imgproc.api.services import services
 from imgproc.errors import NotFound
-from imgproc.jobtypes import JOB_TYPES
+from imgproc.presets import PRESETS
 
 #: No inline script, style or event handler runs; images may come from anywhere (vendors' originals).
 CSP = (
@@ -73,7 +73,8 @@ def build_web() -> Blueprint:
         if _signed_in() is None:
             return _sign_in_page()
         settings = services().settings
-        return _page("vendor.html", job_types=list(JOB_TYPES), bg_models=settings.bg_models)
+        presets = [p.asdict() for p in PRESETS.values()]
+        return _page("vendor.html", bg_models=settings.bg_models, presets=presets)
 
     @web.post("/ui/sign-in")
     def sign_in():

@@ -113,8 +113,12 @@ function when(iso) {
 }
 
 // Follows one event stream (EventSource sends the session cookie); closed once `ended(data)` says so.
-function follow(path, kinds, onData, ended) {
+// `gone` runs when the browser gives up on it (a 404: the job expired), so its slot is freed.
+function follow(path, kinds, onData, ended, gone) {
   const source = new EventSource(path);
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED && gone) gone();
+  });
   const handle = (event) => {
     let data;
     try { data = JSON.parse(event.data); } catch (e) { return; }

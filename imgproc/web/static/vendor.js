@@ -36,7 +36,11 @@
   function options() {
     const fieldset = form.querySelector(`fieldset.options[data-for="${operation.value}"]`);
     const found = {};
+    const preset = fieldset.querySelector("[data-preset]");
+    // A preset decides the shape, background and format: only whether to remove the background goes with it.
+    const presetOnly = preset && preset.value;
     for (const input of fieldset.querySelectorAll("[data-option]")) {
+      if (presetOnly && input !== preset && input.dataset.kind !== "bool") continue;
       if (input.dataset.when && !document.getElementById(input.dataset.when).checked) continue;
       const kind = input.dataset.kind;
       if (kind === "bool") {
@@ -160,22 +164,23 @@
     row.view = view;
     const { cells } = row;
     const record = view.record_id === null || view.record_id === undefined ? "—" : view.record_id;
-    clear(cells.record, el("span", { text: record }),
-      view.batch_id ? el("a", { className: "batch-link", href: `/ui/batch/${encodeURIComponent(view.batch_id)}`, text: "batch" }) : null);
+    clear(cells.record, el("div", {}, el("span", { text: record }),
+      view.batch_id ? el("a", { className: "batch-link", href: `/ui/batch/${encodeURIComponent(view.batch_id)}`, text: "batch" }) : null));
     cells.op.textContent = view.type ? (OPERATIONS[view.type] || {}).label || view.type : "—";
     clear(cells.state, stateBadge(view.state));
     row.tr.dataset.state = view.state;
     const stage = view.state === "failed" ? "failed" : view.stage || view.state;
-    clear(cells.progress, progressBar(view.progress, `Progress of ${record}`),
-      el("span", { className: "stage", text: `${view.progress || 0}% · ${stage}` }));
+    clear(cells.progress, el("div", {}, progressBar(view.progress, `Progress of ${record}`),
+      el("span", { className: "stage", text: `${view.progress || 0}% · ${stage}` })));
     cells.time.textContent = duration(view);
     const result = view.result || {};
-    clear(cells.images,
+    const images = el("div", {},
       thumb(originals.get(view.job_id) || view.image_url, `Original of ${record}`, false),
       el("span", { className: "arrow", "aria-hidden": "true", text: "→" }),
       thumb(result.url, `Result of ${record}`, true));
+    clear(cells.images, images);
     if (view.error && view.state !== "finished") {
-      cells.images.append(el("p", { className: "error" },
+      images.append(el("p", { className: "error" },
         el("code", { text: view.error.code }), " ", errorSentence(view.error),
         el("span", { className: "muted detail", text: ` ${view.error.message || ""}` })));
     }
@@ -190,7 +195,7 @@
     if (["queued", "scheduled", "deferred"].includes(view.state)) {
       actions.push(el("button", { type: "button", className: "small quiet", text: "Cancel", onclick: () => act(row, "cancel") }));
     }
-    clear(cells.actions, ...actions);
+    clear(cells.actions, actions.length ? el("div", {}, ...actions) : null);
   }
 
   async function act(row, what) {
@@ -257,7 +262,7 @@
         const ended = ENDED.has(view.state);
         if (ended) setTimeout(() => this.done(key), 0);
         return ended;
-      });
+      }, () => this.done(key));
     },
     batch(key, batchId) {
       return follow(`${window.imgproc.API}/batch/${encodeURIComponent(batchId)}/events`, ["batch"], (batch) => {
@@ -274,7 +279,7 @@
         const ended = batch.jobs.every((item) => ENDED.has(item.state));
         if (ended) setTimeout(() => this.done(key), 0);
         return ended;
-      });
+      }, () => this.done(key));
     },
     reset() {
       for (const source of this.open.values()) source.close();
@@ -290,7 +295,8 @@
     const list = document.getElementById("limits");
     try {
       const { limits } = await api("GET", "limits");
-      clear(list, ...Object.entries(limits).map(([scope, l]) => {
+      const known = Object.keys(LIMIT_NAMES).filter((scope) => scope in limits);
+      clear(list, ...known.map((scope) => [scope, limits[scope]]).map(([scope, l]) => {
         const low = l.remaining <= Math.max(1, l.amount / 10);
         const reset = l.remaining < l.amount && l.reset_in > 0 ? ` · full again in ${window.imgproc.seconds(l.reset_in)}` : "";
         return el("li", { className: low ? "low" : "" },
