@@ -21,8 +21,9 @@ install: $(BIN)/.installed
 models: install
 	$(BIN)/imgproc models fetch
 
+# `make demo SERVE=1` keeps the stack up afterwards (the web page, `imgproc submit`) until Ctrl-C.
 demo: models
-	$(BIN)/imgproc demo
+	$(BIN)/imgproc demo $(if $(SERVE),--serve)
 
 # Ruff (pyflakes, pycodestyle at 110 columns, import order, bugbear, pyupgrade; format) and the
 # package's floors: no import circles, no imports upward (tests/layout.py).

