@@ -158,3 +158,12 @@ def test_the_page_reads_do_not_use_up_the_request_limit(app, acme, settings):
     limits = client.get(f"{API}/limits").json["limits"]
     assert limits["global"]["remaining"] == limits["global"]["amount"]
     assert limits["image"]["limit"] == str(parse(settings.limit_image))
+
+
+def test_rotating_the_key_ends_its_sessions(app, acme):
+    client, _, _ = acme
+    vendors = app.extensions["imgproc"].vendors
+    vendors.rotate("acme")
+    vendors._seen.clear()  # the API's 5-second cache of keys, as if 5 seconds had passed
+    assert client.get(f"{API}/jobs").status_code == 401
+    assert 'name="api_key"' in client.get("/ui/").text

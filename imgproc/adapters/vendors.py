@@ -33,6 +33,10 @@ class VendorDirectory(Protocol):
         """The key's vendor, or None for an unknown key."""
         ...
 
+    def authenticate_hash(self, digest: str) -> Vendor | None:
+        """The vendor of the key whose SHA-256 hex digest this is, or None."""
+        ...
+
 
 def hash_key(key: str) -> str:
     """Return the SHA-256 hex digest under which ``key`` is stored."""
@@ -74,7 +78,11 @@ class Vendors:
         """Return the vendor that owns ``key``, or None for an unknown key."""
         if not key:
             return None
-        query = sa.select(vendors.c.name, vendors.c.is_operator).where(vendors.c.key_hash == hash_key(key))
+        return self.authenticate_hash(hash_key(key))
+
+    def authenticate_hash(self, digest: str) -> Vendor | None:
+        """The vendor whose key has this SHA-256 digest: a browser session keeps the digest, never the key."""
+        query = sa.select(vendors.c.name, vendors.c.is_operator).where(vendors.c.key_hash == digest)
         with database_errors(self._engine, "authenticate"), self._engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else Vendor(row.name, bool(row.is_operator))
@@ -118,12 +126,15 @@ class CachedVendors:
 
     def authenticate(self, key: str) -> Vendor | None:
         """The vendor owning ``key`` (or None), from the cache while it is fresh."""
-        digest = hash_key(key)
+        return self.authenticate_hash(hash_key(key))
+
+    def authenticate_hash(self, digest: str) -> Vendor | None:
+        """The vendor of a key's digest (or None), from the cache while it is fresh."""
         now = time.monotonic()
         hit = self._seen.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
-        vendor = self.vendors.authenticate(key)
+        vendor = self.vendors.authenticate_hash(digest)
         if len(self._seen) >= self.MAX_ENTRIES:  # unknown keys cannot grow it without bound
             self._seen.clear()
         self._seen[digest] = (vendor, now + self.ttl)

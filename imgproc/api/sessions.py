@@ -1,8 +1,9 @@
 """Browser sessions: the API key exchanged once, at sign-in, for a random session id in a cookie.
 
 The key itself is never stored, nor put in a cookie, a URL or a page: the
-session (vendor, operator flag, CSRF token) lives in Redis under the SHA-256
-of its id, for ``TTL`` seconds. The cookie is ``HttpOnly`` (no script reads
+session (vendor, CSRF token, and the key's SHA-256 as the vendors table keeps
+it, so that rotating or removing the key ends the session) lives in Redis
+under the SHA-256 of its id, for ``TTL`` seconds. The cookie is ``HttpOnly`` (no script reads
 it), ``SameSite=Strict`` (no other site's page sends it) and ``Secure``
 behind HTTPS. A request that changes something (anything but GET and HEAD)
 also carries the session's CSRF token in ``X-CSRF-Token`` or the form field
@@ -21,7 +22,7 @@ from typing import Any
 import redis
 from flask import Response, g, request
 
-from imgproc.adapters.vendors import Vendor
+from imgproc.adapters.vendors import Vendor, hash_key
 from imgproc.errors import Forbidden
 
 from .services import services
@@ -39,10 +40,16 @@ def _key(session_id: str) -> str:
     return KEY_SESSION.format(hashlib.sha256(session_id.encode()).hexdigest())
 
 
-def open_session(conn: redis.Redis, vendor: Vendor) -> str:
-    """A new session for ``vendor``; returns its id (for the cookie only)."""
+def open_session(conn: redis.Redis, vendor: Vendor, key: str) -> str:
+    """A new session for ``vendor``, signed in with ``key``; returns its id (for the cookie only)."""
     session_id = secrets.token_urlsafe(32)
-    data = {"vendor": vendor.name, "operator": vendor.operator, "csrf": secrets.token_urlsafe(32)}
+    data = {
+        "vendor": vendor.name,
+        "operator": vendor.operator,
+        "csrf": secrets.token_urlsafe(32),
+        # The key's digest, never the key: a rotated or removed key ends its sessions too.
+        "key_hash": hash_key(key),
+    }
     conn.set(_key(session_id), json.dumps(data), ex=TTL)
     return session_id
 
@@ -56,9 +63,18 @@ def current() -> dict[str, Any] | None:
     if "imgproc_session" in g:
         return g.imgproc_session
     session_id = request.cookies.get(COOKIE, "")
-    raw = services().conn.get(_key(session_id)) if 20 <= len(session_id) <= 100 else None
-    g.imgproc_session = json.loads(raw) if raw else None
-    return g.imgproc_session
+    svc = services()
+    raw = svc.conn.get(_key(session_id)) if 20 <= len(session_id) <= 100 else None
+    session = json.loads(raw) if raw else None
+    if session is not None:
+        vendor = svc.vendors.authenticate_hash(session["key_hash"])
+        if vendor is None:  # the key was rotated or removed since sign-in
+            close_session(svc.conn, session_id)
+            session = None
+        else:
+            session["operator"] = vendor.operator
+    g.imgproc_session = session
+    return session
 
 
 def check_csrf(token: str) -> None:

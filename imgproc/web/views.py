@@ -82,11 +82,12 @@ def build_web() -> Blueprint:
         given = request.form.get("sign_in_token", "")
         if not expected or not hmac.compare_digest(expected, given):
             return _sign_in_page("The sign-in form had expired; please try again.", 400)
-        vendor = services().vendors.authenticate(request.form.get("api_key", "").strip())
+        key = request.form.get("api_key", "").strip()
+        vendor = services().vendors.authenticate(key) if key else None
         if vendor is None:
             return _sign_in_page("That API key is not known. Check it and try again.", 401)
         response = redirect(url_for("web.home"), 303)
-        sessions.set_cookie(response, sessions.COOKIE, sessions.open_session(services().conn, vendor))
+        sessions.set_cookie(response, sessions.COOKIE, sessions.open_session(services().conn, vendor, key))
         response.delete_cookie(sessions.SIGN_IN_COOKIE, path="/")
         return response
 

@@ -169,3 +169,31 @@ def test_an_operator_sees_a_failed_job_and_retries_it(page_for, web_stack):
             assert time.monotonic() < deadline, f"the retried job is {state}"
             time.sleep(0.1)
         row.wait_for(state="detached")
+
+
+def test_signing_in_and_submitting_with_the_keyboard_alone(browser, web_stack):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=web_stack["base"])
+    try:
+        page = context.new_page()
+        page.goto("/ui/")
+        page.keyboard.type(web_stack["keys"]["acme"])  # the key field has the focus
+        page.keyboard.press("Enter")
+        page.get_by_text("Signed in as").wait_for()
+        page.get_by_label("Or image URLs, one per line").focus()
+        page.keyboard.type(f"kbd-1,{web_stack['server'].url('/coffee.jpg')}")
+        page.get_by_label("Operation").focus()
+        page.keyboard.press("End")  # the last operation: resize and convert
+        names = []
+        for _ in range(40):  # Tab until the Submit button, every stop a real control
+            page.keyboard.press("Tab")
+            names.append(page.evaluate("() => document.activeElement.tagName"))
+            if page.evaluate("() => document.activeElement.id") == "submit-button":
+                break
+        assert names[-1] == "BUTTON" and set(names) <= {"INPUT", "SELECT", "TEXTAREA", "BUTTON", "A"}
+        page.keyboard.press("Enter")
+        page.get_by_text("1 job queued.").wait_for()
+        record = page.locator("#job-rows tr[data-job-id]").first
+        assert record.locator("td.record").inner_text() == "kbd-1"
+        assert record.locator("td").nth(1).inner_text() == "Resize and convert"
+    finally:
+        context.close()
