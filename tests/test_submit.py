@@ -198,7 +198,7 @@ def test_a_refused_option_is_a_usage_error_and_nothing_is_enqueued(submit, vendo
     assert code == 2 and "would both be saved as emp-1.*" in stderr
 
 
-def test_the_command_reads_the_api_from_the_environment(vendor, photos, tmp_path):
+def test_the_command_reads_the_api_from_the_environment(vendor, photos, tmp_path, monkeypatch, capsys):
     """``python -m imgproc submit`` as a vendor runs it, its output a pipe: plain lines, no escapes."""
     photo = tmp_path / "emp 7.jpg"
     photo.write_bytes(photos["coffee"])
@@ -212,9 +212,35 @@ def test_the_command_reads_the_api_from_the_environment(vendor, photos, tmp_path
     (saved,) = (tmp_path / "res").iterdir()
     assert saved.name == f"{safe_name('emp 7')}.jpg" and image(saved)[0] == (600, 400)
 
-    del env["IMGPROC_API_KEY"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "no API key" in done.stderr
+    # On a terminal: the live bar (rich), then the summary as a table.
+    code, shown = _on_a_terminal([*command[:-1], "res-tty"], tmp_path, {**env, "TERM": "xterm-256color"})
+    assert code == 0, shown
+    assert "\x1b[" in shown and "uploads" in shown and "1/1" in shown and "1 finished in " in shown
+    assert (tmp_path / "res-tty" / saved.name).read_bytes() == saved.read_bytes()
+
+    monkeypatch.delenv("IMGPROC_API_KEY", raising=False)
+    assert main(["submit", "process-image", str(photo), "--out", str(tmp_path / "res")]) == 2
+    assert "no API key" in capsys.readouterr().err
+
+
+def _on_a_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``command`` with a pseudo-terminal as its stdout and stderr: (exit status, what it wrote)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the command has closed the terminal
+            break
+        if not chunk:
+            break
+        written += chunk
+    os.close(master)
+    return proc.wait(timeout=60), written.decode(errors="replace")
 
 
 def test_ctrl_c_stops_with_a_summary(vendor, photo_server, photos, tmp_path):
