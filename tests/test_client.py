@@ -166,6 +166,29 @@ def test_a_bulk_is_not_sent_twice_when_its_answer_is_lost():
     assert len(posts) == 4  # nothing was enqueued: retried (3 retries)
 
 
+def test_an_enqueue_whose_status_cannot_be_read_is_not_an_error(monkeypatch):
+    """A 503 on the GET after an accepted enqueue: the answer is the job (or batch) as accepted, sent once."""
+    monkeypatch.setattr("imgproc.client.client.time.sleep", lambda s: None)
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("bulk-process-image"):
+            posts.append(request)
+            return httpx.Response(202, json={"batch_id": "b_1", "job_ids": ["j1", "j2"], "status_url": "/b"})
+        if request.method == "POST":
+            posts.append(request)
+            return httpx.Response(202, json={"job_id": "j9", "state": "queued", "status_url": "/j"})
+        return httpx.Response(503, json={"error": {"code": "unavailable", "message": "redis"}})
+
+    client = _mock(handler)
+    batch = client.bulk("process-image", ["https://photos.example/a.jpg", "https://photos.example/b.jpg"])
+    assert batch.id == "b_1" and batch.job_ids == ["j1", "j2"] and batch.total == 2 and not batch.ended
+    assert [j["record_id"] for j in batch.jobs] == ["0", "1"] and len(posts) == 1
+    job = client.process_image("https://photos.example/a.jpg", record_id="r9")
+    assert (job.id, job.state, job.record_id, job.type) == ("j9", "queued", "r9", "process-image")
+    assert len(posts) == 2
+
+
 def test_wait_polls_when_the_event_stream_fails(monkeypatch):
     monkeypatch.setattr("imgproc.client.models.time.sleep", lambda s: None)
     polls = []

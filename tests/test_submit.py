@@ -118,7 +118,7 @@ def test_files_are_uploaded_and_saved_with_the_bytes_the_api_serves(submit, vend
         str(out),
     )
     assert code == 0, stdout
-    assert re.search(r"^\[uploads 2/2\] \S+  finished", stdout, re.M)  # plain lines: not a terminal
+    assert re.search(r"^\[uploads: 2/2\] \S+  finished", stdout, re.M)  # plain lines: not a terminal
     assert "\x1b[" not in stdout
     rows = summary(stdout)
     assert sorted(rows) == ["astronaut", "coffee"]
@@ -148,7 +148,7 @@ def test_a_csv_of_urls_in_bulks_and_a_failing_url(submit, vendor, photo_server, 
         "--out", str(out),
     )  # fmt: skip
     assert code == 1  # a job failed
-    assert "[bulk 1/2 " in stdout and "[bulk 2/2 1/1] emp-3  failed" in stdout
+    assert "[bulk 1/2: " in stdout and "[bulk 2/2: 1/1] emp-3  failed" in stdout
     rows = summary(stdout)
     assert rows["emp-3"][0] == "failed" and rows["emp-3"][3].startswith("fetch_failed: ")
     assert rows["emp-1"][0] == rows[hostile][0] == "finished"
@@ -208,7 +208,7 @@ def test_the_command_reads_the_api_from_the_environment(vendor, photos, tmp_path
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"process-image: 1 photo to {vendor[0]}\n")
-    assert "[uploads 1/1] emp 7  finished" in done.stdout and "\x1b" not in done.stdout
+    assert "[uploads: 1/1] emp 7  finished" in done.stdout and "\x1b" not in done.stdout
     (saved,) = (tmp_path / "res").iterdir()
     assert saved.name == f"{safe_name('emp 7')}.jpg" and image(saved)[0] == (600, 400)
 

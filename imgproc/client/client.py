@@ -105,7 +105,10 @@ class Client:
             data = self._request(
                 "POST", f"{API}/{single}", data=form, files={"image": (name, content)}, idempotent=True
             )
-        return self.job(data["job_id"])
+        try:
+            return self.job(data["job_id"])
+        except errors.ApiError:  # enqueued all the same (a 429 or 503 on the status): the job as accepted
+            return Job.of({**data, "type": job_type, "record_id": record_id}, self)
 
     def bulk(
         self,
@@ -127,7 +130,16 @@ class Client:
         if webhook_url:
             body["webhook_url"] = webhook_url
         data = self._request("POST", f"{API}/{bulk}", json=body, idempotent=False)
-        return self.batch(data["batch_id"])
+        try:
+            return self.batch(data["batch_id"])
+        except errors.ApiError:  # enqueued all the same: raising would invite a second bulk
+            queued = [
+                {"job_id": job_id, "record_id": item["record_id"], "state": "queued", "progress": 0}
+                for job_id, item in zip(data["job_ids"], body["items"], strict=True)
+            ]
+            return Batch.of(
+                {**data, "total": len(queued), "counts": {"queued": len(queued)}, "jobs": queued}, self
+            )
 
     def job(self, job_id: str) -> Job:
         return Job.of(self._request("GET", f"{API}/job/{job_id}"), self)

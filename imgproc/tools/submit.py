@@ -91,7 +91,7 @@ class Submitter:
             )
         )
         record.job_id, record.state = job.id, job.state
-        self.finish(record, job.wait(timeout=self.timeout), UPLOADS)
+        self.finish(record, self._call(lambda: job.wait(timeout=self.timeout)), UPLOADS)
 
     def bulk(self, name: str, records: list[Record]) -> None:
         items = [{"record_id": r.record_id, "image_url": r.source} for r in records]
@@ -105,14 +105,16 @@ class Submitter:
                 record = by_job.get(item["job_id"])
                 if record is not None and not record.ended and item["state"] in ENDED:
                     try:
-                        job = self.client.job(item["job_id"])
+                        job = self._call(functools.partial(self.client.job, item["job_id"]))
                     except NotFound:  # expired before we looked
                         record.state, record.error, record.ended = "expired", "expired", True
                         self.display.ended(name, record)
                         continue
                     self.finish(record, job, name)
 
-        batch.wait(timeout=self.timeout, progress=follow)
+        # A 429 on the way (every GET counts against the vendor's limits): wait, then follow again;
+        # the records that have ended are not looked at twice.
+        self._call(lambda: batch.wait(timeout=self.timeout, progress=follow))
 
     def finish(self, record: Record, job: Job, group: str) -> None:
         if self.stop.is_set():

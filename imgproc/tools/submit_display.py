@@ -94,7 +94,7 @@ class Display:
                 return
             rate = done / max(time.monotonic() - group.started, 1e-3)
             print(
-                f"[{name} {done}/{group.total}] {shown(record.record_id)}  {_outcome(record)}  "
+                f"[{name}: {done}/{group.total}] {shown(record.record_id)}  {_outcome(record)}  "
                 f"({group.finished} done, {group.failed} failed, {rate:.1f}/s)",
                 flush=True,
             )
