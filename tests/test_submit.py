@@ -21,7 +21,7 @@ from PIL import Image
 from imgproc.client import Client
 from imgproc.config import ROOT
 from imgproc.tools.cli import main
-from imgproc.tools.submit_records import UsageError, parse_option, safe_name
+from imgproc.tools.submit_records import UsageError, parse_option, safe_name, shown
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,7 @@ def test_record_ids_become_safe_distinct_file_names():
     names = [safe_name(r) for r in hostile]
     assert len(set(names)) == len(names)
     assert all(re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", n) and len(n) <= 109 for n in names)
+    assert shown("emp\x1b[2J\x07-1") == "emp\\x1b[2J\\x07-1"  # no escape sequence reaches the terminal
 
 
 def test_files_are_uploaded_and_saved_with_the_bytes_the_api_serves(submit, vendor, photos, tmp_path):

@@ -151,7 +151,7 @@ def _print_access(api: str, keys: dict[str, str], out_dir: Path | None = None) -
     if out_dir is not None:
         print(
             f"the command line: IMGPROC_API_URL={api} IMGPROC_API_KEY={keys['demo']} \\\n"
-            f"  .venv/bin/imgproc submit process-image {out_dir}/*.jpg -o resize=[128,128] --out results/"
+            f"  .venv/bin/imgproc submit process-image {out_dir}/* -o resize=[128,128] --out results/"
         )
     sys.stdout.flush()
 
