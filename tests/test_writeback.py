@@ -203,12 +203,22 @@ def test_acme_job_updates_only_its_row_in_statements_of_ten(
     for statement, parameters in updates:
         columns = statement.split(" SET ", 1)[1].split(" WHERE ", 1)[0].count("=")
         assert columns <= 10
-        assert "WHERE data_records.id = %(id_1)s AND data_records.tenant_id = %(tenant_id_1)s" in statement
+        assert statement.endswith("WHERE data_records.id = %(key)s AND data_records.tenant_id = %(w0)s")
         assert result["url"] not in statement  # values bound, never spliced in
-        assert parameters["tenant_id_1"] == "acme" and parameters["id_1"] == 7
+        assert parameters["w0"] == "acme" and parameters["key"] == 7
     assert result["url"] in updates[0][1].values()
     assert sum(s.split(" SET ", 1)[1].split(" WHERE ")[0].count("=") for s, _ in updates) == 12
     assert sent[0][0].startswith("SELECT") and sent[0][0].endswith("FOR UPDATE")
+
+
+def test_a_row_the_collation_alone_matches_is_not_touched(
+    client, acme, photo_server, photos, work, platform, target
+):
+    platform.sql("INSERT INTO data_records (id, tenant_id) VALUES (8, 'ACME ')")  # = 'acme' in MariaDB's eyes
+    target()
+    job = run_job(client, acme, photo_server, photos, work, "8")
+    assert job["writeback"] == {"state": "written"}, job
+    assert [(r["tenant_id"], r["updates"]) for r in platform.rows(8)] == [("acme", 1), ("ACME ", 0)]
 
 
 def test_no_row_is_not_found_and_nothing_is_inserted(
@@ -250,7 +260,7 @@ def test_a_dropped_column_is_refused_at_start_and_fails_a_running_job(
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # the check comes first
     assert cli(["writeback", "check"]) == 1
     out = capsys.readouterr().out
-    assert "writeback.toml:1" in out and "columns.process-image.processed_at: the table has no column" in out
+    assert "writeback.toml:11: columns.process-image.processed_at: the table has no column" in out
     assert PASSWORD not in out and urllib.parse.quote_plus(PASSWORD) not in out
     with caplog.at_level(logging.ERROR, logger="imgproc.worker"):
         assert worker(["--burst", "--queues", "image-processing"]) == 2

@@ -61,7 +61,9 @@ class Report:
             f"{self.target.vendor} ({self.target.origin}): {self.target.shown_url} table {self.target.table}"
         )
         if not self.problems:
-            counts = ", ".join(f"{len(c)} columns for {t}" for t, c in self.target.columns.items())
+            counts = ", ".join(
+                f"{len(c)} column{'s' if len(c) > 1 else ''} for {t}" for t, c in self.target.columns.items()
+            )
             return [f"{head}: ok ({counts})"]
         return [f"{head}:"] + [f"  {problem}" for problem in self.problems]
 
@@ -107,15 +109,15 @@ def problems_of(target: Target, table: sa.Table) -> list[str]:
     problems = []
     columns = table.c
     if target.key not in columns:
-        problems.append(f"key: the table has no column {target.key}")
+        problems.append(f"{target.at('key')}: the table has no column {target.key}")
     for name, value in target.where.items():
         if name not in columns:
-            problems.append(f"where: the table has no column {name}")
+            problems.append(f"{target.at('where.' + name)}: the table has no column {name}")
         elif not _fits(type(value), columns[name]):
-            problems.append(f"where.{name}: {value!r} does not fit {columns[name].type}")
+            problems.append(f"{target.at('where.' + name)}: {value!r} does not fit {columns[name].type}")
     for job_type, mapping in target.columns.items():
         for name, value in mapping.items():
-            at = f"columns.{job_type}.{name}"
+            at = target.at(f"columns.{job_type}.{name}")
             if name not in columns:
                 problems.append(f"{at}: the table has no column {name}")
                 continue
@@ -140,6 +142,71 @@ def _value_problem(value: Value, column: sa.Column) -> str | None:
     return None
 
 
+@dataclass
+class _Prepared:
+    """A target's reflected table and its statements, built once: a job only binds its values."""
+
+    table: sa.Table
+    #: Bound parameter -> where value.
+    where: dict[str, Any]
+    match: list
+    select: sa.Select
+    #: Job type -> its UPDATEs, each of at most max_fields columns (bound as v0, v1, ...), and their columns.
+    updates: dict[str, list[tuple[sa.Update, list[str]]]]
+
+    @classmethod
+    def of(cls, target: Target, table: sa.Table) -> _Prepared:
+        c = table.c
+        where = {f"w{i}": value for i, value in enumerate(target.where.values())}
+        match = [c[target.key] == sa.bindparam("key")]
+        match += [c[name] == sa.bindparam(f"w{i}") for i, name in enumerate(target.where)]
+        primary = {p.name for p in table.primary_key.columns}
+        shown = [*table.primary_key.columns, *(c[n] for n in (target.key, *target.where) if n not in primary)]
+        updates = {}
+        for job_type, mapping in target.columns.items():
+            names, size = list(mapping), target.max_fields
+            chunks = [names[start : start + size] for start in range(0, len(names), size)]
+            # The original system's cap: at most max_fields columns per UPDATE.
+            updates[job_type] = [
+                (
+                    table.update()
+                    .where(*match)
+                    .values({n: sa.bindparam(f"v{names.index(n)}") for n in chunk}),
+                    chunk,
+                )
+                for chunk in chunks
+            ]
+        select = sa.select(*shown).where(*match).with_for_update()
+        return cls(table, where, match, select, updates)
+
+    def update(self, engine: sa.Engine, target: Target, job_type: str, key: Any, row: dict) -> str:
+        """Lock the rows matching key + where, update the one that matches exactly; the state."""
+        wanted = {target.key: key, **target.where}
+        params = {"key": key, **self.where}
+        values = {f"v{i}": value for i, value in enumerate(row.values())}
+        with engine.begin() as conn:
+            # Locked, then compared exactly: MariaDB's collations match 'ACME' and 'acme ' to 'acme'.
+            found = conn.execute(self.select, params).mappings().all()
+            exact = [r for r in found if all(r[c] == v for c, v in wanted.items())]
+            if not exact:
+                return "not_found"
+            if len(exact) > 1:
+                return "ambiguous"
+            if len(found) == 1:
+                for statement, _columns in self.updates[job_type]:
+                    conn.execute(statement, {**params, **values})
+                return "written"
+            # Told apart only by the collation: the row's own primary key picks it, unless it is made
+            # of the very columns the collation merged.
+            others = [p for p in self.table.primary_key.columns if p.name not in wanted]
+            if not others:
+                return "ambiguous"
+            pick = [*self.match, *(p == exact[0][p.name] for p in others)]
+            for _statement, columns in self.updates[job_type]:
+                conn.execute(self.table.update().where(*pick).values({n: row[n] for n in columns}), params)
+        return "written"
+
+
 class Writeback:
     """The vendors' targets, an engine per database, each table reflected once (again on ``reload``)."""
 
@@ -148,6 +215,7 @@ class Writeback:
         self._source, self._environ, self._max_fields = source, environ or {}, max_fields
         self._engines: dict[str, sa.Engine] = {}
         self._tables: dict[str, sa.Table] = {}
+        self._prepared: dict[str, _Prepared] = {}
         self._reload = threading.Event()
 
     @classmethod
@@ -166,7 +234,11 @@ class Writeback:
             # Bounded waits: a database that stops answering is a transient failure, not a hung job.
             args = {"connect_timeout": 5, "read_timeout": 30, "write_timeout": 30}
             options = {"connect_args": args} if url.get_backend_name() in ("mysql", "mariadb") else {}
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, **options)
+            # Every use ends its own transaction (begin() commits, connect() rolls back on close): the
+            # pool's ROLLBACK on return would be one more round trip per job, for nothing.
+            engine = sa.create_engine(
+                url, pool_pre_ping=True, pool_recycle=3600, pool_reset_on_return=None, **options
+            )
             self._engines[target.database_url] = engine
         return engine
 
@@ -209,6 +281,7 @@ class Writeback:
             return False
         self.close()
         self.targets, self._engines, self._tables = fresh.targets, fresh._engines, fresh._tables
+        self._prepared = {}
         log.info("write-back file %s reloaded: %d vendors", self._source, len(self.targets))
         return True
 
@@ -220,50 +293,35 @@ class Writeback:
         mapping = target.columns.get(job_type) if target else None
         if not mapping:
             return None
-        table = self._reflect(target)
-        problems = problems_of(target, table)
-        if problems:
-            self._tables.pop(target.vendor, None)  # read it again next time: it may be fixed
-            raise PermanentError(
-                f"write-back into {vendor}'s table {target.table}: {'; '.join(problems)}",
-                code="database_failed",
-            )
-        key = _key_value(record_id, table.c[target.key])
+        prepared = self._prepared.get(target.vendor)
+        if prepared is None:  # first job since start or reload, or since the table was found wrong
+            table = self._reflect(target)
+            problems = problems_of(target, table)
+            if problems:
+                self._tables.pop(target.vendor, None)  # read it again next time: it may be fixed
+                raise PermanentError(
+                    f"write-back into {vendor}'s table {target.table}: {'; '.join(problems)}",
+                    code="database_failed",
+                )
+            prepared = self._prepared[target.vendor] = _Prepared.of(target, table)
+        key = _key_value(record_id, prepared.table.c[target.key])
         if key is None:
             return {"state": "not_found"}
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         row = {
-            name: _bind(value.render({**values, "now": now}), table.c[name])
+            name: _bind(value.render({**values, "now": now}), prepared.table.c[name])
             for name, value in mapping.items()
         }
-        with self._errors(target, "write"):
-            state = self._update(self.engine(target), table, target, key, row)
+        try:
+            with self._errors(target, "write"):
+                state = prepared.update(self.engine(target), target, job_type, key, row)
+        except PermanentError:  # a dropped column, say: the next job reflects the table again
+            self._tables.pop(target.vendor, None)
+            self._prepared.pop(target.vendor, None)
+            raise
         if state != "written":
             log.info("write-back of %s/%s into %s: %s", vendor, record_id, target.table, state)
         return {"state": state}
-
-    def _update(self, engine: sa.Engine, table: sa.Table, target: Target, key: Any, row: dict) -> str:
-        match = [table.c[target.key] == key, *(table.c[c] == v for c, v in target.where.items())]
-        primary = list(table.primary_key.columns)
-        wanted = {target.key: key, **target.where}
-        shown = [*primary, *(table.c[c] for c in wanted if c not in {p.name for p in primary})]
-        with engine.begin() as conn:
-            # Locked, then compared exactly: MariaDB's collations match 'ACME' and 'acme ' to 'acme'.
-            found = conn.execute(sa.select(*shown).where(*match).with_for_update()).mappings().all()
-            exact = [r for r in found if all(r[c] == v for c, v in wanted.items())]
-            if not exact:
-                return "not_found"
-            if len(exact) > 1 or (len(found) > 1 and not primary):
-                return "ambiguous"
-            if primary:
-                match += [p == exact[0][p.name] for p in primary]
-            items = list(row.items())
-            for start in range(0, len(items), target.max_fields):
-                # The original system's cap: at most max_fields columns per UPDATE.
-                conn.execute(
-                    table.update().where(*match).values(dict(items[start : start + target.max_fields]))
-                )
-        return "written"
 
     def _reflect(self, target: Target, setup: bool = False) -> sa.Table:
         table = None if setup else self._tables.get(target.vendor)
@@ -271,6 +329,7 @@ class Writeback:
             with self._errors(target, "check", setup=setup):
                 table = sa.Table(target.table, sa.MetaData(), autoload_with=self.engine(target))
             self._tables[target.vendor] = table
+            self._prepared.pop(target.vendor, None)
         return table
 
     @contextmanager

@@ -86,6 +86,12 @@ class Target:
     columns: dict[str, dict[str, Value]]
     #: ``file:line`` of the vendor's table, for messages.
     origin: str
+    #: ``file:line`` of each key below the vendor's table: ``where.tenant_id``, ``columns.crop-face.x``.
+    lines: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def at(self, key: str) -> str:
+        """``file:line: key``, for a message about ``key`` (a path below the vendor's table)."""
+        return f"{self.lines.get(key, self.origin)}: {key}"
 
     @property
     def shown_url(self) -> str:
@@ -180,6 +186,8 @@ class _Reader:
             for job_type, mapping in columns.items()
         }
         line = self.lines.line(*at)
+        keys = ["key", *(f"where.{c}" for c in where)]
+        keys += [f"columns.{t}.{c}" for t, mapping in mapped.items() for c in mapping]
         return Target(
             vendor=vendor,
             database_url=url,
@@ -189,6 +197,7 @@ class _Reader:
             max_fields=max_fields,
             columns=mapped,
             origin=f"{self.path}:{line}" if line else str(self.path),
+            lines={k: f"{self.path}:{self.lines.line(*at, *k.split('.'))}" for k in keys},
         )
 
     def database_url(self, at: tuple[str, ...], raw: str) -> str:
