@@ -202,7 +202,7 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
     encode_seconds = time.perf_counter() - started
 
     to_source = invert(level)
-    compliance = report(preset, measured_crop, len(data) if opts["format"] == "jpg" else None)
+    compliance = report(preset, measured_crop, len(data))
     compliance.update(
         crown=_points(to_source, [crown])[0],
         chin=_points(to_source, [head.chin])[0],

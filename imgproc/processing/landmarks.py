@@ -4,9 +4,10 @@ The eyes and the chin come from MediaPipe's face mesh (468 points, run by
 ``models.FaceDetector.landmarks`` on a square around the face, turned so the
 eyes are level); the crown from the background-removal mask: the highest
 foreground pixel above the forehead, hair included, as HivisionIDPhotos does.
-BlazeFace's own eye points sat 4-7 px below the pupils on ``astronaut()`` and
-gave a roll of 5.4 degrees where the pupils give 2; the mesh's eye rings were
-within 1.5 px of the hand-measured pupils (README, "ID photos").
+On ``astronaut()`` BlazeFace's eye points from the whole frame sat 5-7 px
+below the hand-measured pupils (a roll of 5.4 degrees where the pupils give
+2), its best window's 1.5-3 px; the mesh's eye rings 1.3-2 px, and it has a
+chin, which BlazeFace has not (README, "ID photos").
 """
 
 from __future__ import annotations
