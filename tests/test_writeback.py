@@ -268,7 +268,7 @@ def test_a_dropped_column_is_refused_at_start_and_fails_a_running_job(
 
 
 def test_mariadb_cut_during_the_write_back_is_retried_and_written_once(
-    client, acme, photo_server, photos, work, platform, target, runtime
+    client, acme, photo_server, photos, work, platform, target, runtime, redis_conn
 ):
     writeback = target()
     cuts = []
@@ -282,6 +282,11 @@ def test_mariadb_cut_during_the_write_back_is_retried_and_written_once(
     job = run_job(client, acme, photo_server, photos, work, "7")
     assert cuts and job["state"] == "finished" and job["attempts"] == 2, job
     assert job["writeback"] == {"state": "written"}
+    # Between the attempts its events said: scheduled for a retry, database_failed, write-back pending.
+    events = [json.loads(f[b"data"]) for _id, f in redis_conn.xrange(f"imgproc:events:job:{job['job_id']}")]
+    waiting = [e for e in events if e["state"] == "scheduled"]
+    assert waiting and waiting[0]["writeback"] == {"state": "pending"}
+    assert waiting[0]["error"]["code"] == "database_failed" and waiting[0]["error"]["retryable"]
     ours, theirs = platform.rows(7)
     assert ours["photo_url"] == job["result"]["url"] and ours["updates"] == 1  # written once
     assert theirs["updates"] == 0
