@@ -253,6 +253,11 @@ def test_a_dropped_column_is_refused_at_start_and_fails_a_running_job(
     assert job["state"] == "failed" and job["attempts"] == 1, job
     assert job["error"]["code"] == "database_failed" and not job["error"]["retryable"]
     assert "processed_at" in job["error"]["message"] and job["writeback"] == {"state": "failed"}
+    job = run_job(client, acme, photo_server, photos, work, "8")  # the table is reflected again
+    assert job["error"]["code"] == "database_failed" and not job["error"]["retryable"], job
+    message = job["error"]["message"]
+    assert "columns.process-image.processed_at: the table has no column" in message
+    assert "writeback.toml" not in message  # the server's paths are not the vendor's business
     writeback.close()
     # At start: `imgproc writeback check` and the worker name the column and the line of the file.
     monkeypatch.setenv("IMGPROC_WRITEBACK_FILE", str(tmp_path / "writeback.toml"))
@@ -380,3 +385,14 @@ def test_a_missing_environment_variable_is_named_and_a_bad_url_not_repeated(tmp_
     with pytest.raises(WritebackInvalid) as error:
         writeback_config.load(path, {"ACME_DB_URL": "not a url with s3cret"})
     assert "s3cret" not in error.value.message and "is not a SQLAlchemy database URL" in error.value.message
+
+
+def test_the_check_names_values_that_do_not_fit(platform, target):
+    writeback = target(THREE + 'width = "{url}"\nfmt = "far too long"\njob = "{job_id}"\n', check=False)
+    (report,) = writeback.check()
+    lines = "\n".join(report.lines())
+    assert "writeback.toml:12: columns.process-image.width: {url} (str) does not fit INTEGER" in lines
+    assert "writeback.toml:13: columns.process-image.fmt: 'far too long' is longer than VARCHAR(8)" in lines
+    assert len(report.problems) == 2, lines  # CHAR(36) holds a job id
+    with pytest.raises(WritebackInvalid, match="does not fit INTEGER"):
+        writeback.require()

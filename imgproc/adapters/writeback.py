@@ -104,26 +104,30 @@ def _fits(kind: type, column: sa.Column) -> bool:
     return target is str
 
 
-def problems_of(target: Target, table: sa.Table) -> list[str]:
-    """What does not match between ``target`` and its reflected ``table``: missing columns, misfit values."""
+def problems_of(target: Target, table: sa.Table, located: bool = True) -> list[str]:
+    """What does not match between ``target`` and its reflected ``table``: missing columns, misfit values.
+
+    ``located`` puts the file and line before each (not in a job's error: a vendor reads that).
+    """
     problems = []
     columns = table.c
+    at = target.at if located else str
     if target.key not in columns:
-        problems.append(f"{target.at('key')}: the table has no column {target.key}")
+        problems.append(f"{at('key')}: the table has no column {target.key}")
     for name, value in target.where.items():
         if name not in columns:
-            problems.append(f"{target.at('where.' + name)}: the table has no column {name}")
+            problems.append(f"{at('where.' + name)}: the table has no column {name}")
         elif not _fits(type(value), columns[name]):
-            problems.append(f"{target.at('where.' + name)}: {value!r} does not fit {columns[name].type}")
+            problems.append(f"{at('where.' + name)}: {value!r} does not fit {columns[name].type}")
     for job_type, mapping in target.columns.items():
         for name, value in mapping.items():
-            at = target.at(f"columns.{job_type}.{name}")
+            where = at(f"columns.{job_type}.{name}")
             if name not in columns:
-                problems.append(f"{at}: the table has no column {name}")
+                problems.append(f"{where}: the table has no column {name}")
                 continue
             problem = _value_problem(value, columns[name])
             if problem:
-                problems.append(f"{at}: {problem}")
+                problems.append(f"{where}: {problem}")
     return problems
 
 
@@ -296,7 +300,7 @@ class Writeback:
         prepared = self._prepared.get(target.vendor)
         if prepared is None:  # first job since start or reload, or since the table was found wrong
             table = self._reflect(target)
-            problems = problems_of(target, table)
+            problems = problems_of(target, table, located=False)
             if problems:
                 self._tables.pop(target.vendor, None)  # read it again next time: it may be fixed
                 raise PermanentError(
