@@ -71,8 +71,16 @@ class Settings:
     face_landmark_model: str = "face_landmark.tflite"
     #: Minimum BlazeFace score for a face to count.
     face_min_confidence: float = 0.5
-    #: ONNX Runtime device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    #: ONNX Runtime device: ``auto`` (CUDA when it works, else CPU with a warning), ``cpu`` or ``cuda``
+    #: (CUDA or the worker refuses to start, saying why).
     device: str = "auto"
+    #: ISNet's weights: ``fp16`` (the provisioned file, already a float16 export) or ``fp32`` (its
+    #: upcast copy, made by ``make models``); see the README's GPU section.
+    precision: str = "fp16"
+    #: Jobs one worker process runs at once (job slots), whose ISNet inferences share one batched run.
+    batch: int = 1
+    #: Milliseconds a partial batch waits for more photos before it runs.
+    batch_wait_ms: float = 5.0
     #: Intra-op threads per worker process; 0 means cores / ``workers_per_host``.
     threads: int = 0
     #: How many worker processes share this host (``make run-workers N`` sets it).
@@ -220,6 +228,10 @@ class Settings:
         """Refuse impossible combinations at start-up rather than in a job."""
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"IMGPROC_DEVICE must be auto, cpu or cuda, not {self.device!r}")
+        if self.precision not in {"fp16", "fp32"}:
+            raise ValueError(f"IMGPROC_PRECISION must be fp16 or fp32, not {self.precision!r}")
+        if self.batch < 1:
+            raise ValueError("IMGPROC_BATCH must be at least 1")
         if self.bg_model not in self.bg_models:
             raise ValueError(
                 f"IMGPROC_BG_MODEL {self.bg_model!r} is not among IMGPROC_BG_MODELS {self.bg_models}"

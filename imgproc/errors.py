@@ -22,6 +22,7 @@
     └── SetupError                    raised at start-up or by an operator's command, never in a job
         ├── ModelMissing              model_missing: a model file is not provisioned
         │   └── ChecksumMismatch      model_corrupt: a model file is not the one the manifest names
+        ├── DeviceUnavailable         device_unavailable: IMGPROC_DEVICE=cuda where CUDA cannot run
         ├── SchemaMismatch            schema_mismatch: the database is not at this imgproc's schema
         └── WritebackInvalid          writeback_invalid: IMGPROC_WRITEBACK_FILE or a table it names is wrong
 
@@ -158,6 +159,12 @@ class ModelMissing(SetupError):
     """Raised when a model file is not provisioned (``make models`` provisions them)."""
 
     code = "model_missing"
+
+
+class DeviceUnavailable(SetupError, RuntimeError):
+    """Raised when IMGPROC_DEVICE=cuda cannot be honoured (a RuntimeError too, as 0.1.0 raised)."""
+
+    code = "device_unavailable"
 
 
 class ChecksumMismatch(ModelMissing):

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
-from imgproc.queueing import usage
+from imgproc.queueing import placement, usage
 from imgproc.web import build_web
 
 from .listings import build_listings
@@ -97,9 +97,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             svc.conn.ping()
             parts["redis"] = "ok"
             parts["workers"] = svc.jobs.workers()
+            # The execution provider the registered workers really run (issue 13): no silent CPU fallback.
+            parts["providers"] = placement.summary(svc.conn)
         except redis.RedisError:
             parts["redis"] = "unreachable"
             parts["workers"] = None
+            parts["providers"] = None
             failing.append("redis")
         try:
             with svc.engine.connect() as conn:

@@ -21,6 +21,8 @@ import numpy as np
 from imgproc.config import Settings
 from imgproc.errors import ModelMissing, PermanentError
 
+from . import devices
+from .batching import MicroBatcher, isnet_file
 from .crop import Face, merge_faces, windows
 from .landmarks import MESH_INPUT, MESH_SCALE, Head, square_to_image, then
 
@@ -56,20 +58,8 @@ class FaceFinder(Protocol):
 
 
 def providers_for(device: str) -> list[str]:
-    """ONNX Runtime execution providers for ``auto``, ``cpu`` or ``cuda``."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "cuda":
-        raise RuntimeError(
-            "IMGPROC_DEVICE=cuda but this onnxruntime has no CUDAExecutionProvider "
-            f"(available: {', '.join(available)}); install the gpu extra (onnxruntime-gpu)"
-        )
-    return ["CPUExecutionProvider"]
+    """ONNX Runtime execution provider names for ``auto``, ``cpu`` or ``cuda`` (see ``devices.place``)."""
+    return [p[0] if isinstance(p, tuple) else p for p in devices.place(device).providers]
 
 
 def runtime_session(session):
@@ -85,7 +75,11 @@ class BackgroundRemover:
         import onnxruntime as ort
 
         self.settings = settings
-        self.providers = providers_for(settings.device)
+        self.placement = devices.place(settings.device)  # IMGPROC_DEVICE=cuda without CUDA stops here
+        self.providers = list(self.placement.providers)
+        #: The provider each model's session really runs on (its first active one).
+        self.active: dict[str, str] = {}
+        self.batchers: dict[str, MicroBatcher] = {}
         models_dir = Path(settings.models_dir)
         # rembg finds model files through U2NET_HOME only; pointing it at our
         # folder makes it load the provisioned file instead of downloading.
@@ -95,15 +89,13 @@ class BackgroundRemover:
         self.sessions = {}
         self.load_seconds = {}
         for name in settings.bg_models:
-            path = models_dir / f"{name}.onnx"
+            isnet = name in ISNET_MODELS
+            file = isnet_file(name, settings.precision, settings.batch) if isnet else f"{name}.onnx"
+            path = models_dir / file
             if not path.is_file():
                 raise ModelMissing(
                     f"background-removal model {name!r} is missing: expected {path}. "
-                    + (
-                        "Run `make models`."
-                        if name == "isnet-general-use"
-                        else f"Run `imgproc models fetch --model {name}`."
-                    )
+                    + ("Run `make models`." if isnet else f"Run `imgproc models fetch --model {name}`.")
                 )
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
@@ -124,10 +116,12 @@ class BackgroundRemover:
 
                 session = new_session(name, sess_opts=opts, providers=list(self.providers))
             self.load_seconds[name] = time.perf_counter() - started
-            if "CUDAExecutionProvider" in self.providers and settings.device == "cuda":
-                active = runtime_session(session).get_providers()
-                if "CUDAExecutionProvider" not in active:
-                    raise RuntimeError(f"CUDA was asked for but {name} runs on {active}")
+            active = runtime_session(session).get_providers()
+            self.active[name] = devices.confirm(active, self.placement, name)
+            if isnet and settings.batch > 1:
+                self.batchers[name] = MicroBatcher(
+                    _first_output(session), settings.batch, settings.batch_wait_ms / 1000
+                )
             # One run at start-up: ONNX Runtime sizes its memory arena on the first run,
             # which took ~0.4 s longer than the others; a job should not pay for it.
             started = time.perf_counter()
@@ -135,12 +129,19 @@ class BackgroundRemover:
             self.warmup_seconds = time.perf_counter() - started
             self.sessions[name] = session
             log.info(
-                "loaded %s on %s in %.2fs (%d threads)",
+                "loaded %s (%s) on %s in %.2fs (%d threads, batch %d)",
                 name,
-                runtime_session(session).get_providers()[0],
+                path.name,
+                self.active[name],
                 self.load_seconds[name],
                 threads,
+                settings.batch,
             )
+
+    @property
+    def provider(self) -> str:
+        """The provider of the worker's models: the first active one of each, joined when they differ."""
+        return ",".join(sorted(set(self.active.values()))) or devices.CPU
 
     def mask(self, rgb: np.ndarray, model: str, session=None) -> np.ndarray:
         """The foreground mask (uint8, same height and width as ``rgb``) of an RGB array."""
@@ -148,13 +149,14 @@ class BackgroundRemover:
         if session is None:  # the API validated the model; only a misconfigured worker gets here
             raise PermanentError(f"this worker has no model {model!r}", code="invalid_options")
         if model in ISNET_MODELS:
-            return self._isnet_mask(session, rgb)
+            batcher = self.batchers.get(model)
+            return self._isnet_mask(batcher.infer if batcher else _first_output(session), rgb)
         from PIL import Image
 
         return np.asarray(session.predict(Image.fromarray(rgb))[0])
 
     @staticmethod
-    def _isnet_mask(inner, rgb: np.ndarray) -> np.ndarray:
+    def _isnet_mask(infer, rgb: np.ndarray) -> np.ndarray:
         import cv2
 
         height, width = rgb.shape[:2]
@@ -164,13 +166,18 @@ class BackgroundRemover:
         x = small.astype(np.float32)
         x *= 1.0 / max(float(x.max()), 1e-6)  # rembg scales by the image's own maximum
         x -= 0.5
-        feed = {inner.get_inputs()[0].name: x.transpose(2, 0, 1)[np.newaxis]}
-        pred = inner.run(None, feed)[0][0, 0]
+        pred = infer(np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis]))[0, 0]
         lo, hi = float(pred.min()), float(pred.max())
         pred = (pred - lo) * (255.0 / max(hi - lo, 1e-6))
         # Upscale as uint8 (as rembg does): a quarter of the memory traffic of float32 at 12 MP.
         small_mask = np.clip(pred + 0.5, 0, 255).astype(np.uint8)
         return cv2.resize(small_mask, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _first_output(session):
+    """``x -> the first output`` of an ISNet session (the final mask; the others are side outputs)."""
+    name_in, name_out = session.get_inputs()[0].name, session.get_outputs()[0].name
+    return lambda x: session.run([name_out], {name_in: x})[0]
 
 
 class FaceDetector:

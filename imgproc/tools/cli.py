@@ -62,7 +62,7 @@ def cmd_vendors(args, settings: Settings) -> int:
 
 
 def cmd_models(args, settings: Settings) -> int:
-    from . import provision
+    from . import derive, provision
 
     if args.action == "fetch":
         try:
@@ -71,6 +71,7 @@ def cmd_models(args, settings: Settings) -> int:
                     provision.fetch_rembg_model(name, settings.models_dir)
             else:
                 provision.fetch_models(settings.models_dir, settings.cache_dir)
+                derive.derive_models(settings.models_dir)  # ISNet batched, fp16 and fp32 (issue 13)
                 _warm_matting(settings)
         except Exception as exc:  # every provisioning failure ends here with its explanation
             print(f"error: {exc}", file=sys.stderr)
@@ -99,13 +100,18 @@ def _warm_matting(settings: Settings) -> None:
 def cmd_workers(args, settings: Settings) -> int:
     from imgproc.worker.pool import run_pool
 
+    if args.status:
+        from .workerstatus import show
+
+        return show(settings)
+
     return run_pool(args.n, args.queues, args.webhook_workers)
 
 
 def _jobs(settings: Settings):
-    from imgproc.queueing import JobQueue, connect
+    from imgproc.queueing import JobQueue, redis_for
 
-    return JobQueue(connect(settings.redis_url), settings)
+    return JobQueue(redis_for(settings), settings)
 
 
 def cmd_jobs(args, settings: Settings) -> int:
@@ -290,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         help="workers of the webhooks queue besides the N image workers (default: 1)",
+    )
+    workers.add_argument(
+        "--status", action="store_true", help="list the registered workers and the provider each runs on"
     )
     workers.set_defaults(func=cmd_workers)
 

@@ -15,6 +15,7 @@ from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS, QUEUES
 
 from .process import ImgprocWorker, build_worker
 from .sharing import unshared
+from .slots import Slots
 
 log = logging.getLogger("imgproc.worker")
 
@@ -66,13 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda signum, frame: worker.runtime.reload_writeback())
     for warning in unshared(settings, stores_results=queues != (QUEUE_WEBHOOKS,)):
         log.warning(warning)
+    slots = Slots(settings, queues, worker.runtime, name=args.name) if settings.batch > 1 else None
     log.info(
-        "worker %s ready in %.1fs on %s (pid %d)",
-        worker.name,
+        "worker %s ready in %.1fs on %s (pid %d): inference on %s, %s, %d job slot(s)",
+        slots.base + ".slot*" if slots else worker.name,
         time.perf_counter() - started,
         ",".join(queues),
         os.getpid(),
+        worker.runtime.provider,
+        settings.precision,
+        settings.batch,
     )
+    if slots is not None:
+        try:
+            return slots.run(burst=args.burst)
+        finally:
+            worker.runtime.close()
     try:
         while True:
             try:

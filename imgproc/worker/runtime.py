@@ -73,6 +73,11 @@ class Runtime:
         )
 
     @property
+    def provider(self) -> str:
+        """The execution provider this process's ONNX models really run on (``none`` without one)."""
+        return self.remover.provider if hasattr(self.remover, "provider") else "none"
+
+    @property
     def tools(self) -> Tools:
         """What the operations get of this process."""
         return Tools(
