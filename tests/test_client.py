@@ -236,3 +236,11 @@ def test_verify_webhook():
     }
     with pytest.raises(WebhookVerificationError, match="timestamp"):
         verify_webhook(secret, stale, body)
+
+
+def test_a_job_carries_its_writeback_state():
+    from imgproc.client import Job
+
+    job = Job.of({"job_id": "j1", "state": "finished", "writeback": {"state": "not_found"}})
+    assert job.writeback == {"state": "not_found"}
+    assert Job.of({"job_id": "j2", "state": "queued"}).writeback is None

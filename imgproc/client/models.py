@@ -63,6 +63,8 @@ class Job:
     result: Result | None = None
     error: JobError | None = None
     webhook: dict[str, Any] | None = None
+    #: Where the result was also written into the vendor's own table (``{"state": "written"}`` ...).
+    writeback: dict[str, Any] | None = None
     client: Client | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -86,6 +88,7 @@ class Job:
             if error
             else None,
             webhook=data.get("webhook"),
+            writeback=data.get("writeback"),
             client=client,
         )
 
