@@ -98,10 +98,15 @@ def _crop_face_schema(settings: Settings) -> o.Schema:
         "upscale": (o.boolean, True),
         "preset": (o.choice(*PRESETS), None),
         "max_kb": (o.whole(1, 100_000), None),
+        "sheet": (o.boolean, False),
     }
 
 
 def _crop_face_check(given: dict, result: dict) -> None:
+    if result["sheet"] and not result["preset"]:
+        raise InvalidOptions("sheet", "needs a preset (the size of each copy on paper)")
+    if result["sheet"] and not PRESETS[result["preset"]].fits_sheet:
+        raise InvalidOptions("sheet", f"a {result['preset']} photo does not fit on a 4x6 in sheet")
     if result["preset"]:
         # The preset's values where the job gave none; the head's geometry is the preset's
         # unless face_height or face_center_y is given (then the report says what no longer holds).

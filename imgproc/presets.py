@@ -16,6 +16,10 @@ from typing import Any
 
 Range = tuple[float, float]
 
+#: The paper of ``sheet: true`` (a 4x6 in print, what photo kiosks and labs print) and its resolution.
+SHEET_INCHES = (6.0, 4.0)
+SHEET_DPI = 300
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -59,6 +63,13 @@ class Preset:
         if self.file_kb is None:
             return None
         return round(self.file_kb[0] * 1024), round(self.file_kb[1] * 1000)
+
+    @property
+    def fits_sheet(self) -> bool:
+        """Whether one copy fits on the print sheet, either way round."""
+        w, h = self.width_mm / 25.4, self.height_mm / 25.4
+        long, short = max(SHEET_INCHES), min(SHEET_INCHES)
+        return (w <= long and h <= short) or (w <= short and h <= long)
 
     def asdict(self) -> dict[str, Any]:
         """The preset as ``GET /api/image-queue/presets`` lists it."""

@@ -227,3 +227,12 @@ def test_upscaling_is_reported_and_can_be_refused(models, photos):
     kept = crop_face(photos["astronaut"], options(size=[600, 800], upscale=False), tools)
     assert not kept.extra["upscaled"]
     assert (kept.width, kept.height) == tuple(kept.extra["crop_box"][2:])
+
+
+def test_a_print_sheet_of_a_preset(tools, photos_and_maps):
+    rgb, _ = photos_and_maps["astronaut"]
+    out = crop_face(jpeg(rgb), options(preset="icao-35x45", sheet=True), tools)
+    img = Image.open(io.BytesIO(out.data))
+    assert img.size == (1800, 1200) and tuple(round(d) for d in img.info["dpi"]) == (300, 300)
+    assert out.extra["sheet"] == {"copies": 8, "inches": [6.0, 4.0], "dpi": 300}
+    assert out.extra["compliance"]["compliant"] and out.extra["compliance"]["dpi"] == 300

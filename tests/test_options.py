@@ -22,6 +22,7 @@ def test_defaults_are_filled_in():
         "upscale": True,
         "preset": None,
         "max_kb": None,
+        "sheet": False,
     }
     assert validate("remove-bg", None, S)["model"] == "isnet-general-use"
 

@@ -112,3 +112,18 @@ def test_an_id_photo_job_end_to_end(client, vendor_key, photo_server, photos, wo
         len(compliance["eyes"]) == 2
         and compliance["crown"][1] < compliance["eyes"][0][1] < compliance["chin"][1]
     )
+
+
+def test_a_sheet_holds_copies_at_their_size_and_needs_a_preset_that_fits():
+    from imgproc.processing.sheet import tile
+
+    photo = np.full((531, 413, 3), 90, np.uint8)
+    page, copies = tile(photo, (35.0, 45.0))
+    assert page.shape == (1200, 1800, 3) and copies == 8  # 4 x 2 copies of 413x531 px at 300 dpi
+    assert tile(np.zeros((441, 358, 3), np.uint8), (26.0, 32.0))[1] == 15
+    settings = Settings()
+    assert validate("crop-face", {"preset": "us-passport", "sheet": True}, settings)["sheet"]
+    for options in ({"sheet": True}, {"preset": "avatar", "sheet": True}):
+        with pytest.raises(InvalidOptions) as caught:
+            validate("crop-face", options, settings)
+        assert caught.value.option == "sheet"

@@ -26,7 +26,7 @@ from imgproc.errors import PermanentError
 from imgproc.optiontypes import aspect_ratio
 from imgproc.presets import PRESETS, Preset
 
-from . import imaging
+from . import imaging, sheet
 from .compliance import Measured, background_std, report
 from .crop import crop_box, select_face
 from .landmarks import apply, crown_from_mask, invert, rotation_about, then
@@ -190,19 +190,25 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
         height=out_h,
     )
 
-    started = time.perf_counter()
     extra: dict[str, Any] = {}
-    byte_range = preset.byte_range
+    dpi, byte_range = preset.dpi, preset.byte_range
     if opts["max_kb"]:
         byte_range = (byte_range[0] if byte_range else 0, opts["max_kb"] * 1000)
+    if opts.get("sheet"):
+        # Copies at the photo's own size on paper: its pixels at the preset's dpi, in mm.
+        mm = (out_w / preset.dpi * 25.4, out_h / preset.dpi * 25.4)
+        pixels, copies = sheet.tile(pixels, mm)
+        out_w, out_h, dpi, byte_range = pixels.shape[1], pixels.shape[0], sheet.SHEET_DPI, None
+        extra["sheet"] = {"copies": copies, "inches": list(sheet.SHEET_INCHES), "dpi": dpi}
+    started = time.perf_counter()
     if opts["format"] == "jpg" and byte_range:
-        data, extra["quality"] = imaging.encode_jpeg_within(pixels, byte_range, dpi=preset.dpi)
+        data, extra["quality"] = imaging.encode_jpeg_within(pixels, byte_range, dpi=dpi)
     else:
-        data = imaging.encode(pixels, opts["format"], png_level=png_level, bgcolor=fill, dpi=preset.dpi)
+        data = imaging.encode(pixels, opts["format"], png_level=png_level, bgcolor=fill, dpi=dpi)
     encode_seconds = time.perf_counter() - started
 
     to_source = invert(level)
-    compliance = report(preset, measured_crop, len(data))
+    compliance = report(preset, measured_crop, None if opts.get("sheet") else len(data))
     compliance.update(
         crown=_points(to_source, [crown])[0],
         chin=_points(to_source, [head.chin])[0],
@@ -218,7 +224,7 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
             "crop_box": [round(left), round(top), round(crop_w), round(crop_h)],
             "upscaled": factor > 1.01 and bool(opts["upscale"]),
             "upscale_factor": round(factor, 3),
-            "dpi": preset.dpi,
+            "dpi": dpi,
             "model": bg_model,
             "compliance": compliance,
         }
