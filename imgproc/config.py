@@ -42,6 +42,11 @@ class Settings:
     # --- services -------------------------------------------------------
     #: Redis holding the queues, job state, batches and (later) rate limits.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Redis Sentinels (``host:port,...``) that name the master; when set, ``redis_url`` gives only the
+    #: database number and password, and a failover is followed without a restart.
+    redis_sentinels: tuple[str, ...] = ()
+    #: The master's name in the sentinels' configuration (``sentinel monitor NAME ...``).
+    redis_sentinel_master: str = "imgproc"
     #: Records and vendors; SQLite file under var/ unless a SQLAlchemy URL is given
     #: (``mysql+pymysql://user:pass@host/db`` for MySQL/MariaDB).
     database_url: str = f"sqlite:///{ROOT / 'var' / 'imgproc.db'}"
@@ -244,4 +249,9 @@ class Settings:
 
 
 #: Variables whose names do not follow ``IMGPROC_<FIELD>``.
-ENV_NAMES = {"redis_url": "REDIS_URL", "cloudinary_url": "CLOUDINARY_URL"}
+ENV_NAMES = {
+    "redis_url": "REDIS_URL",
+    "redis_sentinels": "REDIS_SENTINELS",
+    "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
+    "cloudinary_url": "CLOUDINARY_URL",
+}

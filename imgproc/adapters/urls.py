@@ -172,6 +172,9 @@ def own_service_ports(settings: Settings) -> set[int]:
             ports.add(redis_url.port or 6379)
         except ValueError:
             pass
+    for sentinel in settings.redis_sentinels:  # host:port; 26379 when left out
+        port = sentinel.rpartition("]")[2].rpartition(":")[2]
+        ports.add(int(port) if port.isdigit() else 26379)
     try:
         db_url = make_url(settings.database_url)
     except ArgumentError:

@@ -13,11 +13,24 @@ from flask_limiter import ApplicationLimit, Limiter
 from limits import parse
 
 from imgproc.config import Settings
+from imgproc.queueing.connection import url_auth
 
 
-def storage_uri(redis_url: str) -> str:
+def storage_uri(settings: Settings) -> str:
     """The limits library's name for the same Redis (it spells sockets ``redis+unix://``)."""
-    return "redis+" + redis_url if redis_url.startswith("unix://") else redis_url
+    if settings.redis_sentinels:
+        return f"redis+sentinel://{','.join(settings.redis_sentinels)}/{settings.redis_sentinel_master}"
+    url = settings.redis_url
+    return "redis+" + url if url.startswith("unix://") else url
+
+
+def storage_options(settings: Settings) -> dict:
+    """Timeouts; through Sentinel also the database and password of ``REDIS_URL`` (as ``redis_for``)."""
+    options: dict = {"socket_connect_timeout": 3, "socket_timeout": 5}
+    if settings.redis_sentinels:
+        # Counts read from a replica lag behind: every read of a limit goes to the master too.
+        options.update(url_auth(settings.redis_url), use_replicas=False)
+    return options
 
 
 def _vendor() -> str:
@@ -48,8 +61,8 @@ def build_limiter(app: Flask, settings: Settings) -> Limiter:
     return Limiter(
         key_func=_vendor,
         app=app,
-        storage_uri=storage_uri(settings.redis_url),
-        storage_options={"socket_connect_timeout": 3, "socket_timeout": 5},
+        storage_uri=storage_uri(settings),
+        storage_options=storage_options(settings),
         # A moving window counts exactly and, unlike a fixed window, a refused bulk uses up nothing.
         strategy="moving-window",
         key_prefix="imgproc",

@@ -21,7 +21,7 @@ from imgproc.adapters.urls import UrlPolicy
 from imgproc.adapters.vendors import CachedVendors, VendorDirectory, Vendors
 from imgproc.config import Settings
 from imgproc.metrics import Discard, Metrics, Recorder
-from imgproc.queueing import JobQueue, JobSpec, connect
+from imgproc.queueing import JobQueue, JobSpec, redis_for
 
 
 class JobStore(Protocol):
@@ -64,7 +64,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        conn = connect(settings.redis_url)
+        conn = redis_for(settings)
         engine = make_engine(settings)
         return cls(
             settings,

@@ -1,6 +1,6 @@
 """Queueing: jobs into RQ on Redis through the vendors' fair-share lanes, and read back per vendor.
 
-    connection.py   connect(): the Redis client every part uses
+    connection.py   redis_for(): the Redis client every part uses (through Sentinel when set)
     jobs.py         JobQueue.enqueue (one transaction per request), idempotency keys, JobSpec
     views.py        JobViews: a job, a batch, counts per queue and vendor, as API.md shows them
     fairshare.py    per-vendor lanes in front of each RQ queue, fed in turn (Lua)
@@ -10,8 +10,8 @@
 Nothing here knows HTTP or models: the API and the workers both build on it.
 """
 
-from .connection import connect
+from .connection import connect, redis_for
 from .fairshare import FairShare
 from .jobs import JobQueue, JobSpec
 
-__all__ = ["FairShare", "JobQueue", "JobSpec", "connect"]
+__all__ = ["FairShare", "JobQueue", "JobSpec", "connect", "redis_for"]

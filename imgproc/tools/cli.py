@@ -167,7 +167,7 @@ def cmd_queues(args, settings: Settings) -> int:
 def cmd_webhooks(args, settings: Settings) -> int:
     from imgproc.adapters.db import make_engine
     from imgproc.adapters.webhooks import WebhookStore
-    from imgproc.queueing import connect
+    from imgproc.queueing import redis_for
     from imgproc.worker.webhooks import enqueue_delivery
 
     from . import admin
@@ -201,7 +201,7 @@ def cmd_webhooks(args, settings: Settings) -> int:
         print("error: give webhook ids, or --all-failed", file=sys.stderr)
         return 2
     ids = [m["id"] for m in store.failed(vendor=args.vendor)] if args.all_failed else args.ids
-    conn = connect(settings.redis_url)
+    conn = redis_for(settings)
     missing = 0
     for message_id in ids:
         message = store.get(message_id)

@@ -1,14 +1,20 @@
-"""``imgproc workers --status``: every registered worker and the execution provider it really runs."""
+"""``imgproc workers --status``: every registered worker and the execution provider it really runs.
+
+``python -m imgproc.tools.workerstatus --healthy`` is the GPU image's HEALTHCHECK.
+"""
 
 from __future__ import annotations
 
+import socket
+import sys
+
 from imgproc.config import Settings
-from imgproc.queueing import connect, placement
+from imgproc.queueing import placement, redis_for
 
 
 def show(settings: Settings, out=print) -> int:
     """Print one line per worker (name, state, provider, precision, slots, queues); 1 when there is none."""
-    rows = placement.rows(connect(settings.redis_url))
+    rows = placement.rows(redis_for(settings))
     if not rows:
         out(f"no worker is registered with {settings.redis_url}")
         return 1
@@ -30,3 +36,27 @@ def show(settings: Settings, out=print) -> int:
     summary = ", ".join(f"{n} on {p}" for p, n in placement.tally(rows).items())
     out(f"{len(rows)} worker(s): {summary}")
     return 0
+
+
+def healthy(settings: Settings, hostname: str | None = None, out=print) -> int:
+    """0 when a worker of this host is registered (on CUDA, if IMGPROC_DEVICE=cuda asks for it), else 1."""
+    hostname = hostname or socket.gethostname()
+    try:
+        mine = [r for r in placement.rows(redis_for(settings)) if r["hostname"] == hostname]
+    except Exception as exc:  # noqa: BLE001 - any failure to read Redis is "unhealthy", said in words
+        out(f"unhealthy: cannot read the workers from Redis: {exc}")
+        return 1
+    if not mine:
+        out(f"unhealthy: no worker of host {hostname} is registered")
+        return 1
+    if settings.device == "cuda" and any(r["provider"] != "CUDAExecutionProvider" for r in mine):
+        out(f"unhealthy: IMGPROC_DEVICE=cuda but {[(r['name'], r['provider']) for r in mine]}")
+        return 1
+    out(f"healthy: {len(mine)} worker(s) on {', '.join(sorted({r['provider'] or 'none' for r in mine}))}")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--healthy"]:
+        sys.exit("usage: python -m imgproc.tools.workerstatus --healthy")
+    sys.exit(healthy(Settings.from_env()))

@@ -26,7 +26,7 @@ from imgproc.jobtypes import FACE, MATTING, QUEUES, models_for
 from imgproc.metrics import Discard, Metrics, Recorder
 from imgproc.processing.models import BackgroundRemover, FaceDetector, FaceFinder, Matting
 from imgproc.processing.operations import Tools
-from imgproc.queueing import connect
+from imgproc.queueing import redis_for
 
 #: The runtime of the job running now: set by the worker around each job, read by ``tasks.run``.
 #: (rq calls a job's function with the job's stored arguments only; a runtime is not one of them.)
@@ -57,7 +57,7 @@ class Runtime:
         writeback = Writeback.from_settings(settings) if set(queues) & set(QUEUES) else None
         if writeback is not None:
             writeback.require()
-        conn = connect(settings.redis_url)
+        conn = redis_for(settings)
         engine = make_engine(settings)
         return cls(
             settings=settings,
