@@ -168,6 +168,13 @@ def test_options_beside_a_preset_override_it_and_the_report_says_what_fails(tool
     assert Image.open(io.BytesIO(out.data)).getpixel((5, 5))[2] > 150  # the vendor's blue, not white
     compliance = out.extra["compliance"]
     assert not compliance["compliant"] and set(compliance["failed"]) >= {"width_px"}
+    # The plain crop's face-box geometry beside a preset: a smaller head than the standard's.
+    small = crop_face(jpeg(rgb), options(preset="us-passport", face_height=0.3), tools).extra["compliance"]
+    assert "head_height_ratio" in small["failed"] and "width_px" not in small["failed"]
+    # The photo's own background kept: the grey backdrop, not the preset's white.
+    kept = crop_face(jpeg(rgb), options(preset="us-passport", remove_background=False), tools)
+    corner = Image.open(io.BytesIO(kept.data)).getpixel((kept.width - 5, 40))
+    assert max(corner) < 235 and kept.extra["compliance"]["crown_from"] == "mask"
 
 
 def test_two_faces_fail_with_the_reason(tools, photos):
