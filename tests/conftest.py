@@ -120,7 +120,18 @@ def app(settings, redis_conn):
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
+    close_app(app)
+
+
+def close_app(app) -> None:
+    """Close what an app opened: its database engine and its Redis connections (the limiter's too).
+
+    A socket left for the garbage collector is a ResourceWarning, an error under filterwarnings.
+    """
     app.extensions["imgproc"].engine.dispose()
+    for limiter in app.extensions.get("limiter", ()):
+        limiter.storage.storage.connection_pool.disconnect()
+    app.extensions["imgproc"].conn.connection_pool.disconnect()
 
 
 @pytest.fixture

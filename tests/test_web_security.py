@@ -167,3 +167,26 @@ def test_rotating_the_key_ends_its_sessions(app, acme):
     vendors._seen.clear()  # the API's 5-second cache of keys, as if 5 seconds had passed
     assert client.get(f"{API}/jobs").status_code == 401
     assert 'name="api_key"' in client.get("/ui/").text
+
+
+def test_usage_counts_the_requests_a_limit_refused(settings, redis_conn):
+    from imgproc.api import create_app
+    from tests.conftest import close_app
+
+    app = create_app(settings.replace(limit_image="1 per minute"))
+    try:
+        client = app.test_client()
+        vendors = app.extensions["imgproc"].vendors
+        headers, ops = {"X-API-Key": vendors.add("acme")}, {"X-API-Key": vendors.add("ops", operator=True)}
+        body = {"record_id": "r", "image_url": URL}
+        statuses = [
+            client.post(f"{API}/process-image-queue", json=body, headers=headers).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [202, 429, 429]
+        today = client.get(f"{API}/usage?days=1", headers=ops).json["days"][0]
+        assert today["vendors"]["acme"] == {"jobs": 1, "megapixels": 0, "limited": 2}
+        left = client.get(f"{API}/limits", headers=headers).json["limits"]["image"]
+        assert left["remaining"] == 0 and 0 < left["reset_in"] <= 60
+    finally:
+        close_app(app)
