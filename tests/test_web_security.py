@@ -190,3 +190,15 @@ def test_usage_counts_the_requests_a_limit_refused(settings, redis_conn):
         assert left["remaining"] == 0 and 0 < left["reset_in"] <= 60
     finally:
         close_app(app)
+
+
+def test_the_batch_page_escapes_what_vendors_wrote(acme):
+    client, _, csrf = acme
+    hostile = "<img src=x onerror=alert(1)>"
+    items = [{"record_id": hostile, "image_url": URL}, {"record_id": "plain", "image_url": URL}]
+    batch = client.post(
+        f"{API}/bulk-process-image", json={"items": items}, headers={"X-CSRF-Token": csrf}
+    ).json
+    html = client.get(f"/ui/batch/{batch['batch_id']}").text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and hostile not in html
+    assert client.get("/ui/batch/b_nope").status_code == 404
