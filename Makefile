@@ -7,7 +7,7 @@ QUEUES ?= bg-removal,face-crop,image-processing
 PORT   ?= 8000
 EXTRAS ?= cpu,dev
 
-.PHONY: install models demo lint test soak run-api run-workers bench clean
+.PHONY: install models demo lint test soak run-api run-workers bench gpu-check clean
 
 # The virtualenv is rebuilt when setup.cfg changes.
 $(BIN)/.installed: setup.cfg setup.py
@@ -45,6 +45,11 @@ soak: models
 bench: models
 	$(BIN)/pip install -q -e '.[$(EXTRAS),bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# On an NVIDIA GPU: provider, ISNet's floor at batch 1/4/8/16 in fp32 and fp16, masks against CPU fp32, the
+# pipeline with 1-4 GPU workers; writes bench/results-gpu.json (under 8 minutes). Without a GPU it says so.
+gpu-check: models
+	$(BIN)/python -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 run-api: install
 	$(BIN)/flask --app api run --port $(PORT)

@@ -34,6 +34,7 @@ def rows(conn: redis.Redis) -> list[dict[str, Any]]:
         found.append(
             {
                 "name": worker.name,
+                "hostname": worker.hostname,
                 "queues": worker.queue_names(),
                 "state": str(getattr(worker.get_state(), "value", worker.get_state())),
                 # A worker of an older imgproc, or one without a model (webhooks), records none.
