@@ -33,6 +33,10 @@ def test_failed_jobs_of_every_vendor_and_retry_all(client, vendor_key, photo_ser
     assert client.get(f"{API}/failed", headers=ops).json["total"] == 1
     jobs = client.get(f"{API}/jobs", headers=acme).json["jobs"]
     assert jobs[0]["state"] == "finished" and jobs[0]["attempts"] == 2
+    today = client.get(f"{API}/usage?days=1", headers=ops).json["days"][0]["vendors"]
+    # coffee() is 600x400: 0.24 megapixels, counted once, when the job was done
+    assert today["acme"] == {"jobs": 1, "megapixels": 0.24, "limited": 0}
+    assert today["globex"] == {"jobs": 1, "megapixels": 0, "limited": 0}
 
 
 def test_failed_webhooks_are_listed_and_redelivered(app, client, vendor_key, redis_conn):

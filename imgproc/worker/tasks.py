@@ -46,7 +46,8 @@ class Stages:
         self.saved = time.monotonic()  # rq has just saved the job: stages before 100 ms stay in memory
         self.kind = events.STATE
 
-    def reach(self, stage: str, force: bool = False) -> None:
+    def reach(self, stage: str, force: bool = False, megapixels: float | None = None) -> None:
+        """Save the stage (with ``megapixels``: also the vendor's usage of today, in the same round trip)."""
         # Progress never goes down, not even when a retry starts over.
         meta = self.job.meta
         meta["stage"] = stage
@@ -58,6 +59,8 @@ class Stages:
                 # What rq's Job.save_meta does, in a pipeline with the event.
                 pipe.hset(job.key, "meta", job.serializer.dumps(meta))
                 events.publish(pipe, job_view(job, self.settings), self.kind, self.settings.failure_ttl)
+                if megapixels:
+                    usage.add(pipe, meta.get("vendor", ""), megapixels=megapixels)
                 pipe.execute()
             self.saved, self.kind = now, events.PROGRESS
 
@@ -92,7 +95,8 @@ def run(data: dict) -> dict:
         timer.done("inference", minus=out.encode_seconds)
         timer.record("encode", out.encode_seconds)
         runtime.metrics.inc("imgproc_megapixels_processed_total", out.source_pixels / 1e6, type=job_type.name)
-        usage.add_now(runtime.conn, payload.vendor, megapixels=out.source_pixels / 1e6)  # the operator's page
+        # For the operator's page, counted when the job is done (in the done stage's round trip).
+        job.meta["megapixels"] = out.source_pixels / 1e6
         stages.reach("uploading")
         url = runtime.storage.put(storage_key(job, payload, out.format), out.data, out.content_type)
         timer.done("upload")
@@ -115,7 +119,7 @@ def run(data: dict) -> dict:
         job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
         timer.done("save")
     _write_back(job, payload, output, runtime, stages, timer)
-    stages.reach("done", force=True)
+    stages.reach("done", force=True, megapixels=job.meta.get("megapixels"))
     if payload.upload:
         uploads.drop(runtime.conn, job.id)
     return {
