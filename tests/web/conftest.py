@@ -56,8 +56,10 @@ def web_stack(tmp_path_factory):
     try:
         with LocalStack(var / "var", local_env(var)) as stack:
             stack.callback(server.close)
+            # The worker loads ISNet while the API starts.
+            workers = stack.start_workers(1, "bg-removal,image-processing")
             stack.start_api(processes=1, threads=16, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
-            stack.wait_workers(stack.start_workers(1, "bg-removal,image-processing"))
+            stack.wait_workers(workers)
             engine = make_engine(stack.settings())
             vendors = Vendors(engine)
             keys = {"acme": vendors.add("acme"), "ops": vendors.add("ops", operator=True)}
