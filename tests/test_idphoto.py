@@ -243,3 +243,13 @@ def test_a_print_sheet_of_a_preset(tools, photos_and_maps):
     assert img.size == (1800, 1200) and tuple(round(d) for d in img.info["dpi"]) == (300, 300)
     assert out.extra["sheet"] == {"copies": 8, "inches": [6.0, 4.0], "dpi": 300}
     assert out.extra["compliance"]["compliant"] and out.extra["compliance"]["dpi"] == 300
+
+
+def test_hair_cut_off_by_the_photo_fails_and_says_why(tools):
+    from skimage import data
+
+    cut_off = np.ascontiguousarray(data.astronaut()[25:])  # the photo's top edge runs through her hair
+    out = crop_face(jpeg(cut_off), options(preset="us-passport"), tools)
+    compliance = out.extra["compliance"]
+    assert out.extra["head_near_top_edge"] and compliance["crown_from"] == "photo_edge"
+    assert not compliance["compliant"] and compliance["failed"] == ["crown_in_photo"]

@@ -40,8 +40,12 @@ def check(name: str, value, low=None, high=None, *, ndigits: int = 3, reason: st
     return entry
 
 
-def report(preset: Preset, m: Measured, file_bytes: int | None) -> dict[str, Any]:
-    """The checks of ``preset`` on the measured crop, and ``compliant`` when every one passes."""
+def report(preset: Preset, m: Measured, file_bytes: int | None, crown_cut: bool = False) -> dict[str, Any]:
+    """The checks of ``preset`` on the measured crop, and ``compliant`` when every one passes.
+
+    ``crown_cut``: the hair runs into the photo's edge, so the crown (and the
+    head height) may lie beyond what the photo shows; that fails on its own.
+    """
     width, height = preset.pixels
     checks = [
         check(
@@ -72,6 +76,17 @@ def report(preset: Preset, m: Measured, file_bytes: int | None) -> dict[str, Any
         check("width_px", m.width, width, width, ndigits=0, reason=f"the standard is {width} px wide"),
         check("height_px", m.height, height, height, ndigits=0, reason=f"the standard is {height} px high"),
     ]
+    if crown_cut:
+        checks.append(
+            check(
+                "crown_in_photo",
+                0,
+                1,
+                None,
+                ndigits=0,
+                reason="the hair reaches the photo's edge: the head may be taller than measured",
+            )
+        )
     if preset.file_kb and file_bytes is not None:
         low, high = preset.byte_range
         checks.append(

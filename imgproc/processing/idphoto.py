@@ -157,7 +157,8 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
         crown = (eye_x, eye_y - CROWN_GUESS * reach)
     else:
         crown = (found[0] / scale + x0, found[1] / scale + y0)
-    near_top = found is not None and found[1] <= 1 and y0 <= corners[:, 1].min() + 1
+    # Hair that runs into the photo's edge: the real crown may be higher than the mask can show.
+    cut_off = found is not None and (found[1] < 2 or not inside[int(found[1]) - 2, int(found[0])])
     left, top, crop_w, crop_h = box_for(crown[1])
 
     # Upscaling: the crop's own pixels against the output's.
@@ -208,13 +209,13 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
     encode_seconds = time.perf_counter() - started
 
     to_source = invert(level)
-    compliance = report(preset, measured_crop, None if opts.get("sheet") else len(data))
+    compliance = report(preset, measured_crop, None if opts.get("sheet") else len(data), cut_off)
     compliance.update(
         crown=_points(to_source, [crown])[0],
         chin=_points(to_source, [head.chin])[0],
         eyes=_points(to_source, head.eyes),
         dpi=preset.dpi,
-        crown_from="estimate" if crown_estimated else "mask",
+        crown_from="estimate" if crown_estimated else "photo_edge" if cut_off else "mask",
     )
     extra.update(
         {
@@ -223,7 +224,7 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
             "face_score": round(face.score, 4),
             "crop_box": [round(left), round(top), round(crop_w), round(crop_h)],
             "upscaled": factor > 1.01 and bool(opts["upscale"]),
-            "upscale_factor": round(factor, 3),
+            "upscale_factor": round(float(factor), 3),
             "dpi": dpi,
             "model": bg_model,
             "compliance": compliance,
@@ -231,7 +232,7 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
     )
     if rotation:
         extra["rotation"] = round(rotation, 2)
-    if near_top or top < corners[:, 1].min():
+    if cut_off or top < corners[:, 1].min():
         extra["head_near_top_edge"] = True
     return IdPhoto(data, out_w, out_h, extra, encode_seconds)
 
