@@ -139,10 +139,11 @@ def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
     if near_top:
         extra["head_near_top_edge"] = True  # the room above the crown is filled with bgcolor
     if opts["size"]:
+        upscale = opts.get("upscale", True)  # a job an older API queued has no such option
         factor = opts["size"][1] / box[3]
-        extra["upscaled"] = factor > 1.01 and opts["upscale"]
+        extra["upscaled"] = factor > 1.01 and upscale
         extra["upscale_factor"] = round(factor, 3)
-        if factor <= 1 or opts["upscale"]:
+        if factor <= 1 or upscale:
             out = out.resize(tuple(opts["size"]), Image.Resampling.LANCZOS)
     if opts["remove_background"]:
         if remover is None:
