@@ -95,6 +95,9 @@ class Settings:
     heartbeat_interval: int = 5
     #: Seconds between a worker's sweeps for abandoned and expired jobs.
     maintenance_interval: int = 10
+    #: File a worker writes once its models are loaded and removes when it leaves (a readiness
+    #: probe's ``test -f``); empty: none.
+    ready_file: str = ""
     #: A worker leaves after this many jobs (0: never), for ``make run-workers`` to start a fresh one.
     worker_max_jobs: int = 0
     #: Seconds a job may run before it is killed and counted as a ``timeout``.

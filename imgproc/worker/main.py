@@ -13,7 +13,8 @@ import redis
 from imgproc.config import Settings
 from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS, QUEUES
 
-from .process import ImgprocWorker, build_worker
+from . import readiness
+from .process import RECONNECT_MAX, ImgprocWorker, build_worker
 from .sharing import unshared
 from .slots import Slots
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.precision,
         settings.batch,
     )
+    readiness.mark(settings.ready_file, slots.base if slots else worker.name)  # models are loaded
     if slots is not None:
         try:
             return slots.run(burst=args.burst)
@@ -123,4 +125,4 @@ def _wait_for_redis(conn: redis.Redis) -> None:
         except redis.RedisError:
             log.warning("Redis unreachable; trying again in %.0f s", delay)
             time.sleep(delay)
-            delay = min(delay * 2, 30)
+            delay = min(delay * 2, RECONNECT_MAX)

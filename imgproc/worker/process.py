@@ -29,6 +29,9 @@ from .scheduler import SpawnedScheduler
 
 log = logging.getLogger("imgproc.worker")
 
+#: Most seconds between two tries to reach a lost Redis: a host back on the network works again within it.
+RECONNECT_MAX = 10
+
 
 class ImgprocWorker(SimpleWorker):
     """A non-forking rq worker that hands every job this process's ``Runtime``.
@@ -235,7 +238,7 @@ class ImgprocWorker(SimpleWorker):
             except redis.ConnectionError as exc:  # Redis away: wait for it here, models stay loaded
                 log.warning("Redis unreachable (%s); trying again in %.0f s", exc, pause)
                 time.sleep(pause)
-                pause = min(pause * 2, 30)
+                pause = min(pause * 2, RECONNECT_MAX)
                 continue
             if result is not None:
                 return result
