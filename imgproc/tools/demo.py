@@ -21,7 +21,6 @@ import urllib.request
 from pathlib import Path
 
 from imgproc.config import ROOT, Settings
-from imgproc.jobtypes import JOB_TYPES
 
 
 def sample_photos() -> dict[str, bytes]:
@@ -61,8 +60,9 @@ def run_demo(
 ) -> int:
     """The demo; with ``serve`` the stack stays up afterwards until Ctrl-C (or SIGTERM), exit status 0.
 
-    ``workers`` processes listen to the queues of ``operations`` only, so they load only the models
-    those need (each loads its models and runs a warm-up inference before it takes a job).
+    ``operations``: the bulks sent. The ``workers`` listen to every queue, so that whatever the page or
+    ``imgproc submit`` sends meanwhile runs too; each loads ISNet and BlazeFace and runs a warm-up
+    inference before it takes a job.
     """
     from . import provision
     from .stack import ApiClient, LocalStack, PhotoServer, wait_until
@@ -93,9 +93,11 @@ def run_demo(
             keys = {"demo": stack.add_vendor("demo"), "operator": stack.add_vendor("operator", operator=True)}
             started = time.monotonic()
             n = f"{workers} worker{'s' if workers != 1 else ''}"
-            print(f"starting the API (gunicorn, 2 processes) and {n} ... (logs under {var}/)")
-            procs = stack.start_workers(workers, tuple(JOB_TYPES[op].queue for op in operations))
-            api = stack.start_api(processes=2)
+            print(f"starting the API (gunicorn, 2 processes of 16 threads) and {n} ... (logs under {var}/)")
+            procs = stack.start_workers(workers)
+            # Threads, as in production: each event stream (the page's bars, `imgproc submit`) holds one
+            # while its job runs; two sync workers were both held by two streams, and timed out.
+            api = stack.start_api(processes=2, threads=16, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
             stack.wait_workers(procs)
             print(f"ready in {time.monotonic() - started:.1f}s: API on {api}, {n} loaded their models")
             _print_access(api, keys)

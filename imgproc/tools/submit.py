@@ -252,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
             while any(t.is_alive() for t in threads):
                 for thread in threads:
                     thread.join(0.1)  # short joins: Ctrl-C reaches this thread at once
+                display.tick()
         except KeyboardInterrupt:
             interrupted = True
             submitter.stop.set()

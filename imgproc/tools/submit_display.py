@@ -22,6 +22,10 @@ from rich.text import Text
 
 from .submit_records import Record, shown
 
+#: Seconds without a plain line after which the groups still waiting are shown (a job queued
+#: behind others, or on a queue no worker listens to, is otherwise silent).
+QUIET = 30
+
 
 class RateColumn(ProgressColumn):
     """Records ended per second since the bar started."""
@@ -48,6 +52,7 @@ class Display:
         self.lock = threading.Lock()
         self.groups: dict[str, _Group] = {}
         self.closed = False
+        self.printed = time.monotonic()  # when the last plain line was printed
         self.progress = None
         if console.is_terminal:
             self.progress = Progress(
@@ -75,6 +80,7 @@ class Display:
             if self.progress:
                 self.progress.console.print(Text(text))
             else:
+                self.printed = time.monotonic()
                 print(text, flush=True)
 
     def ended(self, name: str, record: Record) -> None:
@@ -93,11 +99,24 @@ class Display:
                     self.progress.console.print(Text(f"{shown(record.record_id)} {_outcome(record)}", "red"))
                 return
             rate = done / max(time.monotonic() - group.started, 1e-3)
+            self.printed = time.monotonic()
             print(
                 f"[{name}: {done}/{group.total}] {shown(record.record_id)}  {_outcome(record)}  "
                 f"({group.finished} done, {group.failed} failed, {rate:.1f}/s)",
                 flush=True,
             )
+
+    def tick(self) -> None:
+        """In plain lines, a line per group still waiting when nothing was printed for ``QUIET`` seconds."""
+        with self.lock:
+            if self.progress or self.closed or time.monotonic() - self.printed < QUIET:
+                return
+            for name, group in self.groups.items():
+                done = group.finished + group.failed
+                if done < group.total:
+                    waited = time.monotonic() - group.started
+                    print(f"[{name}: {done}/{group.total}] waiting ({waited:.0f} s)", flush=True)
+            self.printed = time.monotonic()
 
     def close(self) -> None:
         with self.lock:
