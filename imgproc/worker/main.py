@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.runtime.close()
     try:
         while True:
+            lost = False
             try:
                 worker.work(
                     burst=args.burst,
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             except redis.ConnectionError as exc:  # raised by rq's own teardown when Redis is gone
                 log.warning("worker loop ended without Redis: %s", exc)
-            if args.burst or worker.stopping or not _lost_redis(worker):
+                lost = True  # even if Redis is back already (a Sentinel failover takes seconds)
+            if args.burst or worker.stopping or not (lost or _lost_redis(worker)):
                 break
             # rq left its loop on a Redis error it does not handle: wait for Redis, then go on
             # in this process, models still loaded, under a new worker name.
