@@ -91,7 +91,11 @@ class Submitter:
             )
         )
         record.job_id, record.state = job.id, job.state
-        self.finish(record, self._call(lambda: job.wait(timeout=self.timeout)), UPLOADS)
+
+        def moved(view: Job) -> None:
+            self.display.moved(UPLOADS, record.record_id, view.progress)
+
+        self.finish(record, self._call(lambda: job.wait(timeout=self.timeout, progress=moved)), UPLOADS)
 
     def bulk(self, name: str, records: list[Record]) -> None:
         items = [{"record_id": r.record_id, "image_url": r.source} for r in records]
@@ -103,7 +107,9 @@ class Submitter:
         def follow(view) -> None:
             for item in view.jobs:
                 record = by_job.get(item["job_id"])
-                if record is not None and not record.ended and item["state"] in ENDED:
+                if record is not None and not record.ended and item["state"] not in ENDED:
+                    self.display.moved(name, record.record_id, item.get("progress", 0))
+                elif record is not None and not record.ended:
                     try:
                         job = self._call(functools.partial(self.client.job, item["job_id"]))
                     except NotFound:  # expired before we looked

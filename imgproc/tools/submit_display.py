@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,11 @@ class RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         elapsed = task.elapsed or 0
-        return Text(f"{task.completed / elapsed:.1f}/s" if elapsed > 0.5 else "-/s")
+        ended = task.fields.get("finished", 0) + task.fields.get("failed", 0)
+        if elapsed < 0.5 or not ended:
+            return Text("-/s")
+        rate = ended / elapsed
+        return Text(f"{rate:.1f}/s" if rate >= 1 else f"{rate:.2f}/s")
 
 
 @dataclass
@@ -42,6 +46,7 @@ class _Group:
     finished: int = 0
     failed: int = 0
     task: Any = None
+    running: dict[str, float] = field(default_factory=dict)  # record id -> its job's progress, 0-1
 
 
 class Display:
@@ -83,18 +88,33 @@ class Display:
                 self.printed = time.monotonic()
                 print(text, flush=True)
 
+    def moved(self, name: str, record_id: str, progress: int) -> None:
+        """A job's progress (0-100) on the way: the bar moves by its share before the job ends."""
+        with self.lock:
+            if self.progress and not self.closed:
+                group = self.groups[name]
+                group.running[record_id] = progress / 100
+                done = group.finished + group.failed
+                self.progress.update(group.task, completed=done + sum(group.running.values()))
+
     def ended(self, name: str, record: Record) -> None:
         with self.lock:
             if self.closed:
                 return
             group = self.groups[name]
+            group.running.pop(record.record_id, None)
             if record.state == "finished":
                 group.finished += 1
             else:
                 group.failed += 1
             done = group.finished + group.failed
             if self.progress:
-                self.progress.update(group.task, completed=done, finished=group.finished, failed=group.failed)
+                self.progress.update(
+                    group.task,
+                    completed=done + sum(group.running.values()),
+                    finished=group.finished,
+                    failed=group.failed,
+                )
                 if record.state != "finished":
                     self.progress.console.print(Text(f"{shown(record.record_id)} {_outcome(record)}", "red"))
                 return
