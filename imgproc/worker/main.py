@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             # rq left its loop on a Redis error it does not handle: wait for Redis, then go on
             # in this process, models still loaded, under a new worker name.
             _wait_for_redis(worker.connection)
-            worker = build_worker(settings, queues, runtime=worker.runtime)
+            lost_worker, worker = worker, build_worker(settings, queues, runtime=worker.runtime)
+            worker.succeed(lost_worker)
     finally:
         worker.runtime.close()
     return 0

@@ -62,6 +62,8 @@ class ImgprocWorker(SimpleWorker):
         self.push_exc_handler(record_error)
         self._beaten = 0.0
         self._suspension_checked = 0.0
+        #: The name of a scheduler this process ran before losing Redis (see ``succeed``).
+        self.scheduler_name: str | None = None
 
     def serialize(self) -> dict:
         # Written with rq's record of the worker at its birth, and gone with it (imgproc.queueing.placement).
@@ -97,6 +99,7 @@ class ImgprocWorker(SimpleWorker):
             self.queues,
             connection=self.connection,
             settings=self.runtime.settings,
+            name=self.scheduler_name,
             serializer=self.serializer,
             logging_level=logging_level or self.log.level,
             date_format=date_format,
@@ -114,6 +117,21 @@ class ImgprocWorker(SimpleWorker):
                 self.scheduler.register_death()
         else:
             self.scheduler.start()
+
+    def succeed(self, lost: ImgprocWorker) -> None:
+        """Take over from ``lost``, this process's worker that lost Redis: its scheduler's lock too.
+
+        Its scheduler died with the connection and left its lock in Redis for a minute; a new name
+        would wait that long before anyone enqueues the retries scheduled meanwhile.
+        """
+        old = lost.scheduler
+        if old is None:
+            return
+        process = getattr(old, "_process", None)
+        if process is not None and process.is_alive():
+            process.terminate()  # never two schedulers under one name
+            process.join(5)
+        self.scheduler_name = old.name
 
     def request_stop(self, signum, frame) -> None:
         self.stopping = True  # rq only records a stop asked for while busy
