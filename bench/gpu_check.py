@@ -52,24 +52,28 @@ def gpu_present() -> tuple[bool, str]:
     return True, done.stdout.strip().splitlines()[0]
 
 
-def gpu_memory_mib(pid: int | None = None) -> int | None:
-    """MiB of GPU memory that process ``pid`` holds (all processes when None), per nvidia-smi."""
+def _smi(query: str) -> list[str]:
     try:
         done = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=30,
+            ["nvidia-smi", query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    used = [
-        int(mem)
-        for line in done.stdout.strip().splitlines()
-        for p, mem in [line.split(", ")]
-        if pid is None or int(p) == pid
-    ]
-    return sum(used) if used else None
+        return []
+    return done.stdout.strip().splitlines() if done.returncode == 0 else []
+
+
+def gpu_memory_mib(pid: int | None = None) -> dict:
+    """MiB of GPU memory: held by process ``pid`` (all processes when None), and used on the whole device.
+
+    In a sandbox nvidia-smi may list no processes (another PID namespace): the device's figure stays.
+    """
+    used = []
+    for line in _smi("--query-compute-apps=pid,used_memory"):
+        p, _, mem = line.partition(", ")
+        if mem.strip().isdigit() and (pid is None or p.strip() == str(pid)):
+            used.append(int(mem))
+    device = [int(v) for v in _smi("--query-gpu=memory.used") if v.strip().isdigit()]
+    return {"processes": sum(used) if used else None, "device_used": device[0] if device else None}
 
 
 def bench_photos(count: int = 3) -> list[bytes]:
@@ -186,7 +190,7 @@ def pipeline(
 ) -> dict:
     """The whole path: ``count`` photos in one bulk, for each number of GPU workers."""
     from imgproc.queueing import connect
-    from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env
+    from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env, wait_until
 
     var = ROOT / "var" / "gpu-check"
     shutil.rmtree(var, ignore_errors=True)
@@ -208,7 +212,16 @@ def pipeline(
             stack.callback(conn.close)
             for n in worker_counts:
                 procs = stack.start_workers(n, "bg-removal")
-                stack.wait_workers(procs, timeout=300)
+                # A worker with job slots registers one rq worker per slot: <name>.slot0, .slot1, ...
+                slot = ".slot0" if batch > 1 else ""
+                wait_until(
+                    lambda procs=procs, slot=slot: all(
+                        conn.exists(f"rq:worker:{p.worker_name}{slot}") for p in procs
+                    ),
+                    300,
+                    f"{n} GPU worker(s) to load their models",
+                    procs,
+                )
                 items = [
                     {"record_id": f"w{n}-{i}", "image_url": server.url(f"/p/{n}/{i}.jpg")}
                     for i in range(count)

@@ -7,6 +7,7 @@ costs seconds on this machine's CPU.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import threading
@@ -50,19 +51,19 @@ def test_concurrent_calls_run_as_one_batch_and_a_bad_row_fails_alone():
     batcher = MicroBatcher(run, size=4, wait=5.0)  # a full batch runs at once, long before 5 s
     started = time.monotonic()
     out = _together([lambda i=i: batcher.infer(np.full((1, 2), i, np.float32)) for i in range(4)])
-    assert time.monotonic() - started < 4.0 and batcher.runs == [4]
+    assert time.monotonic() - started < 4.0 and list(batcher.runs) == [4]
     assert [float(o[0, 0]) for o in out] == [0.0, 2.0, 4.0, 6.0]
 
     out = _together([lambda v=v: batcher.infer(np.full((1, 2), v, np.float32)) for v in (1, -1, 3, 4)])
     assert isinstance(out[1], ValueError) and [float(out[i][0, 0]) for i in (0, 2, 3)] == [2.0, 6.0, 8.0]
-    assert seen[-5:] == [4, 1, 1, 1, 1] and batcher.runs[-3:] == [1, 1, 1]  # the batch, then one by one
+    assert seen[-5:] == [4, 1, 1, 1, 1] and list(batcher.runs)[-3:] == [1, 1, 1]  # the batch, then one by one
 
 
 def test_a_partial_batch_waits_at_most_its_wait():
     batcher = MicroBatcher(lambda x: x, size=8, wait=0.05)
     started = time.monotonic()
     batcher.infer(np.zeros((1, 1), np.float32))
-    assert time.monotonic() - started < 1.0 and batcher.runs == [1]
+    assert time.monotonic() - started < 1.0 and list(batcher.runs) == [1]
 
 
 def test_the_file_of_each_precision_and_batch():
@@ -84,9 +85,9 @@ def test_a_batch_of_four_gives_the_masks_of_batch_one(models, photos):
     rgbs.append(np.ascontiguousarray(rgbs[0][:, ::-1]))  # a fourth photo: the astronaut mirrored
     batched = BackgroundRemover(Settings(batch=4, batch_wait_ms=10_000))
     batcher = batched.batchers["isnet-general-use"]
-    assert batcher.runs == [1]  # the start-up run, alone
+    assert list(batcher.runs) == [1]  # the start-up run, alone
     masks = _together([lambda rgb=rgb: batched.mask(rgb, "isnet-general-use") for rgb in rgbs])
-    assert batcher.runs == [1, 4]
+    assert list(batcher.runs) == [1, 4] and batcher.sizes == {1: 1, 4: 1}
     single = models[0]  # the provisioned file at batch 1, as a default worker runs it
     for rgb, mask in zip(rgbs, masks, strict=True):
         alone = single.mask(rgb, "isnet-general-use")
@@ -139,7 +140,12 @@ def test_a_worker_with_four_slots_finishes_four_jobs_one_photo_broken(
     for name in ("astronaut", "coffee", "two-people"):
         assert views[name]["state"] == "finished", (name, views[name], log[-3000:])
         assert views[name]["result"]["format"] == "png"
-    print(f"4 jobs on 4 slots in {time.monotonic() - started:.1f} s (worker start-up included)")
+    # The worker's last line on its way out: its session runs by batch size (the start-up run, then the jobs).
+    runs = re.search(r"isnet-general-use: (\d+) session runs, by batch size: (.*)", log)
+    assert runs, log[-2000:]
+    sizes = [tuple(map(int, pair.split(" x "))) for pair in runs.group(2).split(", ")]
+    assert sum(n * size for n, size in sizes) == 4 and max(size for _, size in sizes) >= 2, runs.group(0)
+    print(f"4 jobs on 4 slots in {time.monotonic() - started:.1f} s, start-up included; {runs.group(0)}")
 
 
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])

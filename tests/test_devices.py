@@ -116,6 +116,6 @@ def test_workers_status_from_the_command_line(settings, redis_conn):
         env=process_env(settings),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
     assert done.returncode == 1 and "no worker is registered" in done.stdout, done.stderr

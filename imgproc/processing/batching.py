@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -45,8 +46,9 @@ class MicroBatcher:
         self._lock = threading.Lock()
         self._pending: list[tuple[np.ndarray, Future]] = []
         self._full = threading.Condition(self._lock)
-        #: Batch sizes of the runs made, in order (tests and metrics read it).
-        self.runs: list[int] = []
+        #: Batch sizes of the last runs, in order (the tests read it), and of all runs, counted.
+        self.runs: deque[int] = deque(maxlen=10_000)
+        self.sizes: Counter[int] = Counter()
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """The model's output row for one input of shape (1, ...), run together with concurrent calls."""
@@ -73,11 +75,15 @@ class MicroBatcher:
                 threading.Thread(target=self._lead, name="batch-leader", daemon=True).start()
         self._execute(batch)
 
+    def _count(self, size: int) -> None:
+        self.runs.append(size)
+        self.sizes[size] += 1
+
     def _execute(self, batch: list[tuple[np.ndarray, Future]]) -> None:
         if len(batch) > 1:
             try:
                 out = self._run(np.concatenate([x for x, _ in batch]))
-                self.runs.append(len(batch))
+                self._count(len(batch))
             except Exception:  # noqa: BLE001 - retried one by one below; each input gets its own error
                 out = None
             if out is not None:
@@ -87,7 +93,7 @@ class MicroBatcher:
         for x, done in batch:
             try:
                 result = self._run(x)
-                self.runs.append(1)
+                self._count(1)
                 done.set_result(result)
             except Exception as exc:  # noqa: BLE001 - handed to the job that owns this input
                 done.set_exception(exc)
