@@ -39,7 +39,6 @@ test: models
 SOAK_JOBS ?= 10000
 soak: models
 	IMGPROC_SOAK_JOBS=$(SOAK_JOBS) $(BIN)/python -m pytest -s -o timeout=3600 tests/faults/test_load.py -k load
-	IMGPROC_FAILOVER_JOBS=500 $(BIN)/python -m pytest -s -o timeout=900 tests/faults/test_sentinel_failover.py
 
 # Measures imgproc against the model's raw inference; prints a table, writes bench/results.json
 # (about 4 minutes on 2 cores). BENCH_ARGS=--quick for a run of under a minute.

@@ -18,8 +18,8 @@ from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env
 from tests.faults.conftest import wait_for
 from tests.faults.sentinels import MASTER_NAME, SentinelGroup
 
-#: Light jobs in the run (the master is killed after a third are enqueued); ``make soak`` runs 500.
-JOBS = int(os.environ.get("IMGPROC_FAILOVER_JOBS", "100"))
+#: Light jobs in the run, as the issue asks (the master is killed after a third are enqueued).
+JOBS = int(os.environ.get("IMGPROC_FAILOVER_JOBS", "500"))
 LIGHT = "/api/image-queue/process-image-queue"
 
 
@@ -99,7 +99,7 @@ def run_failover(stack: LocalStack, group: SentinelGroup, photos: PhotoServer) -
     def states() -> list:
         return [j.get_status(refresh=False) if j else None for j in Job.fetch_many(ids, connection=conn)]
 
-    wait_for(lambda: states().count("finished") == JOBS, 120, f"{JOBS} jobs to finish", interval=0.5)
+    wait_for(lambda: states().count("finished") == JOBS, 240, f"{JOBS} jobs to finish", interval=0.5)
     total = time.monotonic() - started
     last = time.monotonic() - switched["at"]
     assert group.master_port() == group.ports["replica"]
