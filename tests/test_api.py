@@ -187,7 +187,7 @@ def test_cancel_a_queued_job(client, vendor_key):
 
 def test_health_names_a_failing_part(client, app):
     body = client.get("/health").json
-    assert body == {"status": "ok", "redis": "ok", "database": "ok", "workers": 0}
+    assert body == {"status": "ok", "redis": "ok", "database": "ok", "workers": 0, "providers": {}}
     import redis
 
     app.extensions["imgproc"].conn = redis.Redis(port=1)  # nothing listens there
