@@ -186,9 +186,17 @@ def masks(photos: list[bytes], device: str, log) -> dict:
 
 
 def pipeline(
-    jpeg: bytes, count: int, worker_counts: list[int], batch: int, precision: str, device: str, log
+    jpeg: bytes,
+    count: int,
+    worker_counts: list[int],
+    batch: int,
+    precision: str,
+    device: str,
+    log,
+    results: dict | None = None,
+    saved=lambda: None,
 ) -> dict:
-    """The whole path: ``count`` photos in one bulk, for each number of GPU workers."""
+    """The whole path: ``count`` photos in one bulk, for each number of GPU workers (into ``results``)."""
     from imgproc.queueing import connect
     from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env, wait_until
 
@@ -202,7 +210,7 @@ def pipeline(
         "IMGPROC_METRICS": "0",
     }
     server = PhotoServer(lambda path: jpeg if path.startswith("/p/") else None)
-    results = {}
+    results = {} if results is None else results
     try:
         with LocalStack(var, env) as stack:
             key = stack.add_vendor("gpu-check")
@@ -247,6 +255,7 @@ def pipeline(
                 log(
                     f"pipeline {n} worker(s), {batch} slots: {count / seconds:.1f} images/s ({seconds:.1f} s)"
                 )
+                saved()
                 stack.stop(procs)
     finally:
         server.close()
@@ -304,20 +313,28 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     r: dict = {"device": what, "onnxruntime": ort.__version__, "cores": os.cpu_count()}
     log(f"GPU: {what}; onnxruntime {ort.__version__}, providers {ort.get_available_providers()}")
+
+    def save() -> None:  # after every phase: a run cut short by its time limit still leaves its figures
+        r["seconds"] = round(time.monotonic() - started, 1)
+        args.out.write_text(json.dumps(r, indent=2) + "\n")
+
     r["provider"] = provider_check(device, log)
+    save()
     photos = bench_photos()
     r["floor"] = floor(photos, args.seconds, device, batches, log)
+    save()
     r["masks"] = masks(photos, device, log)
+    save()
     fp16_ok = r["masks"]["cuda_fp16_vs_cpu_fp32"]["min"] >= 0.99
     precision = "fp16" if fp16_ok else "fp32"
     rows = r["floor"][precision]
     batch = int(max(rows, key=lambda b: rows[b]["images_per_s"]))
     if not args.skip_pipeline:
         counts = [int(n) for n in args.workers.split(",")]
-        r["pipeline"] = pipeline(photos[0], args.photos, counts, batch, precision, device, log)
+        r["pipeline"] = {}
+        pipeline(photos[0], args.photos, counts, batch, precision, device, log, r["pipeline"], save)
     r["verdicts"] = verdicts(r)
-    r["seconds"] = round(time.monotonic() - started, 1)
-    args.out.write_text(json.dumps(r, indent=2) + "\n")
+    save()
     log(f"verdicts: {r['verdicts']}; wrote {args.out} in {r['seconds']} s")
     return 0
 
