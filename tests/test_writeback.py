@@ -307,11 +307,11 @@ def test_a_retry_after_the_write_back_does_not_write_again(
     target()
     reach, failed = tasks.Stages.reach, []
 
-    def flaky(self, stage, force=False):
+    def flaky(self, stage, force=False, **extra):
         if stage == "done" and not failed:  # Redis hiccups after the write-back: the job is retried
             failed.append(stage)
             raise redis.ConnectionError("Redis went away")
-        return reach(self, stage, force)
+        return reach(self, stage, force, **extra)
 
     monkeypatch.setattr(tasks.Stages, "reach", flaky)
     job = run_job(client, acme, photo_server, photos, work, "8")

@@ -108,7 +108,8 @@ def test_load_from_five_vendors(settings, mariadb_url, redis_conn, photo_server,
 
 def test_finished_and_failed_jobs_expire(client, vendor_key, photo_server, photos, runtime, work, redis_conn):
     """Nothing piles up in Redis: results and failures go after their TTLs, with their registry entries."""
-    runtime.settings = runtime.settings.replace(result_ttl=1, failure_ttl=1)
+    # Long enough that the first job's result outlives the second job on a busy machine.
+    runtime.settings = runtime.settings.replace(result_ttl=4, failure_ttl=4)
     client.application.extensions["imgproc"].jobs.settings = runtime.settings
     acme = vendor_key("acme")
     photo_server.serve("/ok.jpg", photos["coffee"])
@@ -124,7 +125,7 @@ def test_finished_and_failed_jobs_expire(client, vendor_key, photo_server, photo
     work()
     states = [client.get(f"/api/image-queue/job/{i}", headers=acme).json["state"] for i in ids]
     assert states == ["finished", "failed"]
-    time.sleep(2.2)
+    time.sleep(4.5)
     assert [client.get(f"/api/image-queue/job/{i}", headers=acme).status_code for i in ids] == [404, 404]
     assert not list(redis_conn.scan_iter("rq:job:*"))
     assert not list(redis_conn.scan_iter("rq:results:*"))
