@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PAYLOAD=/root/imgproc-payload
+PAYLOAD=${IMGPROC_PAYLOAD:-/root/imgproc-payload}
 PART_MIB=60
 
 # Packages the device lacks (KINDS.md's list has numpy, pillow, opencv-python-headless, scikit-image, httpx,
@@ -38,7 +38,7 @@ prepare() {
   "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     "${platforms[@]}" -d "$stage/wheels" "${NEEDED[@]}"
   cp models/isnet-general-use.onnx models/*.tflite "$stage/models/"
-  (cd "$stage" && find . -type f | sort | xargs sha256sum > SHA256SUMS)
+  (cd "$stage" && find . -type f | sort | xargs sha256sum > ../SHA256SUMS && mv ../SHA256SUMS .)
   tar -C "$stage" -cf .device/payload.tar .
   rm -rf "$stage"
   split -b "${PART_MIB}m" -d -a 2 .device/payload.tar .device/part-
@@ -94,9 +94,15 @@ run() {
   (cd /tmp/payload && sha256sum -c --quiet SHA256SUMS)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
     /tmp/payload/wheels/*.whl
-  export PYTHONPATH=$site PYTHONUNBUFFERED=1
+  # CUDA 13 and cuDNN 9 come with the machine's PyTorch (nvidia-* wheels, nvidia/cu13/lib and nvidia/cudnn/lib):
+  # onnxruntime's preload_dlls looks there too; LD_LIBRARY_PATH makes the provider find them whatever the layout.
+  local nvlibs
+  nvlibs=$(python3 -c "import nvidia, os; print(':'.join(r for p in nvidia.__path__ for r, d, f in os.walk(p)
+    if os.path.basename(r) == 'lib' and any('.so' in n for n in f)))" 2>/dev/null || true)
+  export PYTHONPATH=$site PYTHONUNBUFFERED=1 LD_LIBRARY_PATH=${nvlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" > "$out/gpu-check.log"
   cp /tmp/payload/models/* models/
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu-check.log"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$out/gpu-check.log"
   python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" \
     | tee -a "$out/gpu-check.log"
   python3 -c "from imgproc.tools.derive import derive_models; derive_models('models')" 2>&1 \

@@ -40,11 +40,19 @@ CUDA_OPTIONS = {
     "do_copy_in_default_stream": "1",
 }
 
-#: Shared libraries the CUDA provider loads, by the CUDA major of the onnxruntime-gpu build
-#: (1.31.1 is CUDA 13: its metadata asks for nvidia-cuda-runtime~=13.0 and nvidia-cudnn-cu13~=9.0).
+#: Shared libraries the CUDA provider loads, by the CUDA major of the onnxruntime-gpu build (1.31.1 is
+#: CUDA 13, ``onnxruntime.cuda_version``): the NEEDED entries of its libonnxruntime_providers_cuda.so
+#: (cudart, cublas, cublasLt, curand), with cuFFT and cuDNN 9 that it opens itself (its preload_dlls list).
 CUDA_LIBRARIES = {
-    12: ("libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcufft.so.11", "libcudnn.so.9"),
-    13: ("libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcufft.so.12", "libcudnn.so.9"),
+    major: (
+        f"libcudart.so.{major}",
+        f"libcublas.so.{major}",
+        f"libcublasLt.so.{major}",
+        "libcurand.so.10",
+        f"libcufft.so.{major - 1}",
+        "libcudnn.so.9",
+    )
+    for major in (12, 13)
 }
 
 
@@ -70,7 +78,7 @@ def _loadable(name: str) -> bool:
 
 
 def _cuda_major(build_info: str) -> int:
-    found = re.search(r"cuda_version=(\d+)", build_info)
+    found = re.search(r"cuda_version\W*(\d+)", build_info)
     return int(found.group(1)) if found else 13
 
 
@@ -90,7 +98,7 @@ def cuda_problems(
     problems = []
     if not loadable("libcuda.so.1"):
         problems.append("no NVIDIA driver: libcuda.so.1 cannot be loaded (docker run --gpus all? nvidia-smi)")
-    major = _cuda_major(build_info or getattr(ort, "get_build_info", lambda: "")())
+    major = _cuda_major(build_info or f"cuda_version={getattr(ort, 'cuda_version', '')}")
     missing = [lib for lib in CUDA_LIBRARIES.get(major, CUDA_LIBRARIES[13]) if not loadable(lib)]
     if missing:
         problems.append(
