@@ -50,6 +50,8 @@ FULL = dict(
     latency_seconds=5,
     memory="1,50,500",
     rembg=True,
+    variant_rounds=5,
+    variant_photos=8,
 )
 QUICK = dict(
     e2e_sizes=["512x512"],
@@ -67,6 +69,8 @@ QUICK = dict(
     latency_seconds=1,
     memory="1,3,5",
     rembg=False,
+    variant_rounds=1,
+    variant_photos=1,
 )
 #: Request limits high enough never to refuse the bench's vendor.
 
@@ -126,6 +130,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.cpu_count(),
         help="OMP_NUM_THREADS for rembg's server (0: its own defaults); default: cores",
     )
+    parser.add_argument("--variant-rounds", type=int, help="alternated floor rounds of ISNet's variants")
+    parser.add_argument("--variant-photos", type=int, help="photos of the variants' quality gate (0: none)")
     parser.add_argument("--api-processes", type=int, default=4, help="gunicorn sync workers (README's -w 4)")
     parser.add_argument("--poll-ms", type=float, default=200, help="poll interval of the e2e jobs")
     parser.add_argument(
@@ -240,6 +246,13 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     # This shared machine's speed drifts over minutes (floors of 1.7 and 2.3 s in two runs of one hour):
     # the floor is measured again once everything has stopped, and the ratios use all its runs.
     pool_floors(r, measure_floors(settings, photos, args, n, log, "end"), log)
+    if args.variant_photos:  # ISNet's variants: floors alternated in one process, masks against fp32
+        from bench import variants
+
+        quick = [variants.TODAY] if args.quick else None  # the phase runs, at 4 inferences
+        gate = list(variants.GATE_PHOTOS[: args.variant_photos])
+        models = Path(settings.models_dir)
+        r["variants"] = variants.measure(models, cores, args.variant_rounds, gate, log, quick)
     r["settings"] = {
         **{
             k: v
@@ -358,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(report.table(rows))
+    if "variants" in results:
+        from bench.variants import table
+
+        print("\nISNet's variants (python -m bench.variants):\n" + table(results["variants"]))
     failed = [row["figure"] for row in rows if row["pass"] is False]
     print(
         f"\n{sum(row['pass'] is True for row in rows)} targets met, {len(failed)} missed; "

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 #: Models whose pre/post-processing this module does itself, vectorised with OpenCV
 #: (rembg's DisSession does the same maths with Pillow LANCZOS and float64, 2-3x slower).
-ISNET_MODELS = {"isnet-general-use", "isnet-anime"}
+#: ISNet variants a job may name (listed in IMGPROC_BG_MODELS) and their files, made by `make models`
+#: (imgproc/tools/variants.py; speed and masks in the README's model table, from bench/variants.py).
+VARIANT_FILES = {"isnet-general-use-int8": "isnet-general-use.int8.onnx"}
+ISNET_MODELS = {"isnet-general-use", "isnet-anime", *VARIANT_FILES}
 #: Minimum score of a face found in a window of the photo rather than the whole frame.
 WINDOW_MIN_CONFIDENCE = 0.8
 
@@ -90,7 +93,9 @@ class BackgroundRemover:
         self.load_seconds = {}
         for name in settings.bg_models:
             isnet = name in ISNET_MODELS
-            file = isnet_file(name, settings.precision, settings.batch) if isnet else f"{name}.onnx"
+            file = f"{name}.onnx"
+            if isnet:
+                file = VARIANT_FILES.get(name) or isnet_file(name, settings.precision, settings.batch)
             path = models_dir / file
             if not path.is_file():
                 raise ModelMissing(
@@ -150,23 +155,32 @@ class BackgroundRemover:
             raise PermanentError(f"this worker has no model {model!r}", code="invalid_options")
         if model in ISNET_MODELS:
             batcher = self.batchers.get(model)
-            return self._isnet_mask(batcher.infer if batcher else _first_output(session), rgb)
+            return self.isnet_mask(batcher.infer if batcher else _first_output(session), rgb)
         from PIL import Image
 
         return np.asarray(session.predict(Image.fromarray(rgb))[0])
 
     @staticmethod
-    def _isnet_mask(infer, rgb: np.ndarray) -> np.ndarray:
+    def isnet_input(rgb: np.ndarray, side: int = 1024) -> np.ndarray:
+        """ISNet's 1x3x``side``x``side`` float32 input of an RGB array (rembg's normalisation)."""
         import cv2
 
         height, width = rgb.shape[:2]
         small = cv2.resize(
-            rgb, (1024, 1024), interpolation=cv2.INTER_AREA if max(height, width) > 1024 else cv2.INTER_LINEAR
+            rgb, (side, side), interpolation=cv2.INTER_AREA if max(height, width) > side else cv2.INTER_LINEAR
         )
         x = small.astype(np.float32)
         x *= 1.0 / max(float(x.max()), 1e-6)  # rembg scales by the image's own maximum
         x -= 0.5
-        pred = infer(np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis]))[0, 0]
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis])
+
+    @staticmethod
+    def isnet_mask(infer, rgb: np.ndarray, side: int = 1024) -> np.ndarray:
+        """The mask of ``rgb`` by ``infer`` (an ISNet run), fed a ``side`` x ``side`` input."""
+        import cv2
+
+        height, width = rgb.shape[:2]
+        pred = infer(BackgroundRemover.isnet_input(rgb, side))[0, 0]
         lo, hi = float(pred.min()), float(pred.max())
         pred = (pred - lo) * (255.0 / max(hi - lo, 1e-6))
         # Upscale as uint8 (as rembg does): a quarter of the memory traffic of float32 at 12 MP.

@@ -62,7 +62,7 @@ def cmd_vendors(args, settings: Settings) -> int:
 
 
 def cmd_models(args, settings: Settings) -> int:
-    from . import derive, provision
+    from . import derive, provision, variants
 
     if args.action == "fetch":
         try:
@@ -72,6 +72,7 @@ def cmd_models(args, settings: Settings) -> int:
             else:
                 provision.fetch_models(settings.models_dir, settings.cache_dir)
                 derive.derive_models(settings.models_dir)  # ISNet batched, fp16 and fp32 (issue 13)
+                variants.derive_variants(settings.models_dir)  # ISNet lean and int8 for CPU (issue 14)
                 _warm_matting(settings)
         except Exception as exc:  # every provisioning failure ends here with its explanation
             print(f"error: {exc}", file=sys.stderr)
