@@ -57,6 +57,9 @@ def test_quick_bench_writes_every_figure(tmp_path):
     )
     assert set(r["throughput"]) == {"1_worker", "n_workers"}
     assert all(t["images_per_min"] > 0 and t["ratio"] > 0 for t in r["throughput"].values())
+    # ISNet's variants phase (bench/variants.py): today's file, its floor and its masks against fp32.
+    today = r["variants"]["variants"]["fp16 file, ORT (today)"]
+    assert today["floor_s"] > 0 and today["speedup"] == 1.0 and today["gate"] is True
     light = r["light"]
     assert light["imgproc"]["jobs_per_s"] > 0 and light["bare_rq"]["jobs_per_s"] > 0 and light["ratio"] > 0
     assert len(r["enqueue_latency"]) == 2
