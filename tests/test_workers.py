@@ -89,3 +89,32 @@ def test_strip_metadata_or_keep_it():
     assert not Image.open(io.BytesIO(stripped.data)).getexif()
     kept_exif = Image.open(io.BytesIO(kept.data)).getexif()
     assert kept_exif.get(0x010F) == "CameraMaker" and kept_exif.get(0x0112, 1) == 1
+
+
+STOP_WHILE_STARTING = """
+import os, signal
+from imgproc.config import Settings
+from imgproc.worker import build_worker
+
+worker = build_worker(Settings.from_env(), ("image-processing",))
+# The stop arrives while rq starts the scheduler: after the worker registered, before rq's handlers.
+worker._start_scheduler = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM)
+worker.work(with_scheduler=True)
+print("stopped", worker.stopping, worker.get_state())
+"""
+
+
+def test_a_stop_while_the_worker_starts_ends_it_cleanly(settings, redis_conn):
+    from tests.conftest import process_env
+
+    proc = subprocess.run(
+        [sys.executable, "-c", STOP_WHILE_STARTING],
+        cwd=ROOT,
+        env=process_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]  # was -15: killed by the signal mid-start
+    assert "stopped True" in proc.stdout
+    assert not redis_conn.smembers("rq:workers"), "the worker deregistered"

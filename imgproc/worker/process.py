@@ -9,6 +9,7 @@ the fork costs ~23 ms per job. ``ImgprocWorker`` is rq's ``SimpleWorker``
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
@@ -132,6 +133,21 @@ class ImgprocWorker(SimpleWorker):
             process.terminate()  # never two schedulers under one name
             process.join(5)
         self.scheduler_name = old.name
+
+    def work(self, *args, **kwargs) -> bool:
+        # rq installs its SIGTERM/SIGINT handlers only after starting the scheduler (a spawned process:
+        # seconds on a busy host), when the worker is already registered and its readiness file written:
+        # a stop asked for in that window killed it mid-start. Until then, a stop is only noted, and
+        # rq's loop ends at its first turn. Slot threads get no signals (imgproc.worker.slots).
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._stop_before_start)
+        return super().work(*args, **kwargs)
+
+    def _stop_before_start(self, signum, frame) -> None:
+        log.info("stop requested while starting (signal %d): stopping before the first job", signum)
+        self.stopping = True
+        self._stop_requested = True
 
     def request_stop(self, signum, frame) -> None:
         self.stopping = True  # rq only records a stop asked for while busy
