@@ -73,26 +73,48 @@ TRANSFORMS = {"symbolic_batch": symbolic_batch, "upcast": upcast}
 
 def derive_models(models_dir: str | os.PathLike, log: Log = print) -> list[Path]:
     """Write every ``derived`` file of the manifest that is missing or wrong, from its verified source."""
+    return make_section(models_dir, "derived", TRANSFORMS, log)
+
+
+def make_section(
+    models_dir: str | os.PathLike, section: str, transforms: dict[str, Callable], log: Log = print
+) -> list[Path]:
+    """Write every file of the manifest's ``section`` that is missing or wrong: its source, verified, put
+    through its ``transforms`` in order, then checked against the sha256 the manifest pins.
+
+    Shared by ``derived`` (here) and ``variants`` (``imgproc.tools.variants``); an entry whose
+    ``needs`` (a package) is missing is left out with a line saying so.
+    """
+    import importlib.util
+
     import onnx
 
     models_dir = Path(models_dir)
     manifest = load_manifest(models_dir)
-    sources = {e["name"]: e for e in manifest["files"]}
+    entries = {
+        e["name"]: e for e in manifest["files"] + manifest.get("derived", []) + manifest.get("variants", [])
+    }
     written = []
-    for entry in manifest.get("derived", []):
+    for entry in manifest.get(section, []):
         target = models_dir / entry["name"]
         if file_problem(target, entry) is None:
             log(f"{entry['name']}: present and verified")
             written.append(target)
             continue
+        needs = entry.get("needs")
+        if needs and importlib.util.find_spec(needs.replace("scikit-image", "skimage")) is None:
+            log(f"{entry['name']}: not made, it needs {needs} (the dev extra)")
+            continue
         source = models_dir / entry["from"]
-        if problem := file_problem(source, sources[entry["from"]]):
-            raise ModelMissing(f"{entry['name']} is made from {entry['from']}, which is {problem}")
+        if problem := file_problem(source, entries[entry["from"]]):
+            raise ModelMissing(
+                f"{entry['name']} is made from {entry['from']}, which is {problem}; run `make models`"
+            )
         model = onnx.load(str(source))
         if "upcast" in entry["transforms"] and not is_float16_conversion(model):
             raise ModelMissing(f"{entry['from']} is not a float16 conversion; {entry['name']} cannot be made")
         for name in entry["transforms"]:
-            TRANSFORMS[name](model)
+            transforms[name](model)
         data = model.SerializeToString()
         if (got := hashlib.sha256(data).hexdigest()) != entry["sha256"]:
             raise ChecksumMismatch(

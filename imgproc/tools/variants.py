@@ -14,17 +14,12 @@ the int8 file is deterministic is recorded in the manifest's ``made_with``.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from imgproc.errors import ChecksumMismatch, ModelMissing
-
-from .manifest import file_problem, load_manifest
-from .provision import _atomic_file
+from .derive import make_section
 
 Log = Callable[[str], None]
 
@@ -209,42 +204,4 @@ TRANSFORMS = {"lean": lean, "quantize_int8": quantize_int8}
 
 def derive_variants(models_dir: str | os.PathLike, log: Log = print) -> list[Path]:
     """Write every ``variants`` file of the manifest that is missing or wrong, from its verified source."""
-    import onnx
-
-    models_dir = Path(models_dir)
-    manifest = load_manifest(models_dir)
-    entries = {
-        e["name"]: e for e in manifest["files"] + manifest.get("derived", []) + manifest.get("variants", [])
-    }
-    written = []
-    for entry in manifest.get("variants", []):
-        target = models_dir / entry["name"]
-        if file_problem(target, entry) is None:
-            log(f"{entry['name']}: present and verified")
-            written.append(target)
-            continue
-        if (
-            entry.get("needs")
-            and importlib.util.find_spec(entry["needs"].replace("scikit-image", "skimage")) is None
-        ):
-            log(f"{entry['name']}: not made, it needs {entry['needs']} (the dev extra)")
-            continue
-        source = models_dir / entry["from"]
-        if problem := file_problem(source, entries[entry["from"]]):
-            raise ModelMissing(
-                f"{entry['name']} is made from {entry['from']}, which is {problem}; run `make models`"
-            )
-        model = onnx.load(str(source))
-        for name in entry["transforms"]:
-            TRANSFORMS[name](model)
-        data = model.SerializeToString()
-        if (got := hashlib.sha256(data).hexdigest()) != entry["sha256"]:
-            raise ChecksumMismatch(
-                f"{entry['name']} made from {entry['from']} has sha256 {got}, not {entry['sha256']} "
-                f"(made with {entry['made_with']})"
-            )
-        with _atomic_file(target) as out:
-            out.write(data)
-        log(f"{entry['name']}: made from {entry['from']} ({', '.join(entry['transforms'])}), sha256 verified")
-        written.append(target)
-    return written
+    return make_section(models_dir, "variants", TRANSFORMS, log)
