@@ -35,10 +35,12 @@ lint: install
 test: models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The load and memory fault test at a larger scale (SOAK_JOBS light jobs), with its figures.
+# The load and memory fault test at a larger scale (SOAK_JOBS light jobs), with its figures, and
+# the three-host test in network namespaces (tests/faults/test_many_hosts.py).
 SOAK_JOBS ?= 10000
 soak: models
 	IMGPROC_SOAK_JOBS=$(SOAK_JOBS) $(BIN)/python -m pytest -s -o timeout=3600 tests/faults/test_load.py -k load
+	IMGPROC_SOAK=1 $(BIN)/python -m pytest -s tests/faults/test_many_hosts.py
 
 # Measures imgproc against the model's raw inference; prints a table, writes bench/results.json
 # (about 4 minutes on 2 cores). BENCH_ARGS=--quick for a run of under a minute.

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                     logging_level="INFO",
                     max_jobs=settings.worker_max_jobs or None,
                 )
-            except redis.ConnectionError as exc:  # raised by rq's own teardown when Redis is gone
+            # Raised by rq's own teardown when Redis is gone: refused, or (a cut link) timed out.
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("worker loop ended without Redis: %s", exc)
                 lost = True  # even if Redis is back already (a Sentinel failover takes seconds)
             if args.burst or worker.stopping or not (lost or _lost_redis(worker)):
