@@ -7,9 +7,9 @@ under ``imgproc``, or itself at the top) and each room to a floor:
     0  config, errors, jobtypes, optiontypes,      import nothing of imgproc above them
        presets
     1  queueing, processing, adapters, metrics      import floor 0 only, never one another
-    2  api, web, worker, tools (and the tasks alias) the entry points; api and worker never
-                                                    import each other, nor tools; web is the
-                                                    page on top of api (never the worker's)
+    2  api, worker, tools (and the tasks alias)     the entry points; api and worker never
+                                                    import each other, nor tools (api/web/ is
+                                                    the page: part of the API it is served by)
 
 ``python -m tests.layout`` prints the figures for this checkout; ``python -m
 tests.layout OLD/imgproc --flat`` reads a tree of the old flat layout (before
@@ -38,7 +38,6 @@ FLOORS = {
     "processing": 1,
     "adapters": 1,
     "api": 2,
-    "web": 2,
     "worker": 2,
     "tools": 2,
     "client": 2,
@@ -51,9 +50,6 @@ APART = {
     ("worker", "api"),
     ("api", "tools"),
     ("worker", "tools"),
-    ("web", "worker"),
-    ("web", "tools"),
-    ("worker", "web"),
 }
 #: The Python client stands alone: it imports nothing of imgproc, so it needs none of the worker's libraries.
 ALONE = {"client"}

@@ -14,7 +14,6 @@ from werkzeug.exceptions import HTTPException
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
 from imgproc.queueing import placement, usage
-from imgproc.web import build_web
 
 from .listings import build_listings
 from .metrics import build_metrics
@@ -24,6 +23,7 @@ from .ratelimits import build_limiter
 from .routes import authenticate, build_blueprint
 from .services import Services, services
 from .streams import build_streams
+from .web import build_web
 
 log = logging.getLogger("imgproc.api")
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(build_listings(limiter, settings))
     app.register_blueprint(build_operator())
     app.register_blueprint(build_presets())  # GET /api/image-queue/presets
-    app.register_blueprint(build_web())  # the web page, /ui/ (imgproc.web)
+    app.register_blueprint(build_web())  # the web page, /ui/ (imgproc.api.web)
 
     @app.errorhandler(ImgprocError)
     def imgproc_error(exc: ImgprocError):

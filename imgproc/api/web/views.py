@@ -7,10 +7,11 @@ import secrets
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
-from imgproc.api import sessions
-from imgproc.api.services import services
 from imgproc.errors import NotFound
 from imgproc.presets import PRESETS
+
+from .. import sessions
+from ..services import services
 
 #: No inline script, style or event handler runs; images may come from anywhere (vendors' originals).
 CSP = (
