@@ -17,10 +17,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from imgproc.jobtypes import QUEUE_BG, QUEUE_LIGHT, QUEUES
-from imgproc.tools.stack import ApiClient, StackError
+from imgproc.tools.stack import ApiClient, StackError, free_port, wait_until
 
 API = "/api/image-queue"
 DONE = {"finished", "failed", "canceled", "stopped"}
@@ -201,8 +203,8 @@ def _latencies(b, clients: int, requests: int) -> list[float]:
     return results
 
 
-def _wrk(b, clients: int, seconds: float) -> dict:
-    """Run wrk (closed loop, ``clients`` connections) for ``seconds``; its figures, in ms."""
+def _wrk(b, clients: int, seconds: float, base: str | None = None) -> dict:
+    """Run wrk (closed loop, ``clients`` connections) for ``seconds`` on ``base`` (the API); figures in ms."""
     script = Path(__file__).with_name("enqueue.lua")
     env = dict(
         os.environ,
@@ -224,7 +226,7 @@ def _wrk(b, clients: int, seconds: float) -> dict:
             "10s",
             "-s",
             str(script),
-            b.stack.api,
+            base or b.stack.api,
         ],
         env=env,
         capture_output=True,
@@ -288,6 +290,45 @@ def enqueue_latency(b) -> dict:
             f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms"
         )
     return results
+
+
+def enqueue_ceiling(b, many: dict) -> dict:
+    """A bare Flask view (bench/bareflask.py) under the same gunicorn and wrk as ``many``: the ceiling.
+
+    Returns both rates, each per core, and their ratio (the share of this stack's ceiling the API reaches).
+    """
+    api = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "gunicorn", "-b", api.removeprefix("http://")]
+    command += ["-w", str(b.args.api_processes), "bench.bareflask:app"]
+    proc = b.stack.spawn("bareflask", command, b.stack.env)
+    try:
+        wait_until(lambda: _answers(api), 60, "the bare Flask view", [proc])
+        _wrk(b, many["clients"], 1, base=api)
+        bare = _wrk(b, many["clients"], b.args.latency_seconds, base=api)
+    finally:
+        b.stack.stop([proc])
+    cores = os.cpu_count() or 1
+    r = {
+        "bare_flask": bare,
+        "api_per_s_per_core": round(many["per_s"] / cores, 1),
+        "bare_per_s_per_core": round(bare["per_s"] / cores, 1),
+        "ratio": round(many["per_s"] / bare["per_s"], 3),
+    }
+    b.log(
+        f"bare Flask view, same gunicorn, {many['clients']} clients: {bare['per_s']:.0f}/s, p50 "
+        f"{bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms; the API reaches {r['ratio']:.2f}x of it"
+    )
+    return r
+
+
+def _answers(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # 404 or 405: it answers
+    except OSError:
+        return False
 
 
 def _load_times(log_path) -> dict:

@@ -121,6 +121,19 @@ def verdicts(r: dict) -> list[dict]:
                 lat["p99_ms"] <= LATENCY_P99_MS if many else None,
             )
         )
+    ceiling = r.get("enqueue_ceiling")
+    if ceiling:
+        bare = ceiling["bare_flask"]
+        rows.append(
+            _row(
+                f"enqueues/s per core / bare Flask view, {_n(bare['clients'], 'client')}",
+                ceiling["ratio"],
+                f"{ceiling['api_per_s_per_core']:.0f} vs {ceiling['bare_per_s_per_core']:.0f}/s = "
+                f"{ceiling['ratio']:.2f}x (bare p99 {bare['p99_ms']:.1f} ms)",
+                "",
+                None,
+            )
+        )
     mem = r["memory"]
     counts = list(mem["rss_mib"])
     for count, mib in mem["rss_mib"].items():

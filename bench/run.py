@@ -195,6 +195,9 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
             )
 
             r["enqueue_latency"] = jobs.enqueue_latency(b)
+            many = r["enqueue_latency"][f"{args.latency_clients}_clients"]
+            if many["generator"] == "wrk":  # a Python client's own CPU would blur the ceiling
+                r["enqueue_ceiling"] = jobs.enqueue_ceiling(b, many)
             conn.flushdb()  # the latency phase's jobs never run: no worker should find them
 
             procs = jobs.workers(b, 1)

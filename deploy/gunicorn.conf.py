@@ -2,7 +2,7 @@
 
 Threads (gthread), not gevent: an event stream (``/events``) holds one thread
 while it waits on Redis, and a thread that waits costs no CPU, while gevent
-would need redis-py, SQLAlchemy's driver and flask-limiter monkey-patched.
+would need redis-py and SQLAlchemy's driver monkey-patched.
 Figures behind ``threads`` are in the README ("Live events"), measured with
 ``python -m bench.streams``. Flags on the command line override this file
 (``-b``, ``-w``, ``--threads``).

@@ -134,7 +134,7 @@ class Settings:
     fetch_blocked_ports: tuple[int, ...] = SERVICE_PORTS
 
     # --- protection -----------------------------------------------------
-    #: Per-vendor request limits (flask-limiter strings), counted in Redis by every API process.
+    #: Per-vendor request limits (strings of the ``limits`` library), counted in Redis by every API process.
     limit_global: str = "100 per 15 minutes"
     #: Every enqueue endpoint, single or bulk.
     limit_image: str = "50 per 15 minutes"

@@ -11,6 +11,7 @@
     │   ├── PayloadTooLarge           413 payload_too_large
     │   ├── TooManyItems              413 too_many_items
     │   ├── UnsupportedMediaType      415 unsupported_media_type
+    │   ├── RateLimited               429 rate_limited (a request limit of the vendor's)
     │   └── Unavailable               503 unavailable
     ├── JobError                      raised inside a job
     │   ├── PermanentError            failed at once, never retried
@@ -121,6 +122,13 @@ class UnsupportedMediaType(RequestError):
 
     code = "unsupported_media_type"
     status = 415
+
+
+class RateLimited(RequestError):
+    """Raised when a vendor is over one of its request limits (``imgproc.api.ratelimits``)."""
+
+    code = "rate_limited"
+    status = 429
 
 
 class Unavailable(RequestError):

@@ -124,13 +124,11 @@ def app(settings, redis_conn):
 
 
 def close_app(app) -> None:
-    """Close what an app opened: its database engine and its Redis connections (the limiter's too).
+    """Close what an app opened: its database engine and its Redis connections.
 
     A socket left for the garbage collector is a ResourceWarning, an error under filterwarnings.
     """
     app.extensions["imgproc"].engine.dispose()
-    for limiter in app.extensions.get("limiter", ()):
-        limiter.storage.storage.connection_pool.disconnect()
     app.extensions["imgproc"].conn.connection_pool.disconnect()
 
 

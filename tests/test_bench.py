@@ -68,6 +68,10 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert {lat["generator"] for lat in r["enqueue_latency"].values()} == {
         "wrk" if shutil.which("wrk") else "python"
     }
+    if shutil.which("wrk"):  # the ceiling: a bare Flask view under the same gunicorn and wrk
+        ceiling = r["enqueue_ceiling"]
+        assert ceiling["bare_flask"]["per_s"] > 0 and ceiling["ratio"] > 0
+        assert any(row["figure"].startswith("enqueues/s per core / bare Flask") for row in r["verdicts"])
     assert list(r["memory"]["rss_mib"]) == ["1", "3", "5"] and all(
         v > 0 for v in r["memory"]["rss_mib"].values()
     )

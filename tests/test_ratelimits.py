@@ -4,7 +4,9 @@ import io
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -172,3 +174,36 @@ def test_only_accepted_requests_use_up_the_enqueue_limits(limited):
     refused = client.post(BG, json={"record_id": "r3", "image_url": URL}, headers=acme)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert too_large.headers.get("Retry-After") is None and wrong.headers.get("Retry-After") is None
+
+
+def test_concurrent_requests_never_overshoot_a_limit(limited, redis_conn):
+    """Check and use are one Redis call: of 12 requests at once against 5 per minute, exactly 5 pass."""
+    app = limited(limit_image="5 per minute")
+    acme = add_vendor(app, "acme")
+    barrier = threading.Barrier(12)
+
+    def post(i):
+        client = app.test_client()
+        barrier.wait()
+        return client.post(LIGHT, json={"record_id": f"r{i}", "image_url": URL}, headers=acme).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(post, range(12)))
+    assert sorted(codes) == [202] * 5 + [429] * 7
+    # What the vendor sees of its limits says the same; the counters expire with their window.
+    limits = app.test_client().get("/api/image-queue/limits", headers=acme).json["limits"]
+    assert limits["image"]["remaining"] == 0 and 0 < limits["image"]["reset_in"] <= 60
+    assert limits["global"]["remaining"] == limits["global"]["amount"] - 13
+    assert 0 < redis_conn.pttl("imgproc:limit:image:acme") <= 60_000
+
+
+def test_a_refused_bulk_waits_until_its_items_fit(limited):
+    app = limited(limit_bg_removal="5 per 10 seconds")
+    client, acme = app.test_client(), add_vendor(app, "acme")
+    assert client.post(BULK_BG, json=items(3), headers=acme).status_code == 202
+    time.sleep(1.2)
+    assert client.post(BULK_BG, json=items(2), headers=acme).status_code == 202  # 5 of 5 used
+    refused = client.post(BULK_BG, json=items(3), headers=acme)
+    # 3 more need the first bulk's 3 units gone: about 10 - 1.2 s from now, not the second bulk's 10 s.
+    assert refused.status_code == 429 and 8 <= int(refused.headers["Retry-After"]) <= 9
+    assert refused.headers["X-RateLimit-Remaining"] == "0"

@@ -7,19 +7,18 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, abort, g, jsonify, send_from_directory
-from flask_limiter import RateLimitExceeded
+from flask import Flask, abort, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
-from imgproc.queueing import placement, usage
+from imgproc.queueing import placement
 
 from .listings import build_listings
 from .metrics import build_metrics
 from .operator import build_operator
 from .presets import build_presets
-from .ratelimits import build_limiter
+from .ratelimits import RequestLimits
 from .routes import authenticate, build_blueprint
 from .services import Services, services
 from .streams import build_streams
@@ -51,13 +50,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     # Werkzeug refuses a longer body with 413 before reading it into memory.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.extensions["imgproc"] = Services.build(settings)
-    app.before_request(authenticate)  # before the limiter's hook: limits are per vendor
-    limiter = build_limiter(app, settings)
-    app.register_blueprint(build_blueprint(limiter, settings))
+    app.extensions["imgproc"] = svc = Services.build(settings)
+    app.before_request(authenticate)  # before the limits' hook: limits are per vendor
+    limits = RequestLimits(svc.conn, settings)
+    limits.init_app(app)
+    app.register_blueprint(build_blueprint())
     app.register_blueprint(build_streams())
     app.register_blueprint(build_metrics(app.extensions["imgproc"]))
-    app.register_blueprint(build_listings(limiter, settings))
+    app.register_blueprint(build_listings(limits))
     app.register_blueprint(build_operator())
     app.register_blueprint(build_presets())  # GET /api/image-queue/presets
     app.register_blueprint(build_web())  # the web page, /ui/ (imgproc.api.web)
@@ -77,10 +77,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
-        if isinstance(exc, RateLimitExceeded):
-            services().metrics.inc("imgproc_rate_limited_total", limit=str(exc.limit.scope or "global"))
-            if "vendor" in g:  # the operator's page shows each vendor's refusals
-                usage.add_now(services().conn, g.vendor.name, limited=1)
         return error_response(HTTP_CODES.get(status, "http_error"), exc.description or exc.name, status)
 
     @app.errorhandler(Exception)

@@ -15,23 +15,13 @@ from typing import Any
 
 import urllib3
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
-from flask_limiter import Limiter
-from limits import parse
 
-from imgproc.config import Settings
 from imgproc.errors import Conflict, InvalidRequest
 from imgproc.queueing import listing
 from imgproc.queueing.retries import RetryRefused, retry
 
+from .ratelimits import RequestLimits
 from .services import services
-
-#: Each limit of ``ratelimits``: its scope in flask-limiter's keys, and the setting that holds it.
-LIMITS = (
-    ("global", "limit_global"),
-    ("image", "limit_image"),
-    ("bulk", "limit_bulk"),
-    ("bg-removal", "limit_bg_removal"),
-)
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -90,7 +80,7 @@ def zip_stream(results: list[dict[str, Any]]) -> Iterator[bytes]:
     yield sink.take()
 
 
-def build_listings(limiter: Limiter, settings: Settings) -> Blueprint:
+def build_listings(request_limits: RequestLimits) -> Blueprint:
     """The routes above."""
     bp = Blueprint("listings", __name__, url_prefix="/api/image-queue")
 
@@ -129,16 +119,7 @@ def build_listings(limiter: Limiter, settings: Settings) -> Blueprint:
 
     @bp.get("/limits")
     def limits():
-        found = {}
-        for scope, setting in LIMITS:
-            item = parse(getattr(settings, setting))
-            reset, remaining = limiter.limiter.get_window_stats(item, "imgproc", g.vendor.name, scope)
-            found[scope] = {
-                "limit": str(item),
-                "amount": item.amount,
-                "remaining": max(0, remaining),
-                "reset_in": max(0, round(reset - time.time())),
-            }
+        found = request_limits.stats(g.vendor.name)
         return jsonify({"limits": found})
 
     return bp

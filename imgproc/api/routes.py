@@ -6,12 +6,10 @@ import json
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
-from flask_limiter import Limiter
 from rq import Queue
 from rq.job import JobStatus
 
 from imgproc.adapters.urls import check_url, check_webhook_url
-from imgproc.config import Settings
 from imgproc.errors import (
     Conflict,
     InvalidOptions,
@@ -27,13 +25,8 @@ from imgproc.queueing import JobSpec, batches, events
 
 from . import options as opts
 from . import sessions
-from .ratelimits import limit
 from .services import services
 
-#: Endpoints whose jobs count against the background-removal limit.
-BG_ENDPOINTS = {jt.single_endpoint for jt in SINGLE_ENDPOINTS.values() if jt.bg_limited} | {
-    jt.bulk_endpoint for jt in BULK_ENDPOINTS.values() if jt.bg_limited
-}
 SINGLE_FIELDS = {"record_id", "image_url", "options", "webhook_url", "idempotency_key"}
 BULK_FIELDS = {"items", "options", "webhook_url"}
 ITEM_FIELDS = {"record_id", "image_url", "options"}
@@ -110,38 +103,11 @@ def authenticate() -> None:
     g.vendor = vendor
 
 
-def _items_cost(max_items: int) -> int:
-    """A bulk counts each of its items against the background-removal limit.
-
-    One over ``max_items`` costs nothing: the view refuses it with 413, which
-    says more than a 429 would.
-    """
-    body = request.get_json(silent=True)
-    items = body.get("items") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not items:
-        return 1
-    return len(items) if len(items) <= max_items else 0
-
-
-def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
-    """The /api/image-queue routes, with the per-vendor limits of ``settings``."""
+def build_blueprint() -> Blueprint:
+    """The /api/image-queue routes (their per-vendor limits: ``ratelimits``)."""
     api = Blueprint("api", __name__, url_prefix="/api/image-queue")
-    image_limit = limit(limiter, settings.limit_image, "image")
-    bulk_limit = limit(
-        limiter, settings.limit_bulk, "bulk", exempt_when=lambda: _endpoint() not in BULK_ENDPOINTS
-    )
-    bg_limit = limit(
-        limiter,
-        settings.limit_bg_removal,
-        "bg-removal",
-        cost=lambda: _items_cost(settings.max_bulk_items),
-        exempt_when=lambda: _endpoint() not in BG_ENDPOINTS,
-    )
 
     @api.post("/<endpoint>")
-    @image_limit
-    @bulk_limit
-    @bg_limit
     def enqueue(endpoint: str):
         svc = services()
         if endpoint in SINGLE_ENDPOINTS:
@@ -261,7 +227,3 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         return jsonify(services().jobs.stats(g.vendor.name, operator=g.vendor.operator))
 
     return api
-
-
-def _endpoint() -> str:
-    return (request.view_args or {}).get("endpoint", "")

@@ -16,6 +16,9 @@ KEY_VENDOR_JOBS = "imgproc:vendor-jobs:{}"
 #: (vendor, sha256 of the key) -> the job id that claimed an idempotency key.
 KEY_IDEMPOTENCY = "imgproc:idempotency:{}:{}"
 
+#: (limit, vendor) -> sorted set of the units a vendor used of a request limit, by time (``api.ratelimits``).
+KEY_LIMIT = "imgproc:limit:{}:{}"
+
 #: Every state a job can be in, as the API names them.
 STATES = ("queued", "started", "deferred", "scheduled", "finished", "failed", "canceled", "stopped")
 #: States a job never leaves.
