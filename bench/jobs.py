@@ -92,6 +92,26 @@ def workers(b, n: int, queues=(QUEUE_BG,), **env: str):
     return procs
 
 
+def replicas(b, n: int, queues=(QUEUE_BG,)) -> list:
+    """``n`` workers with the defaults (no IMGPROC_WORKERS_PER_HOST), each started once the last is ready.
+
+    Returns once every one has counted all ``n`` (its log says so, or it started among them).
+    """
+    procs = []
+    for _ in range(n):
+        proc = b.stack.start_workers(1, queues, IMGPROC_WORKERS_PER_HOST="0")[0]
+        b.stack.wait_workers([proc])
+        procs.append(proc)
+    counted = f"{n} inference worker(s) on this host"
+
+    def all_counted() -> bool:
+        logs = [p.log_path.read_text(errors="replace") for p in procs[:-1]]
+        return all(counted in text for text in logs)
+
+    wait_until(all_counted, 60, f"{n} replicas counting each other", procs)
+    return procs
+
+
 def e2e(b, sizes: list[str], floor_s: float) -> dict:
     """Per size: median seconds from just before the POST to the job's own ``ended_at``, one worker.
 

@@ -77,10 +77,11 @@ def verdicts(r: dict) -> list[dict]:
             )
         )
     for key, t in r["throughput"].items():
-        n_workers = key == "n_workers"
+        n_workers = key in ("n_workers", "replicas")
+        how = " started one by one, defaults" if key == "replicas" else ""
         rows.append(
             _row(
-                f"throughput {_n(t['workers'], 'worker')}, {t['photos']} x {t['size']} / floor",
+                f"throughput {_n(t['workers'], 'worker')}{how}, {t['photos']} x {t['size']} / floor",
                 t["ratio"],
                 f"{t['images_per_min']:.1f}/min of {t['floor_images_per_min']:.1f} = {t['ratio']:.2f}x",
                 f">= {THROUGHPUT_TARGET}" if n_workers else "",

@@ -211,6 +211,12 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
             for size in compare_sizes:
                 imgproc_by_size[size] = jobs.throughput(b, size, args.compare_photos, f"{n} workers")
             stack.stop(procs)
+            # Replicas started one by one as plain `python worker.py` (issue 14, part 4): nobody tells
+            # them how many they are; they count each other through Redis (imgproc.queueing.hosts).
+            procs = jobs.replicas(b, n)
+            tp["replicas"] = jobs.throughput(b, args.size, args.photos, f"{n} replicas")
+            stack.stop(procs)
+            tp["replicas"].update(workers=n, threads=floor["n_workers"]["threads"])
             for key_, workers in (("1_worker", 1), ("n_workers", n)):
                 tp[key_].update(workers=workers, threads=floor[key_]["threads"])  # ratios: in pool_floors
             r["throughput"] = tp
@@ -351,7 +357,7 @@ def pool_floors(r: dict, end: dict, log: Callable[[str], None]) -> None:
     for e in r["e2e"].values():
         e["ratio"] = round(e["e2e_s"] / r["floor"]["1_worker"]["floor_s"], 3)
     for key, t in r["throughput"].items():
-        t["floor_images_per_min"] = r["floor"][key]["images_per_min"]
+        t["floor_images_per_min"] = r["floor"]["n_workers" if key == "replicas" else key]["images_per_min"]
         t["ratio"] = round(t["images_per_min"] / t["floor_images_per_min"], 3)
 
 

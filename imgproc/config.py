@@ -86,10 +86,11 @@ class Settings:
     batch: int = 1
     #: Milliseconds a partial batch waits for more photos before it runs.
     batch_wait_ms: float = 5.0
-    #: Intra-op threads per worker process; 0 means cores / ``workers_per_host``.
+    #: Intra-op threads per worker process; 0 means cores / the worker processes on this host.
     threads: int = 0
-    #: How many worker processes share this host (``make run-workers N`` sets it).
-    workers_per_host: int = 1
+    #: How many worker processes share this host (``make run-workers N`` sets it); 0: each worker
+    #: counts its live siblings on the host through Redis and follows the count (``queueing.hosts``).
+    workers_per_host: int = 0
     #: Seconds between a busy worker's heartbeats; a job whose worker missed three
     #: is abandoned (worker killed) and retried as ``worker_lost``.
     heartbeat_interval: int = 5
@@ -175,9 +176,13 @@ class Settings:
     @property
     def intra_op_threads(self) -> int:
         """Threads for one worker's ONNX Runtime session, so N workers do not oversubscribe."""
+        return self.threads_among(self.workers_per_host)
+
+    def threads_among(self, workers: int) -> int:
+        """Threads for one of ``workers`` worker processes on this host (``IMGPROC_THREADS`` wins)."""
         if self.threads > 0:
             return self.threads
-        return max(1, self.cores // max(1, self.workers_per_host))
+        return max(1, self.cores // max(1, workers))
 
     @property
     def max_retries(self) -> int:
@@ -248,6 +253,8 @@ class Settings:
             raise ValueError("IMGPROC_VENDOR_CONCURRENCY must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("IMGPROC_MAX_ATTEMPTS must be at least 1")
+        if self.workers_per_host < 0 or self.threads < 0:
+            raise ValueError("IMGPROC_WORKERS_PER_HOST and IMGPROC_THREADS must be 0 (automatic) or more")
         return self
 
 

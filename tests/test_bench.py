@@ -55,7 +55,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert r["e2e"] and all(
         e["e2e_s"] > 0 and e["ratio"] > 0 and e["job_duration_ms"] for e in r["e2e"].values()
     )
-    assert set(r["throughput"]) == {"1_worker", "n_workers"}
+    assert set(r["throughput"]) == {"1_worker", "n_workers", "replicas"}  # replicas: started one by one
     assert all(t["images_per_min"] > 0 and t["ratio"] > 0 for t in r["throughput"].values())
     # ISNet's variants phase (bench/variants.py): today's file, its floor and its masks against fp32.
     today = r["variants"]["variants"]["fp16 file, ORT (today)"]

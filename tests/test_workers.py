@@ -48,6 +48,9 @@ def test_threads_default_to_cores_per_worker():
         {"IMGPROC_WORKERS_PER_HOST": "2", "IMGPROC_MAX_ATTEMPTS": "4", "IMGPROC_RETRY_BACKOFF": "2"}
     )
     assert s.workers_per_host == 2 and s.retry_intervals == [2, 4, 8]
+    # By default a worker counts its siblings on the host (queueing.hosts) and takes its share.
+    assert Settings().workers_per_host == 0 and Settings(cores=8).threads_among(3) == 2
+    assert Settings(cores=2).threads_among(3) == 1 and Settings(cores=8, threads=3).threads_among(4) == 3
 
 
 def test_settings_refuse_impossible_values():
@@ -55,6 +58,8 @@ def test_settings_refuse_impossible_values():
         Settings.from_env({"IMGPROC_DEVICE": "tpu"})
     with pytest.raises(ValueError, match="IMGPROC_BG_MODELS"):
         Settings.from_env({"IMGPROC_BG_MODEL": "u2net", "IMGPROC_BG_MODELS": "isnet-general-use"})
+    with pytest.raises(ValueError, match="IMGPROC_WORKERS_PER_HOST"):
+        Settings.from_env({"IMGPROC_WORKERS_PER_HOST": "-1"})
 
 
 def test_device_cuda_without_a_cuda_onnxruntime_fails_clearly():

@@ -73,9 +73,9 @@ def runtime_session(session):
 class BackgroundRemover:
     """A session per configured model: ISNet as a bare ONNX Runtime session, others as rembg's."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, workers: int = 1):
+        """Load every model of ``settings.bg_models``, with threads for one of ``workers`` on this host."""
         import cv2
-        import onnxruntime as ort
 
         self.settings = settings
         self.placement = devices.place(settings.device)  # IMGPROC_DEVICE=cuda without CUDA stops here
@@ -87,9 +87,12 @@ class BackgroundRemover:
         # rembg finds model files through U2NET_HOME only; pointing it at our
         # folder makes it load the provisioned file instead of downloading.
         os.environ["U2NET_HOME"] = str(models_dir)
-        threads = settings.intra_op_threads
-        cv2.setNumThreads(threads)
+        #: Worker processes sharing this host's cores, as this one last knew (``retune``).
+        self.workers = max(1, settings.workers_per_host or workers)
+        self.threads = settings.threads_among(self.workers)
+        cv2.setNumThreads(self.threads)
         self.sessions = {}
+        self.paths: dict[str, Path] = {}
         self.load_seconds = {}
         for name in settings.bg_models:
             isnet = name in ISNET_MODELS
@@ -102,27 +105,8 @@ class BackgroundRemover:
                     f"background-removal model {name!r} is missing: expected {path}. "
                     + ("Run `make models`." if isnet else f"Run `imgproc models fetch --model {name}`.")
                 )
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            # Measured: mem-pattern planning holds ~0.8 GB more RSS for no speed gain.
-            opts.enable_mem_pattern = False
-            if settings.workers_per_host > 1:
-                # Spinning threads of N processes on N cores steal each other's time.
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            started = time.perf_counter()
-            if name in ISNET_MODELS:
-                # The file rembg's own ISNet session would load, loaded the way it does. Not
-                # through rembg: importing rembg imports pymatting and numba, 137 MiB of every
-                # worker's memory for alpha matting only (imported when a job asks for it).
-                session = ort.InferenceSession(str(path), sess_options=opts, providers=list(self.providers))
-            else:
-                from rembg import new_session
-
-                session = new_session(name, sess_opts=opts, providers=list(self.providers))
-            self.load_seconds[name] = time.perf_counter() - started
-            active = runtime_session(session).get_providers()
-            self.active[name] = devices.confirm(active, self.placement, name)
+            self.paths[name] = path
+            session = self._load(name)
             if isnet and settings.batch > 1:
                 self.batchers[name] = MicroBatcher(
                     _first_output(session), settings.batch, settings.batch_wait_ms / 1000
@@ -139,9 +123,70 @@ class BackgroundRemover:
                 path.name,
                 self.active[name],
                 self.load_seconds[name],
-                threads,
+                self.threads,
                 settings.batch,
             )
+
+    def _load(self, name: str):
+        """A session of model ``name`` with this process's threads (spinning only alone on the host)."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        # Measured: mem-pattern planning holds ~0.8 GB more RSS for no speed gain.
+        opts.enable_mem_pattern = False
+        if self.workers > 1:
+            # Spinning threads of N processes on N cores steal each other's time.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        started = time.perf_counter()
+        if name in ISNET_MODELS:
+            # The file rembg's own ISNet session would load, loaded the way it does. Not
+            # through rembg: importing rembg imports pymatting and numba, 137 MiB of every
+            # worker's memory for alpha matting only (imported when a job asks for it).
+            session = ort.InferenceSession(
+                str(self.paths[name]), sess_options=opts, providers=list(self.providers)
+            )
+        else:
+            from rembg import new_session
+
+            session = new_session(name, sess_opts=opts, providers=list(self.providers))
+        self.load_seconds[name] = time.perf_counter() - started
+        active = runtime_session(session).get_providers()
+        self.active[name] = devices.confirm(active, self.placement, name)
+        return session
+
+    @property
+    def follows_host(self) -> bool:
+        """Whether the threads follow the host's count of workers (nothing fixed them; CPU; no batching)."""
+        s = self.settings
+        cpu_only = set(self.active.values()) <= {devices.CPU}
+        return s.workers_per_host == 0 and s.threads == 0 and s.batch == 1 and cpu_only
+
+    def retune(self, workers: int) -> bool:
+        """Rebuild the sessions for one of ``workers`` processes on this host, if that changes anything.
+
+        A session's thread count is fixed when it is built; loading ISNet again takes about
+        0.5 s, and the first run of a new session ~0.4 s more, paid once per change of siblings.
+        """
+        import cv2
+
+        workers = max(1, workers)
+        threads = self.settings.threads_among(workers)
+        if not self.follows_host or (threads, workers > 1) == (self.threads, self.workers > 1):
+            self.workers = workers
+            return False
+        self.workers, self.threads = workers, threads
+        cv2.setNumThreads(threads)
+        for name in list(self.sessions):
+            self.sessions[name] = self._load(name)
+        log.info(
+            "%d inference worker(s) on this host: sessions rebuilt with %d thread(s), spinning %s",
+            workers,
+            threads,
+            "off" if workers > 1 else "on",
+        )
+        return True
 
     @property
     def provider(self) -> str:

@@ -6,6 +6,7 @@
     fairshare.py    per-vendor lanes in front of each RQ queue, fed in turn (Lua)
     uploads.py      uploaded photos kept in Redis for the worker
     keys.py         imgproc's own Redis keys and the job states
+    hosts.py        the inference workers of each host, counted so replicas share its cores
 
 Nothing here knows HTTP or models: the API and the workers both build on it.
 """

@@ -157,6 +157,7 @@ class ImgprocWorker(SimpleWorker):
         return 3 * self.job_monitoring_interval
 
     def execute_job(self, job, queue) -> None:
+        self.runtime.follow_host()  # before the job: its sessions may be rebuilt for a new count
         stop = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job, stop), name="heartbeat", daemon=True)
         beat.start()
@@ -170,6 +171,7 @@ class ImgprocWorker(SimpleWorker):
         while not stop.wait(self.job_monitoring_interval):
             try:
                 self.maintain_heartbeats(job)
+                self.runtime.follow_host(retune=False)  # a long job keeps its place among the host's
             except (redis.RedisError, AttributeError) as exc:  # Redis away, or the job ended meanwhile
                 log.debug("heartbeat skipped: %s", exc)
 
@@ -264,6 +266,7 @@ class ImgprocWorker(SimpleWorker):
                     if self._stop_requested:
                         return None
                 first = False
+                self.runtime.follow_host()  # idle: a sibling that came or went changes the threads now
                 self.feed()
                 result = super().dequeue_job_and_maintain_ttl(
                     min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL

@@ -8,6 +8,10 @@ operation with ``tools`` -> ``storage`` -> ``records``.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -27,6 +31,11 @@ from imgproc.metrics import Discard, Metrics, Recorder
 from imgproc.processing.models import BackgroundRemover, FaceDetector, FaceFinder, Matting
 from imgproc.processing.operations import Tools
 from imgproc.queueing import redis_for
+from imgproc.queueing.hosts import HostPeers
+
+log = logging.getLogger(__name__)
+#: Seconds between two counts of the host's inference workers (each one pipelined round trip).
+RECOUNT_INTERVAL = 5
 
 #: The runtime of the job running now: set by the worker around each job, read by ``tasks.run``.
 #: (rq calls a job's function with the job's stored arguments only; a runtime is not one of them.)
@@ -48,6 +57,11 @@ class Runtime:
     webhooks: WebhookMessages | None = None
     #: The vendors' own tables (``IMGPROC_WRITEBACK_FILE``), checked at load; None when not configured.
     writeback: ResultTargets | None = None
+    #: This process among its host's inference workers, whose count sets its threads (``retune``);
+    #: None where the threads are fixed (``IMGPROC_THREADS``, ``IMGPROC_WORKERS_PER_HOST``, GPU, batching).
+    peers: HostPeers | None = None
+    _counted: float = 0.0
+    _workers: int = 1
 
     @classmethod
     def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> Runtime:
@@ -59,17 +73,28 @@ class Runtime:
             writeback.require()
         conn = redis_for(settings)
         engine = make_engine(settings)
+        peers, workers, remover = None, 1, None
+        if MATTING in models:
+            if settings.workers_per_host == 0 and settings.threads == 0:
+                # Counted before loading, so replicas started together see each other at once.
+                peers = HostPeers(conn, f"{socket.gethostname()}:{os.getpid()}")
+                workers = _count(peers)
+            remover = BackgroundRemover(settings, workers)
+            if peers is not None and not remover.follows_host:  # on a GPU, or batching: threads fixed
+                _leave(peers)
+                peers = None
         return cls(
             settings=settings,
             conn=conn,
             fetcher=Fetcher(settings),
             storage=make_storage(settings),
             records=Records(engine, max_fields=settings.db_max_fields),
-            remover=BackgroundRemover(settings) if MATTING in models else None,
+            remover=remover,
             detector=FaceDetector(settings) if FACE in models else None,
             metrics=Recorder(conn).start() if settings.metrics else Discard(),
             webhooks=WebhookStore(engine, grace=settings.webhook_secret_grace),
             writeback=writeback,
+            peers=peers,
         )
 
     @property
@@ -103,10 +128,41 @@ class Runtime:
         if isinstance(self.writeback, Writeback):
             self.writeback.request_reload()
 
+    def follow_host(self, *, retune: bool = True) -> None:
+        """Beat among the host's inference workers (at most every few seconds); follow their count.
+
+        ``retune``: rebuild the model sessions if this process's share of the cores changed (between
+        jobs only; the heartbeat thread of a running job only keeps its place).
+        """
+        if self.peers is None:
+            return
+        if time.monotonic() - self._counted >= RECOUNT_INTERVAL:
+            self._counted = time.monotonic()
+            self._workers = _count(self.peers)
+        if retune and hasattr(self.remover, "retune"):  # a no-op while the count stays the same
+            self.remover.retune(self._workers)
+
     def close(self) -> None:
+        if self.peers is not None:
+            _leave(self.peers)
         self.metrics.close()
         self.fetcher.close()
         if isinstance(self.writeback, Writeback):
             self.writeback.close()
         if self.detector is not None:
             self.detector.close()
+
+
+def _count(peers: HostPeers) -> int:
+    try:
+        return peers.beat()
+    except redis.RedisError as exc:  # the worker waits for Redis anyway; count itself alone meanwhile
+        log.warning("could not count this host's workers: %s", exc)
+        return 1
+
+
+def _leave(peers: HostPeers) -> None:
+    try:
+        peers.leave()
+    except redis.RedisError:  # its beat expires within hosts.TTL
+        pass
