@@ -262,6 +262,12 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         gate = list(variants.GATE_PHOTOS[: args.variant_photos])
         models = Path(settings.models_dir)
         r["variants"] = variants.measure(models, cores, args.variant_rounds, gate, log, quick)
+        # The same worker path against rembg.remove in one process, 512x512, same threads (issue 14).
+        from bench import rembg_api
+
+        r["rembg_api"] = rembg_api.measure(
+            settings.replace(workers_per_host=1), gate, 1 if args.quick else args.variant_rounds, log
+        )
     r["settings"] = {
         **{
             k: v

@@ -60,6 +60,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
     # ISNet's variants phase (bench/variants.py): today's file, its floor and its masks against fp32.
     today = r["variants"]["variants"]["fp16 file, ORT (today)"]
     assert today["floor_s"] > 0 and today["speedup"] == 1.0 and today["gate"] is True
+    # rembg's own Python API on the same photo in the same process (bench/rembg_api.py).
+    assert r["rembg_api"]["imgproc_s"] > 0 and r["rembg_api"]["rembg_s"] > 0 and r["rembg_api"]["ratio"] > 0
     light = r["light"]
     assert light["imgproc"]["jobs_per_s"] > 0 and light["bare_rq"]["jobs_per_s"] > 0 and light["ratio"] > 0
     assert len(r["enqueue_latency"]) == 2
