@@ -125,20 +125,33 @@ def run_one(conn: redis.Redis, vendors: int, cycles: int) -> dict:
     }
 
 
+def measure(vendor_counts: list[int], cycles: int, log=None) -> list[dict]:
+    """One row per vendor count, on a Redis of its own; ``ratio``: cycles per second vs the first count."""
+    rows = []
+    with ExitStack() as stack, TemporaryDirectory() as tmp:
+        conn = redis.Redis.from_url(start_server(stack, Path(tmp)))
+        stack.callback(conn.close)
+        conn.config_set("slowlog-log-slower-than", 1000)
+        conn.config_set("slowlog-max-len", 10_000)
+        for vendors in vendor_counts:
+            rows.append(run_one(conn, vendors, cycles))
+            rows[-1]["ratio"] = round(rows[-1]["cycles_per_s"] / rows[0]["cycles_per_s"], 3)
+            if log:
+                log(
+                    f"fair share, {vendors} waiting vendors: {rows[-1]['cycles_per_s']:.0f} cycles/s "
+                    f"({rows[-1]['ratio']:.2f}x), {rows[-1]['script_mean_us']:.0f} us per script, "
+                    f"{rows[-1]['script_calls_over_1ms']} calls over 1 ms"
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vendors", default="5,100,1000,10000")
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args(argv)
-    rows = []
-    with ExitStack() as stack, TemporaryDirectory() as tmp:
-        conn = redis.Redis.from_url(start_server(stack, Path(tmp)))
-        conn.config_set("slowlog-log-slower-than", 1000)
-        conn.config_set("slowlog-max-len", 10_000)
-        for vendors in (int(v) for v in args.vendors.split(",")):
-            rows.append(run_one(conn, vendors, args.cycles))
-            print(json.dumps(rows[-1]), flush=True)
+    rows = measure([int(v) for v in args.vendors.split(",")], args.cycles, print)
     base = rows[0]["cycles_per_s"]
     head = f"{'cycles/s':>9} {'vs first':>8} {'script mean us':>15} {'over 1 ms':>9} {'feed p99 us':>12}"
     print(f"\n{'vendors':>8} {head}")

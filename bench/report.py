@@ -12,6 +12,7 @@ E2E_TARGETS = {"512x512": 1.05, "2048x1536": 1.15, "4000x3000": 1.3}
 REMBG_TARGETS = {"512x512": 1.0, "2048x1536": 1.2, "4000x3000": 1.5}
 THROUGHPUT_TARGET = 0.95  # N workers' images/min ÷ the floor's images/min at their thread count
 LIGHT_TARGET = 0.5  # imgproc light jobs/s ÷ bare RQ no-op jobs/s
+FAIR_TARGET = 0.9  # fair-share cycles/s at the most waiting vendors ÷ at the fewest
 REMBG_API_TARGET = 1.5  # rembg.remove seconds ÷ imgproc seconds per 512x512 photo, one process
 LATENCY_P99_MS = 25.0  # enqueue p99 at the concurrent clients
 RSS_LIMIT_MIB = 1.5e9 / 2**20  # 1.5 GB after 50 jobs
@@ -98,6 +99,19 @@ def verdicts(r: dict) -> list[dict]:
                 f"{c['imgproc_images_per_min']:.1f} vs {c['images_per_min']:.1f}/min = {c['ratio']:.2f}x",
                 f">= {target}",
                 c["ratio"] >= target if target else None,
+            )
+        )
+    fair = r.get("fairshare") or []
+    for row in fair[1:]:
+        last = row is fair[-1]
+        rows.append(
+            _row(
+                f"fair share, {row['vendors']} waiting vendors / {fair[0]['vendors']}",
+                row["ratio"],
+                f"{row['cycles_per_s']:.0f} vs {fair[0]['cycles_per_s']:.0f} cycles/s = {row['ratio']:.2f}x, "
+                f"{row['script_mean_us']:.0f} us per script, {row['script_calls_over_1ms']} over 1 ms",
+                f">= {FAIR_TARGET}" if last else "",
+                row["ratio"] >= FAIR_TARGET if last else None,
             )
         )
     api = r.get("rembg_api")

@@ -262,6 +262,12 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         gate = list(variants.GATE_PHOTOS[: args.variant_photos])
         models = Path(settings.models_dir)
         r["variants"] = variants.measure(models, cores, args.variant_rounds, gate, log, quick)
+    # The fair share's cost in Redis as waiting vendors grow (issue 14, part 3), on a Redis of its own.
+    from bench import fairshare
+
+    counts, cycles = ([5, 100], 100) if args.quick else ([5, 100, 1000, 10_000], 2000)
+    r["fairshare"] = fairshare.measure(counts, cycles, log)
+    if args.variant_photos:
         # The same worker path against rembg.remove in one process, 512x512, same threads (issue 14).
         from bench import rembg_api
 

@@ -60,6 +60,9 @@ def test_quick_bench_writes_every_figure(tmp_path):
     # ISNet's variants phase (bench/variants.py): today's file, its floor and its masks against fp32.
     today = r["variants"]["variants"]["fp16 file, ORT (today)"]
     assert today["floor_s"] > 0 and today["speedup"] == 1.0 and today["gate"] is True
+    # The fair share's feed at 5 and 100 waiting vendors (bench/fairshare.py), on a Redis of its own.
+    assert [row["vendors"] for row in r["fairshare"]] == [5, 100]
+    assert all(row["cycles_per_s"] > 0 and row["script_mean_us"] > 0 for row in r["fairshare"])
     # rembg's own Python API on the same photo in the same process (bench/rembg_api.py).
     assert r["rembg_api"]["imgproc_s"] > 0 and r["rembg_api"]["rembg_s"] > 0 and r["rembg_api"]["ratio"] > 0
     light = r["light"]
