@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,6 +137,25 @@ webhook_attempts = sa.Table(
 )
 
 
+def _wal(dbapi_conn, wait: float = 30.0) -> None:
+    """Put the database in WAL mode (it stays so); wait while another process holds its lock.
+
+    Switching the mode needs the file to itself, and SQLite answers "database is locked" at
+    once rather than through its busy timeout: seen when two workers started together on a
+    fresh file, one migrating it while the other connected (that worker exited at start).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if dbapi_conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +166,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         # WAL lets readers run beside the writer; SQLAlchemy emits BEGIN itself (below),
         # because the driver's own transaction handling breaks SAVEPOINT.
         dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        _wal(dbapi_conn)
         # WAL with NORMAL syncs at checkpoints, not at every commit: safe if a process
         # dies, only a power cut can take back the last commits.
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
