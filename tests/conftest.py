@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import redis as redis_lib
@@ -174,9 +175,9 @@ def models():
     detector.close()
 
 
-@pytest.fixture
-def runtime(settings, redis_conn, models):
-    """A worker's runtime on the test's Redis, database and storage, with the session's models."""
+@contextmanager
+def worker_runtime(settings: Settings, redis_conn, models=(None, None)):
+    """A worker's runtime on the test's Redis, database and storage; ``models``: (remover, detector)."""
     from imgproc.adapters.db import make_engine
     from imgproc.adapters.fetch import Fetcher
     from imgproc.adapters.records import Records
@@ -185,17 +186,26 @@ def runtime(settings, redis_conn, models):
     from imgproc.worker import Runtime
 
     engine = make_engine(settings)
-    yield Runtime(
-        settings=settings,
-        conn=redis_conn,
-        fetcher=Fetcher(settings),
-        storage=make_storage(settings),
-        records=Records(engine, max_fields=settings.db_max_fields),
-        remover=models[0],
-        detector=models[1],
-        webhooks=WebhookStore(engine),
-    )
-    engine.dispose()
+    try:
+        yield Runtime(
+            settings=settings,
+            conn=redis_conn,
+            fetcher=Fetcher(settings),
+            storage=make_storage(settings),
+            records=Records(engine, max_fields=settings.db_max_fields),
+            remover=models[0],
+            detector=models[1],
+            webhooks=WebhookStore(engine),
+        )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def runtime(settings, redis_conn, models):
+    """A worker's runtime on the test's Redis, database and storage, with the session's models."""
+    with worker_runtime(settings, redis_conn, models) as rt:
+        yield rt
 
 
 @pytest.fixture

@@ -112,23 +112,10 @@ def platform(empty_mariadb_url):
 @pytest.fixture
 def runtime(settings, redis_conn):
     """conftest's worker runtime without the models: light jobs need none (loading them took 50 s here)."""
-    from imgproc.adapters.db import make_engine
-    from imgproc.adapters.fetch import Fetcher
-    from imgproc.adapters.records import Records
-    from imgproc.adapters.storage import make_storage
-    from imgproc.adapters.webhooks import WebhookStore
-    from imgproc.worker import Runtime
+    from tests.conftest import worker_runtime
 
-    engine = make_engine(settings)
-    yield Runtime(
-        settings=settings,
-        conn=redis_conn,
-        fetcher=Fetcher(settings),
-        storage=make_storage(settings),
-        records=Records(engine, max_fields=settings.db_max_fields),
-        webhooks=WebhookStore(engine),
-    )
-    engine.dispose()
+    with worker_runtime(settings, redis_conn) as rt:
+        yield rt
 
 
 @pytest.fixture
