@@ -17,8 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from imgproc.jobtypes import QUEUE_BG, QUEUE_LIGHT, QUEUES
@@ -321,11 +319,13 @@ def enqueue_ceiling(b, many: dict) -> dict:
     command = [sys.executable, "-m", "gunicorn", "-b", api.removeprefix("http://")]
     command += ["-w", str(b.args.api_processes), "bench.bareflask:app"]
     proc = b.stack.spawn("bareflask", command, b.stack.env)
+    client = ApiClient(api, timeout=5)
     try:
-        wait_until(lambda: _answers(api), 60, "the bare Flask view", [proc])
+        wait_until(lambda: client.request("GET", "/health")[0] == 200, 60, "the bare Flask view", [proc])
         _wrk(b, many["clients"], 1, base=api)
         bare = _wrk(b, many["clients"], b.args.latency_seconds, base=api)
     finally:
+        client.close()
         b.stack.stop([proc])
     cores = os.cpu_count() or 1
     r = {
@@ -339,16 +339,6 @@ def enqueue_ceiling(b, many: dict) -> dict:
         f"{bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms; the API reaches {r['ratio']:.2f}x of it"
     )
     return r
-
-
-def _answers(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(base + "/", timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True  # 404 or 405: it answers
-    except OSError:
-        return False
 
 
 def _load_times(log_path) -> dict:

@@ -102,8 +102,7 @@ def measure(settings: Settings, photos: list[str], rounds: int, log=print) -> di
     }
     log(
         f"in one process, {len(photos)} photos of {SIDE}x{SIDE} x {rounds} rounds, {threads} threads: "
-        f"imgproc "
-        f"{imgproc_s:.3f} s, rembg.remove {rembg_s:.3f} s per photo: {result['ratio']:.2f}x"
+        f"imgproc {imgproc_s:.3f} s, rembg.remove {rembg_s:.3f} s per photo: {result['ratio']:.2f}x"
     )
     return result
 

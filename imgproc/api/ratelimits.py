@@ -60,7 +60,7 @@ SCOPES = (
 # the headers, its remaining, its reset (ms), retry after (ms)}.
 _CHECK = """
 local now, token = tonumber(ARGV[1]), ARGV[2]
-local used, amount, window, cost = {}, {}, {}, {}
+local used, amount, window, cost, alone = {}, {}, {}, {}, {}
 local function add(i)
   local members = {}
   for j = 1, cost[i] do
@@ -89,13 +89,14 @@ end
 for i = 1, #KEYS do
   local at = 2 + (i - 1) * 4
   amount[i], window[i], cost[i] = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+  alone[i] = ARGV[at + 4] == '1'
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window[i])
   used[i] = redis.call('ZCARD', KEYS[i])
   if used[i] + cost[i] > amount[i] then return refuse(i) end
-  if ARGV[at + 4] == '1' then add(i) end
+  if alone[i] then add(i) end
 end
 for i = 1, #KEYS do
-  if ARGV[2 + (i - 1) * 4 + 4] ~= '1' then add(i) end
+  if not alone[i] then add(i) end
 end
 local best = 1
 for i = 2, #KEYS do
