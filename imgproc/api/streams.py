@@ -11,10 +11,12 @@ stream holds one request thread (gunicorn's ``gthread`` workers, see
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, g, request, stream_with_context
 
 from imgproc.errors import NotFound
@@ -30,6 +32,7 @@ KEEP_ALIVE = 15.0
 BLOCK_MS = 5000
 
 DONE_STATES = {s.value for s in DONE}
+log = logging.getLogger("imgproc.api")
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -85,8 +88,24 @@ def _follow(
             beat = time.monotonic()
 
 
+def _until_redis_fails(body: Iterator[str]) -> Iterator[str]:
+    """``body`` until a Redis error ends it: with a comment, never a final event Redis did not give.
+
+    An ``expired`` event would tell the client its job is gone; ended without one, a client
+    reconnects (EventSource with ``Last-Event-ID``; the Python client polls) and gets the 503 or,
+    once Redis answers again, the status.
+    """
+    try:
+        yield from body
+    except redis.RedisError as exc:
+        log.warning("event stream ended: Redis unavailable: %s", exc)
+        yield ": the queue (Redis) is unavailable; reconnect\n\n"
+
+
 def _stream(body: Iterator[str]) -> Response:
-    return Response(stream_with_context(body), mimetype="text/event-stream", headers=HEADERS)
+    return Response(
+        stream_with_context(_until_redis_fails(body)), mimetype="text/event-stream", headers=HEADERS
+    )
 
 
 def build_streams() -> Blueprint:
@@ -102,7 +121,7 @@ def build_streams() -> Blueprint:
         def current() -> dict[str, Any]:
             try:
                 return jobs.job_view(jobs.job_for(vendor, job_id, operator=operator))
-            except NotFound:  # expired while followed
+            except NotFound:  # expired while followed (a Redis error is no expiry: it ends the stream)
                 return {"job_id": job_id, "state": "expired"}
 
         def ended(view: dict[str, Any]) -> bool:

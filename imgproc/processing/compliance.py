@@ -94,7 +94,7 @@ def report(preset: Preset, m: Measured, file_bytes: int | None, crown_cut: bool 
                 **check("file_kb", file_bytes / 1024, low / 1024, high / 1024, ndigits=1),
                 "min": preset.file_kb[0],
                 "max": preset.file_kb[1],
-                "pass": low <= file_bytes <= high,
+                "pass": bool(low <= file_bytes <= high),
             }
         )
     failed = [c for c in checks if not c["pass"]]

@@ -223,7 +223,9 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
             "face_box": list(face.box),
             "face_score": round(face.score, 4),
             "crop_box": [round(left), round(top), round(crop_w), round(crop_h)],
-            "upscaled": factor > 1.01 and bool(opts["upscale"]),
+            # bool(): factor is a NumPy float when the region met the photo's edge, and a NumPy
+            # bool is no JSON (every status read of such a job answered 500).
+            "upscaled": bool(factor > 1.01 and opts["upscale"]),
             "upscale_factor": round(float(factor), 3),
             "dpi": dpi,
             "model": bg_model,
@@ -231,7 +233,7 @@ def make(img: Image.Image, opts: dict, detector: FaceFinder, remover: Matting | 
         }
     )
     if rotation:
-        extra["rotation"] = round(rotation, 2)
+        extra["rotation"] = round(float(rotation), 2)
     if cut_off or top < corners[:, 1].min():
         extra["head_near_top_edge"] = True
     return IdPhoto(data, out_w, out_h, extra, encode_seconds)

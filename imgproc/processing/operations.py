@@ -141,8 +141,8 @@ def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
     if opts["size"]:
         upscale = opts.get("upscale", True)  # a job an older API queued has no such option
         factor = opts["size"][1] / box[3]
-        extra["upscaled"] = factor > 1.01 and upscale
-        extra["upscale_factor"] = round(factor, 3)
+        extra["upscaled"] = bool(factor > 1.01 and upscale)
+        extra["upscale_factor"] = round(float(factor), 3)
         if factor <= 1 or upscale:
             out = out.resize(tuple(opts["size"]), Image.Resampling.LANCZOS)
     if opts["remove_background"]:

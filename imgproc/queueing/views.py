@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import (
     DeferredJobRegistry,
@@ -25,6 +26,7 @@ from imgproc.jobtypes import QUEUE_WEBHOOKS
 
 from .fairshare import FairShare
 from .keys import DONE, KEY_BATCH, KEY_VENDOR_JOBS, STATES
+from .plain import plain
 
 #: The states counted per queue in ``stats``, as API.md lists them.
 QUEUE_STATES = ("queued", "started", "scheduled", "deferred", "finished", "failed")
@@ -42,7 +44,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def job_view(job: Job, settings: Settings, result: Any = None) -> dict[str, Any]:
     """A job as API.md's poll answer; ``result``: a finished job's return value when the caller has it."""
-    meta = job.meta
+    # What was stored may not be JSON (a bug, an older worker): shown as text, never a failed read.
+    meta = plain(job.meta, strict=False)
     state = job.get_status(refresh=False) or JobStatus.QUEUED
     state = state.value if hasattr(state, "value") else str(state)
     error = None
@@ -50,6 +53,7 @@ def job_view(job: Job, settings: Settings, result: Any = None) -> dict[str, Any]
         result = None
     elif result is None:
         result = job.return_value()
+    result = plain(result, strict=False)
     if state == JobStatus.FAILED:
         # A job killed by a timeout or a lost worker has no error of ours: still give a code.
         error = meta.get("error") or {"code": "internal", "message": "the job failed", "retryable": False}
@@ -89,10 +93,13 @@ class JobViews:
     queues: dict[str, Queue]
 
     def job_for(self, vendor: str, job_id: str, *, operator: bool = False) -> Job:
-        """The vendor's job, or NotFound: another vendor's job looks exactly like a missing one."""
+        """The vendor's job, or NotFound: another vendor's job looks exactly like a missing one.
+
+        Only a missing job is NotFound: a Redis error propagates (the API's 503, which a client retries).
+        """
         try:
             job = Job.fetch(job_id, connection=self.conn)
-        except Exception:  # rq raises NoSuchJobError, or others for a malformed id
+        except (NoSuchJobError, ValueError):  # missing, or a malformed id or hash (rq's ValueError)
             raise NotFound(f"no job {job_id}") from None
         if job.meta.get("vendor") != vendor and not operator:
             raise NotFound(f"no job {job_id}")
@@ -125,15 +132,14 @@ class JobViews:
             meta = SERIALIZER.loads(raw_meta) if raw_meta else {}
             counts[state] = counts.get(state, 0) + 1
             progress += 100 if state in DONE else meta.get("progress", 0)
-            items.append(
-                {
-                    "job_id": job_id,
-                    "record_id": meta.get("record_id"),
-                    "state": state,
-                    "progress": meta.get("progress", 0),
-                    "stage": meta.get("stage", "queued"),
-                }
-            )
+            item = {
+                "job_id": job_id,
+                "record_id": meta.get("record_id"),
+                "state": state,
+                "progress": meta.get("progress", 0),
+                "stage": meta.get("stage", "queued"),
+            }
+            items.append(plain(item, strict=False))  # as job_view: a stored value never fails the view
         total = len(batch["job_ids"])
         return {
             "batch_id": batch_id,

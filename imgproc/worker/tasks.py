@@ -19,6 +19,7 @@ from imgproc.errors import JobError, PermanentError
 from imgproc.jobtypes import Payload
 from imgproc.processing import operations
 from imgproc.queueing import events, uploads, usage
+from imgproc.queueing.plain import plain
 from imgproc.queueing.views import job_view
 
 from . import runtime as runtimes
@@ -92,6 +93,9 @@ def run(data: dict) -> dict:
         stages.reach("inference", force=bool(job_type.models))  # the long one, when there is a model
         operation = getattr(operations, job_type.operation)
         out = operation(photo, payload.options, runtime.tools)
+        # Stored with the job and read back as JSON by every reader: JSON's own types only (a NumPy
+        # bool here once made every status read of its job answer 500); anything else fails the job.
+        extra = plain(out.extra)
         timer.done("inference", minus=out.encode_seconds)
         timer.record("encode", out.encode_seconds)
         runtime.metrics.inc("imgproc_megapixels_processed_total", out.source_pixels / 1e6, type=job_type.name)
@@ -106,7 +110,7 @@ def run(data: dict) -> dict:
             "height": out.height,
             "format": out.format,
             "bytes": len(out.data),
-            **out.extra,
+            **extra,
         }
         # Kept with the job: a retry after a failed write-back reuses the upload (the failure's
         # handler saves the meta, output included).

@@ -23,7 +23,9 @@ import time
 import uuid
 from typing import Any
 
+import redis
 from rq import get_current_job
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from standardwebhooks import Webhook
 
@@ -175,9 +177,15 @@ def _show_on_job(
     """The delivery's state on the job it announces, for ``GET /job/<id>``."""
     if not message.get("job_id"):
         return
+    job_id = message["job_id"]
+    shown = {"state": state, "attempts": attempts, "last_status": status, "id": message["id"]}
     try:
-        job = Job.fetch(message["job_id"], connection=runtime.conn)
-    except Exception:  # expired meanwhile (rq raises NoSuchJobError, or others for a malformed hash)
+        job = Job.fetch(job_id, connection=runtime.conn)
+        job.meta["webhook"] = shown
+        job.save_meta()
+    except (NoSuchJobError, ValueError):  # expired meanwhile (rq's ValueError: a malformed id or hash)
         return
-    job.meta["webhook"] = {"state": state, "attempts": attempts, "last_status": status, "id": message["id"]}
-    job.save_meta()
+    except redis.RedisError as exc:
+        # No expiry: said so. Not raised either: rq would then send a delivered message again. The
+        # attempt is recorded (webhook_messages, the operator's page); only the job's status lags.
+        log.warning("webhook %s: its %s state not shown on job %s: %s", message["id"], state, job_id, exc)
