@@ -27,3 +27,8 @@ keepalive = 5
 #: Connections beyond the threads wait in the listen queue rather than being refused.
 backlog = 2048
 # Access log off: a line per request is a measurable share of an enqueue; `--access-logfile -` turns it on.
+
+#: X-Forwarded-Proto is believed by the API only behind IMGPROC_TRUSTED_PROXIES proxies (werkzeug's ProxyFix,
+#: with X-Forwarded-Host and -Port); gunicorn's own trust of it from 127.0.0.1 would let any local client
+#: make results' URLs https.
+secure_scheme_headers = {}

@@ -52,8 +52,13 @@ class Settings:
     database_url: str = f"sqlite:///{ROOT / 'var' / 'imgproc.db'}"
     #: Local result storage (used when ``cloudinary_url`` is empty), served under /media/.
     storage_dir: str = str(ROOT / "var" / "media")
-    #: Base of the URLs that local storage hands out (the API's public address).
-    public_url: str = "http://127.0.0.1:8000"
+    #: The API's public address (``https://imgproc.example.com``), base of local results' URLs. Empty: the API
+    #: builds them from the request that reads them, and a worker, which has no request, writes
+    #: ``/media/<key>`` (relative to the API) into records rows, write-backs and webhooks.
+    public_url: str = ""
+    #: Proxies in front of the API whose ``X-Forwarded-For/-Proto/-Host/-Port/-Prefix`` are believed
+    #: (werkzeug's ProxyFix, one value of each per proxy); 0: those headers are ignored.
+    trusted_proxies: int = 0
     #: ``cloudinary://KEY:SECRET@CLOUD[?upload_prefix=...]``; set it to store results on Cloudinary.
     cloudinary_url: str = ""
     #: Folder (public_id prefix) of uploads on Cloudinary.
@@ -253,6 +258,8 @@ class Settings:
             raise ValueError("IMGPROC_VENDOR_CONCURRENCY must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("IMGPROC_MAX_ATTEMPTS must be at least 1")
+        if self.trusted_proxies < 0:
+            raise ValueError("IMGPROC_TRUSTED_PROXIES must be 0 (no proxy) or the number of proxies in front")
         if self.workers_per_host < 0 or self.threads < 0:
             raise ValueError("IMGPROC_WORKERS_PER_HOST and IMGPROC_THREADS must be 0 (automatic) or more")
         return self

@@ -63,13 +63,13 @@ BAD_KEYS = [
 
 @pytest.fixture
 def local(tmp_path):
-    return LocalStorage(str(tmp_path / "media"), "http://api.example:8000/")
+    return LocalStorage(str(tmp_path / "media"))
 
 
 def test_local_put_writes_file_and_returns_media_url(local, tmp_path):
     data = png()
     url = local.put("jobs/j1/result.png", data, "image/png")
-    assert url == "http://api.example:8000/media/jobs/j1/result.png"
+    assert url == "/media/jobs/j1/result.png"  # relative to the API, which makes it absolute when it answers
     assert local.path_of("jobs/j1/result.png") == tmp_path / "media" / "jobs" / "j1" / "result.png"
     assert local.path_of("jobs/j1/result.png").read_bytes() == data
 
@@ -103,7 +103,7 @@ def test_local_rejects_bad_keys(local, key, tmp_path):
 def test_local_write_failure_is_transient(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_bytes(b"")
-    storage = LocalStorage(str(blocker), "http://x")
+    storage = LocalStorage(str(blocker))
     with pytest.raises(TransientError) as info:
         storage.put("jobs/j4/result.png", b"x", "image/png")
     assert info.value.code == "storage_failed"

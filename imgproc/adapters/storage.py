@@ -4,6 +4,11 @@ Keys are relative paths such as ``jobs/<id>/result.png``, chosen by the job so
 that a retry writes the same key again: ``put`` overwrites, and ``url_of``
 lets a retried job reuse what an earlier attempt already stored.
 
+Local storage's URLs are relative to the API that serves them (``/media/<key>``):
+the API makes them absolute when it answers (``IMGPROC_PUBLIC_URL``, else the
+address the request came to), so a job stores no address that may change.
+Cloudinary's are absolute.
+
 Library errors are translated here: a server error, rate limit, timeout or
 network failure is a ``TransientError("storage_failed")``; any other refusal
 (bad credentials, bad request) is a ``PermanentError("storage_failed")``.
@@ -39,9 +44,12 @@ _SIGNATURE_RE = re.compile(r"\b(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40})\b")
 
 _PARSE_ERROR_RE = re.compile(r"Error parsing server response \((\d{3})\)")
 
+#: Where the API serves local storage: a local result's URL is this prefix and its key.
+MEDIA = "/media/"
+
 
 class Storage(Protocol):
-    """Stores job results under stable keys and hands out their public URLs."""
+    """Stores job results under stable keys and hands out their URLs (absolute, or relative to the API)."""
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         """Store ``data`` under ``key``, replacing what was there, and return its URL."""
@@ -62,24 +70,23 @@ def check_key(key: str) -> str:
 
 
 class LocalStorage:
-    """Keeps results as files under ``root``, served by the API under ``/media/<key>``."""
+    """Keeps results as files under ``root``, served by the API under ``/media/<key>`` (their URL)."""
 
-    def __init__(self, root: str, public_url: str):
+    def __init__(self, root: str):
         self.root = Path(root)
-        self.public_url = public_url.rstrip("/")
 
     def __repr__(self) -> str:
-        return f"LocalStorage(root={str(self.root)!r}, public_url={self.public_url!r})"
+        return f"LocalStorage(root={str(self.root)!r})"
 
     def path_of(self, key: str) -> Path:
         """Return the file that holds ``key`` (which may not exist yet)."""
         return self.root / check_key(key)
 
     def _url(self, key: str) -> str:
-        return f"{self.public_url}/media/{key}"
+        return MEDIA + key
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
-        """Write ``data`` to the key's file atomically and return its URL."""
+        """Write ``data`` to the key's file atomically and return its URL, ``/media/<key>``."""
         # content_type is not stored: the API serves /media/ by the key's extension.
         path = self.path_of(key)
         # A unique temporary name in the same folder, so os.replace is atomic and
@@ -226,4 +233,4 @@ def make_storage(settings: Settings) -> Storage:
         return CloudinaryStorage(
             settings.cloudinary_url, settings.cloudinary_folder, settings.storage_timeout
         )
-    return LocalStorage(settings.storage_dir, settings.public_url)
+    return LocalStorage(settings.storage_dir)

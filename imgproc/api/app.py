@@ -9,6 +9,7 @@ import redis
 import sqlalchemy as sa
 from flask import Flask, abort, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
@@ -48,6 +49,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for ``settings`` (from the environment when not given)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    if settings.trusted_proxies:
+        # Only behind proxies that set them: the address in results' URLs, the scheme of cookies.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     # Werkzeug refuses a longer body with 413 before reading it into memory.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["imgproc"] = svc = Services.build(settings)

@@ -16,12 +16,13 @@ from typing import Any
 import urllib3
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
+from imgproc.adapters.storage import MEDIA
 from imgproc.errors import Conflict, InvalidRequest
 from imgproc.queueing import listing
 from imgproc.queueing.retries import RetryRefused, retry
 
 from .ratelimits import RequestLimits
-from .services import services
+from .services import result_base, services
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -51,10 +52,12 @@ class _Sink:
 
 def result_bytes(url: str) -> bytes:
     """A result's bytes: the file itself for local storage, else fetched from its URL."""
-    storage = services().storage
-    prefix = getattr(storage, "public_url", "") + "/media/"
-    if hasattr(storage, "path_of") and url.startswith(prefix):
-        return storage.path_of(url[len(prefix) :]).read_bytes()
+    svc = services()
+    storage, public_url = svc.storage, svc.settings.public_url.rstrip("/")
+    if public_url and url.startswith(public_url + MEDIA):  # stored absolute by an earlier version
+        url = url[len(public_url) :]
+    if hasattr(storage, "path_of") and url.startswith(MEDIA):
+        return storage.path_of(url[len(MEDIA) :]).read_bytes()
     response = urllib3.request("GET", url, timeout=30, retries=2)
     if response.status != 200:
         raise OSError(f"{url} answered {response.status}")
@@ -87,7 +90,7 @@ def build_listings(request_limits: RequestLimits) -> Blueprint:
     @bp.get("/jobs")
     def jobs():
         page, per_page = _int_arg("page", 1), _int_arg("per_page", 20)
-        return jsonify(listing.vendor_jobs(services().jobs, g.vendor.name, page, per_page))
+        return jsonify(listing.vendor_jobs(services().jobs, g.vendor.name, page, per_page, result_base()))
 
     @bp.post("/job/<job_id>/retry")
     def retry_job(job_id: str):

@@ -25,7 +25,7 @@ from imgproc.queueing import JobSpec, batches, events
 
 from . import options as opts
 from . import sessions
-from .services import services
+from .services import result_base, services
 
 SINGLE_FIELDS = {"record_id", "image_url", "options", "webhook_url", "idempotency_key"}
 BULK_FIELDS = {"items", "options", "webhook_url"}
@@ -199,7 +199,9 @@ def build_blueprint() -> Blueprint:
     @api.get("/job/<job_id>")
     def job_status(job_id: str):
         jobs = services().jobs
-        return jsonify(jobs.job_view(jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)))
+        return jsonify(
+            jobs.job_view(jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator), result_base())
+        )
 
     @api.delete("/job/<job_id>")
     def cancel(job_id: str):

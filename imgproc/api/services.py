@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import redis
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, request
 from rq.job import Job
 
 from imgproc.adapters.db import make_engine
@@ -39,7 +39,7 @@ class JobStore(Protocol):
 
     def job_for(self, vendor: str, job_id: str, *, operator: bool = False) -> Job: ...
 
-    def job_view(self, job: Job) -> dict[str, Any]: ...
+    def job_view(self, job: Job, base: str = "") -> dict[str, Any]: ...
 
     def batch_view(self, vendor: str, batch_id: str, *, operator: bool = False) -> dict[str, Any]: ...
 
@@ -85,3 +85,12 @@ class Services:
 def services() -> Services:
     """The current app's services."""
     return current_app.extensions["imgproc"]
+
+
+def result_base() -> str:
+    """Base of the result URLs this request is answered with: ``IMGPROC_PUBLIC_URL``, else its own address.
+
+    The request's scheme, host, port and root path, as a trusted proxy forwarded them
+    (``IMGPROC_TRUSTED_PROXIES``), or as it reached the API.
+    """
+    return services().settings.public_url or request.root_url

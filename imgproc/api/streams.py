@@ -22,8 +22,9 @@ from flask import Blueprint, Response, g, request, stream_with_context
 from imgproc.errors import NotFound
 from imgproc.queueing import events
 from imgproc.queueing.keys import DONE
+from imgproc.queueing.views import with_base
 
-from .services import services
+from .services import result_base, services
 
 #: Seconds between keep-alive comments (API.md: about every 15 s).
 KEEP_ALIVE = 15.0
@@ -41,12 +42,17 @@ def _event(event_id: str, kind: str, data: dict[str, Any]) -> str:
 
 
 def _follow(
-    key: str, current: Callable[[], dict[str, Any]], ended: Callable[[dict[str, Any]], bool], kind: str | None
+    key: str,
+    current: Callable[[], dict[str, Any]],
+    ended: Callable[[dict[str, Any]], bool],
+    kind: str | None,
+    base: str = "",
 ) -> Iterator[str]:
     """The events of one stream: the current status first unless resuming, until ``ended``.
 
-    ``kind`` None: each stream entry holds the status (a job); else each entry only
-    marks a change and the status is read afresh as one ``kind`` event (a batch).
+    ``kind`` None: each stream entry holds the status (a job), its result URL made absolute on
+    ``base``; else each entry only marks a change and the status is read afresh as one ``kind``
+    event (a batch).
     """
     conn = services().conn
     resume = events.valid_id(request.headers.get("Last-Event-ID"))
@@ -69,7 +75,7 @@ def _follow(
             cursor = entries[-1][0]
             if kind is None:
                 for event_id, fields in entries:
-                    last = json.loads(fields["data"])
+                    last = with_base(json.loads(fields["data"]), base)
                     yield _event(event_id, fields["kind"], last)
                     if ended(last):
                         return
@@ -115,19 +121,19 @@ def build_streams() -> Blueprint:
     @bp.get("/job/<job_id>/events")
     def job_events(job_id: str):
         jobs = services().jobs
-        vendor, operator = g.vendor.name, g.vendor.operator
+        vendor, operator, base = g.vendor.name, g.vendor.operator, result_base()
         jobs.job_for(vendor, job_id, operator=operator)  # 404 before anything is streamed
 
         def current() -> dict[str, Any]:
             try:
-                return jobs.job_view(jobs.job_for(vendor, job_id, operator=operator))
+                return jobs.job_view(jobs.job_for(vendor, job_id, operator=operator), base)
             except NotFound:  # expired while followed (a Redis error is no expiry: it ends the stream)
                 return {"job_id": job_id, "state": "expired"}
 
         def ended(view: dict[str, Any]) -> bool:
             return view["state"] in DONE_STATES or view["state"] == "expired"
 
-        return _stream(_follow(events.KEY_JOB_EVENTS.format(job_id), current, ended, None))
+        return _stream(_follow(events.KEY_JOB_EVENTS.format(job_id), current, ended, None, base))
 
     @bp.get("/batch/<batch_id>/events")
     def batch_events(batch_id: str):

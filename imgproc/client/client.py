@@ -47,6 +47,8 @@ class Client:
     ):
         self.max_retries = max_retries
         self.backoff = backoff
+        #: What a relative result URL (``/media/...``, from an API without IMGPROC_PUBLIC_URL) is on.
+        self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"X-API-Key": api_key},

@@ -30,9 +30,14 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, data: dict[str, Any]) -> Result:
+    def of(cls, data: dict[str, Any], base: str | None = None) -> Result:
+        """The result in ``data``; a URL relative to the API (``/media/...``) made absolute on ``base``."""
         known = {"url", "width", "height", "format", "bytes", "record_id", "duration_ms"}
-        return cls(**{k: data.get(k) for k in known}, extra={k: v for k, v in data.items() if k not in known})
+        values = {k: data.get(k) for k in known}
+        url = values["url"]
+        if base and isinstance(url, str) and url.startswith("/") and not url.startswith("//"):
+            values["url"] = base.rstrip("/") + url
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class Job:
             created_at=data.get("created_at"),
             started_at=data.get("started_at"),
             ended_at=data.get("ended_at"),
-            result=Result.of(result) if result else None,
+            result=Result.of(result, getattr(client, "base_url", None)) if result else None,
             error=JobError(error["code"], error.get("message", ""), error.get("retryable", False))
             if error
             else None,

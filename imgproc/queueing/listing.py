@@ -15,8 +15,12 @@ from .views import JobViews, _iso
 MAX_PER_PAGE = 100
 
 
-def vendor_jobs(jobs: JobViews, vendor: str, page: int = 1, per_page: int = 20) -> dict[str, Any]:
+def vendor_jobs(
+    jobs: JobViews, vendor: str, page: int = 1, per_page: int = 20, base: str = ""
+) -> dict[str, Any]:
     """One page of the vendor's jobs, newest first, as job views with their input's URL.
+
+    ``base``: what their result URLs are made absolute on, as in ``job_view``.
 
     An expired job (its id still in the vendor's index) shows as ``{"job_id", "state": "expired"}``.
     """
@@ -37,7 +41,7 @@ def vendor_jobs(jobs: JobViews, vendor: str, page: int = 1, per_page: int = 20) 
         payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
         items.append(
             {
-                **jobs.job_view(job),
+                **jobs.job_view(job, base),
                 "queue": job.origin,
                 "image_url": payload.get("image_url"),
                 "upload": bool(payload.get("upload")),

@@ -42,8 +42,27 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_view(job: Job, settings: Settings, result: Any = None) -> dict[str, Any]:
-    """A job as API.md's poll answer; ``result``: a finished job's return value when the caller has it."""
+def absolute_url(url: str, base: str) -> str:
+    """``url`` on ``base`` when it is relative to the API (local storage's ``/media/<key>``), else itself."""
+    if base and url.startswith("/") and not url.startswith("//"):
+        return base.rstrip("/") + url
+    return url
+
+
+def with_base(view: dict[str, Any], base: str) -> dict[str, Any]:
+    """A job view whose result URL is absolute on ``base`` (the view itself when there is nothing to do)."""
+    result = view.get("result")
+    if not base or not isinstance(result, dict) or not isinstance(result.get("url"), str):
+        return view
+    return {**view, "result": {**result, "url": absolute_url(result["url"], base)}}
+
+
+def job_view(job: Job, settings: Settings, result: Any = None, base: str = "") -> dict[str, Any]:
+    """A job as API.md's poll answer; ``result``: a finished job's return value when the caller has it.
+
+    The result's URL is as stored (relative to the API for local storage) unless ``base`` is given:
+    the address the API answers on, which only the reader knows.
+    """
     # What was stored may not be JSON (a bug, an older worker): shown as text, never a failed read.
     meta = plain(job.meta, strict=False)
     state = job.get_status(refresh=False) or JobStatus.QUEUED
@@ -59,7 +78,7 @@ def job_view(job: Job, settings: Settings, result: Any = None) -> dict[str, Any]
         error = meta.get("error") or {"code": "internal", "message": "the job failed", "retryable": False}
     elif state == JobStatus.SCHEDULED:
         error = meta.get("error")  # why it waits for a retry
-    return {
+    view = {
         "job_id": job.id,
         "type": meta.get("type"),
         "record_id": meta.get("record_id"),
@@ -79,6 +98,7 @@ def job_view(job: Job, settings: Settings, result: Any = None) -> dict[str, Any]
         # Its row in the vendor's own table (IMGPROC_WRITEBACK_FILE): written, not_found, ambiguous...
         "writeback": meta.get("writeback"),
     }
+    return with_base(view, base)
 
 
 class JobViews:
@@ -105,9 +125,9 @@ class JobViews:
             raise NotFound(f"no job {job_id}")
         return job
 
-    def job_view(self, job: Job) -> dict[str, Any]:
-        """A job as API.md's poll answer."""
-        return job_view(job, self.settings)
+    def job_view(self, job: Job, base: str = "") -> dict[str, Any]:
+        """A job as API.md's poll answer, its result's URL absolute on ``base`` when given."""
+        return job_view(job, self.settings, base=base)
 
     def batch_view(self, vendor: str, batch_id: str, *, operator: bool = False) -> dict[str, Any]:
         """Counts per state, overall progress and each job of a batch."""

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from rich.console import Console
@@ -127,10 +127,11 @@ class Submitter:
             raise _Stopped
         record.state, record.seconds = job.state, _seconds(job)
         if job.state == "finished" and job.result:
+            url = urljoin(self.api_url + "/", job.result.url)
             try:
-                record.saved = self.save(record, job.result)
+                record.saved = self.save(record, job.result, url)
             except (httpx.HTTPError, OSError) as exc:
-                record.state, record.error = "failed", f"download_failed: {exc}"
+                record.state, record.error = "failed", f"download_failed: {url}: {exc}{_hint(url)}"
         elif job.error:
             record.error = f"{job.error.code}: {job.error.message}"
         else:
@@ -138,12 +139,12 @@ class Submitter:
         record.ended = True
         self.display.ended(group, record)
 
-    def save(self, record: Record, result: Result) -> Path:
-        """The result's bytes in ``out``, written beside and renamed, so a file there is always whole."""
+    def save(self, record: Record, result: Result, url: str) -> Path:
+        """The bytes at ``url`` in ``out``, written beside and renamed, so a file there is always whole."""
         ext = result.format if re.fullmatch(r"[a-z0-9]{1,5}", result.format or "") else "bin"
         target = self.out / f"{record.file_name}.{ext}"
         part = target.with_name(target.name + ".part")
-        with self.downloads.stream("GET", urljoin(self.api_url + "/", result.url)) as response:
+        with self.downloads.stream("GET", url) as response:
             response.raise_for_status()
             with part.open("wb") as f:
                 for chunk in response.iter_bytes():
@@ -174,6 +175,13 @@ class Submitter:
 
     def close(self) -> None:
         self.downloads.close()
+
+
+def _hint(url: str) -> str:
+    """What to check when a result on the API's own ``/media/`` cannot be downloaded."""
+    if not urlsplit(url).path.startswith("/media/"):
+        return ""  # Cloudinary or another CDN: its own error says enough
+    return " (the API builds its results' URLs from its IMGPROC_PUBLIC_URL when set: check that setting)"
 
 
 def _threads(submitter: Submitter, todo: list[Record], args, display: Display) -> list[threading.Thread]:

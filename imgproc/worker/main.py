@@ -15,7 +15,7 @@ from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS, QUEUES
 
 from . import readiness
 from .process import RECONNECT_MAX, ImgprocWorker, build_worker
-from .sharing import unshared
+from .sharing import unaddressed, unshared
 from .slots import Slots
 
 log = logging.getLogger("imgproc.worker")
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # SIGHUP reads IMGPROC_WRITEBACK_FILE again before the next write-back (by default it ended the worker).
     signal.signal(signal.SIGHUP, lambda signum, frame: worker.runtime.reload_writeback())
-    for warning in unshared(settings, stores_results=queues != (QUEUE_WEBHOOKS,)):
+    stores = queues != (QUEUE_WEBHOOKS,)
+    for warning in unshared(settings, stores_results=stores) + unaddressed(settings, stores_results=stores):
         log.warning(warning)
     slots = Slots(settings, queues, worker.runtime, name=args.name) if settings.batch > 1 else None
     log.info(

@@ -1,4 +1,4 @@
-"""What a worker must share with the API, and the warning it logs at start when it shares nothing.
+"""What a worker must share with the API, and the warnings it logs at start when it does not.
 
 A worker writes results to storage and records to the database; the API
 serves both. Shared means: the same database (MariaDB, or one SQLite file on
@@ -7,6 +7,10 @@ worker in a container whose storage folder or SQLite file lies on the
 container's own layer (the root filesystem is an ``overlay`` and no volume
 is mounted there) shares neither: ``docker run imgproc:cpu`` alone. That is
 a warning, not a refusal: an API in the same container could still serve it.
+
+The API's address is shared too: a worker writes a local result's URL into
+the records row, the vendor's own table and the webhook, where no request
+says where the API is; without ``IMGPROC_PUBLIC_URL`` it writes ``/media/<key>``.
 """
 
 from __future__ import annotations
@@ -69,3 +73,14 @@ def unshared(
                 "(MariaDB in docker-compose.yml)"
             )
     return warnings
+
+
+def unaddressed(settings: Settings, *, stores_results: bool = True) -> list[str]:
+    """The warning of a worker that writes local results' URLs without knowing the API's address."""
+    if not stores_results or settings.cloudinary_url or settings.public_url:
+        return []
+    return [
+        "IMGPROC_PUBLIC_URL is not set: records rows, write-backs and webhooks get results' URLs relative "
+        "to the API (/media/<key>); the API's own answers are absolute. Set it to the address clients "
+        "reach the API at (https://imgproc.example.com) to store absolute URLs"
+    ]

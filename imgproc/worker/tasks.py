@@ -20,7 +20,7 @@ from imgproc.jobtypes import Payload
 from imgproc.processing import operations
 from imgproc.queueing import events, uploads, usage
 from imgproc.queueing.plain import plain
-from imgproc.queueing.views import job_view
+from imgproc.queueing.views import absolute_url, job_view
 
 from . import runtime as runtimes
 
@@ -117,8 +117,10 @@ def run(data: dict) -> dict:
         job.meta["output"] = output
     if not job.meta.get("saved"):
         stages.reach("saving")
+        # No request here to take an address from: IMGPROC_PUBLIC_URL, else relative to the API.
+        url = absolute_url(output["url"], runtime.settings.public_url)
         runtime.records.save_result(
-            payload.vendor, payload.record_id, payload.type, output["url"], original_url=payload.image_url
+            payload.vendor, payload.record_id, payload.type, url, original_url=payload.image_url
         )
         job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
         timer.done("save")
@@ -142,6 +144,7 @@ def _write_back(
         return
     stages.reach("saving")
     values = {name: output.get(name) for name in ("url", "width", "height", "format", "bytes", "model")}
+    values["url"] = absolute_url(output["url"], runtime.settings.public_url)
     try:
         state = runtime.writeback.write(
             payload.vendor, payload.type, payload.record_id, {**values, "job_id": job.id}

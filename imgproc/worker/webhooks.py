@@ -34,6 +34,7 @@ from imgproc.errors import PermanentError, TransientError
 from imgproc.queueing import batches
 from imgproc.queueing.deliveries import enqueue_delivery as enqueue_delivery  # also the CLI's
 from imgproc.queueing.jobs import JobQueue
+from imgproc.queueing.views import with_base
 
 from . import runtime as runtimes
 
@@ -53,7 +54,8 @@ def announce(runtime: runtimes.Runtime, job: Job, view: dict[str, Any], webhook_
         # On the job before the delivery can start, so that the delivery's own update comes last.
         job.meta["webhook"] = {"state": PENDING, "attempts": 0, "last_status": None, "id": message_id}
         job.save_meta()
-        view = {**view, "webhook": job.meta["webhook"]}
+        # A receiver has no API to resolve a relative URL against: IMGPROC_PUBLIC_URL when it is set.
+        view = with_base({**view, "webhook": job.meta["webhook"]}, runtime.settings.public_url)
         _message(runtime, message_id, vendor, kind, webhook_url, view, job_id=job.id)
     batch_id = job.meta.get("batch_id")
     if batch_id:
