@@ -8,7 +8,7 @@ import time
 import pytest
 
 from imgproc.adapters.fetch import Fetcher
-from imgproc.adapters.urls import check_url
+from imgproc.adapters.urls import UrlPolicy, check_url, check_webhook_url
 from imgproc.errors import InvalidRequest, PermanentError, TransientError
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -41,6 +41,10 @@ def test_loopback_is_forbidden_without_the_allow_list(fast, photo_server):
     error = fetch_error(fast.replace(fetch_allow_hosts=()), photo_server.url("/cat.png"))
     assert isinstance(error, PermanentError) and error.code == "fetch_forbidden"
     assert photo_server.hits["/cat.png"] == 0
+    # The refusal names the setting that would allow it (a newcomer's local photo server meets it first).
+    assert error.message == (
+        "127.0.0.1 is a private, loopback or reserved address; allow it with IMGPROC_FETCH_ALLOW_HOSTS"
+    )
 
 
 @pytest.mark.parametrize("allow", [("127.0.0.0/8",), ("localhost",), ("LOCALHOST.",)])
@@ -283,6 +287,13 @@ def test_check_url_refuses_anything_else(url):
     with pytest.raises(InvalidRequest) as info:
         check_url(url)
     assert "s3cret" not in info.value.message
+
+
+def test_a_private_webhook_address_names_the_setting_that_allows_it():
+    with pytest.raises(InvalidRequest) as info:
+        check_webhook_url("http://127.0.0.1:9000/hook", UrlPolicy())
+    assert "IMGPROC_FETCH_ALLOW_HOSTS" in info.value.message
+    assert check_webhook_url("http://127.0.0.1:9000/hook", UrlPolicy(("127.0.0.1:9000",)))
 
 
 class KeepAliveServer:

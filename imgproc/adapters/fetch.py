@@ -162,8 +162,11 @@ class Fetcher:
             ip = ipaddress.ip_address(address)
             if is_forbidden(ip) and not self.policy.allowed.allows_ip(ip, target.port):
                 where = host if host == str(ip) else f"{host} ({ip})"
+                # Name the setting: a newcomer's first local photo server lands here.
                 raise PermanentError(
-                    f"{where} is a private, loopback or reserved address", code="fetch_forbidden"
+                    f"{where} is a private, loopback or reserved address; "
+                    "allow it with IMGPROC_FETCH_ALLOW_HOSTS",
+                    code="fetch_forbidden",
                 )
         return addresses
 

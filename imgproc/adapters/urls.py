@@ -114,7 +114,10 @@ def check_webhook_url(url: str, policy: UrlPolicy) -> str:
     except ValueError:
         return url
     if is_forbidden(ip) and not policy.allowed.allows(target.host, ip, target.port):
-        raise InvalidRequest("webhook_url: a private, loopback or reserved address is not allowed")
+        raise InvalidRequest(
+            "webhook_url: a private, loopback or reserved address is not allowed "
+            "(allow it with IMGPROC_FETCH_ALLOW_HOSTS)"
+        )
     return url
 
 
