@@ -33,12 +33,25 @@ def test_cuda_asked_on_a_cpu_build_refuses_with_the_fix():
 
 
 @needs_cpu_build
-def test_auto_falls_back_to_cpu_and_says_so(caplog):
-    placement = devices.place("auto")
-    assert placement.providers == (devices.CPU,) and "CPU build" in placement.fallback
+def test_auto_on_a_machine_without_a_gpu_runs_on_cpu_without_a_warning(caplog):
+    """No NVIDIA driver and a CPU build: nothing to miss, so no warning on every CPU worker's start."""
+    placement = devices.place("auto", loadable=lambda lib: False)
+    assert placement.providers == (devices.CPU,) and "CPU build" in placement.fallback and placement.quiet
+    with caplog.at_level(logging.DEBUG, logger="imgproc.processing.devices"):
+        assert devices.confirm([devices.CPU], placement, "isnet-general-use") == devices.CPU
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "IMGPROC_DEVICE=auto: no CUDA here" in caplog.text  # at debug, for whoever looks
+
+
+@needs_cpu_build
+def test_auto_with_a_gpu_driver_but_a_cpu_build_falls_back_to_cpu_and_says_so(caplog):
+    placement = devices.place("auto", loadable=lambda lib: lib == "libcuda.so.1")
+    assert placement.providers == (devices.CPU,) and not placement.quiet
     with caplog.at_level(logging.WARNING, logger="imgproc.processing.devices"):
         assert devices.confirm([devices.CPU], placement, "isnet-general-use") == devices.CPU
-    assert "IMGPROC_DEVICE=auto: no CUDA here" in caplog.text and "CPU build" in caplog.text
+    (warning,) = caplog.records
+    assert warning.levelno == logging.WARNING and "IMGPROC_DEVICE=auto: no CUDA here" in warning.message
+    assert "CPU build" in warning.message and "pip install 'imgproc[gpu]'" in warning.message
 
 
 def test_cpu_asks_for_cpu_only():

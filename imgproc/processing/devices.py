@@ -6,7 +6,9 @@
 
 onnxruntime falls back to CPU without a word when the CUDA provider cannot load
 (rembg#632, #661, #439): ``IMGPROC_DEVICE=cuda`` therefore checks the session's
-first active provider and names the reason, and ``auto`` says so in a warning.
+first active provider and names the reason, and ``auto`` says so in a warning where a GPU is
+there to be used (an NVIDIA driver, or onnxruntime's CUDA build); on a machine with neither, the
+CPU is simply what ``auto`` means, and it is said at debug level only.
 """
 
 from __future__ import annotations
@@ -58,11 +60,15 @@ CUDA_LIBRARIES = {
 
 @dataclass(frozen=True)
 class Placement:
-    """The providers asked for, and why CUDA is not among them (``auto`` on a machine without it)."""
+    """The providers asked for, and why CUDA is not among them (``auto`` on a machine without it).
+
+    ``quiet``: the fallback is no news (no GPU driver and a CPU build): logged at debug, not warned.
+    """
 
     device: str
     providers: tuple
     fallback: str = ""
+    quiet: bool = False
 
     @property
     def wants_cuda(self) -> bool:
@@ -119,7 +125,7 @@ def _preload() -> None:
             log.debug("onnxruntime.preload_dlls: %s", exc)
 
 
-def place(device: str) -> Placement:
+def place(device: str, loadable: Callable[[str], bool] = _loadable) -> Placement:
     """The providers for ``auto``, ``cpu`` or ``cuda``; ``cuda`` with a CPU-only onnxruntime refuses here."""
     import onnxruntime as ort
 
@@ -131,7 +137,9 @@ def place(device: str) -> Placement:
     reason = "; ".join(cuda_problems())
     if device == "cuda":
         raise DeviceUnavailable(f"IMGPROC_DEVICE=cuda but CUDA cannot be used: {reason}")
-    return Placement(device, (CPU,), fallback=reason)
+    # A CPU build on a machine without an NVIDIA driver: there is no GPU to miss, so no warning on
+    # every CPU worker's start; with a driver, the CPU build is worth a word (install the gpu extra).
+    return Placement(device, (CPU,), fallback=reason, quiet=not loadable("libcuda.so.1"))
 
 
 def confirm(active: list[str], placement: Placement, model: str) -> str:
@@ -146,8 +154,9 @@ def confirm(active: list[str], placement: Placement, model: str) -> str:
             raise DeviceUnavailable(f"IMGPROC_DEVICE=cuda but {model} runs on {provider}: {reason}")
         log.warning("IMGPROC_DEVICE=auto: CUDA is not usable, %s runs on %s: %s", model, provider, reason)
     elif placement.fallback:
-        log.warning(
-            "IMGPROC_DEVICE=auto: no CUDA here, %s runs on %s (expect CPU speed): %s",
+        (log.debug if placement.quiet else log.warning)(
+            "IMGPROC_DEVICE=auto: no CUDA here, %s runs on %s (expect CPU speed): %s; "
+            "IMGPROC_DEVICE=cpu chooses the CPU without this check",
             model,
             provider,
             placement.fallback,
