@@ -7,6 +7,7 @@ variant, with floors) is ``python -m bench.variants``, run by ``make bench``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,46 @@ def test_a_job_can_name_the_int8_model_and_its_masks_keep_the_gate_on_people():
     want = BackgroundRemover.isnet_mask(reference, rgb, 1024)
     got = remover.mask(rgb, "isnet-general-use-int8")
     assert iou(got, want) >= GATE_IOU and boundary_f(got, want) >= GATE_BOUNDARY_F
+
+
+def test_quantizing_says_nothing_that_reads_like_an_error(tmp_path, caplog):
+    """quantize_static's "Please consider pre-processing" advice (twice, on the root logger) is dropped.
+
+    ``make models`` printed it as ``WARNING:root:...`` on a newcomer's first run; a one-Conv model
+    quantized the way ``quantize_int8`` does shows it, and that it goes only inside our wrapper.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from imgproc.tools.variants import _without_preprocessing_advice
+
+    weights = numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+        "one-conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [weights],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "in.onnx")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.inputs = iter([{"x": np.random.default_rng(0).random((1, 1, 8, 8), np.float32)}])
+
+        def get_next(self):
+            return next(self.inputs, None)
+
+    def quantize() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            quantize_static(
+                tmp_path / "in.onnx", tmp_path / "out.onnx", Reader(), quant_format=QuantFormat.QDQ
+            )
+        return [r.getMessage() for r in caplog.records if "pre-processing" in r.getMessage()]
+
+    assert len(quantize()) == 2  # what make models printed
+    with _without_preprocessing_advice():
+        assert quantize() == []
+    assert len(quantize()) == 2  # the filter is gone again
