@@ -23,6 +23,7 @@ from imgproc.client import (
     WebhookVerificationError,
     verify_webhook,
 )
+from imgproc.client.client import record_ids
 from imgproc.config import ROOT
 
 
@@ -73,10 +74,13 @@ def test_a_job_followed_to_its_end_on_its_event_stream(client, stack, tmp_path):
     job = client.process_image(stack["photo"], record_id="emp-1", resize=[40, 30], format="png")
     assert job.state in ("queued", "started", "finished") and job.record_id == "emp-1"
     seen = []
-    done = job.wait(timeout=30, progress=lambda j: seen.append((j.state, j.progress)))
+    done = job.wait(timeout=30, progress=lambda j: seen.append(j))
     assert done.state == "finished" and done.result.width == 40 and done.result.format == "png"
     assert done.result.url.endswith("-img.png") and done.result.duration_ms >= 0
-    assert [p for _, p in seen] == sorted(p for _, p in seen) and seen[-1] == ("finished", 100)
+    progress = [(j.state, j.progress) for j in seen]
+    assert [p for _, p in progress] == sorted(p for _, p in progress) and progress[-1] == ("finished", 100)
+    # Each status once: the stream's first event repeats the status the job came with (it was seen twice).
+    assert all(a != b for a, b in zip(seen, seen[1:], strict=False)), progress
 
     path = tmp_path / "coffee.jpg"
     path.write_bytes(stack["coffee"])
@@ -93,12 +97,18 @@ def test_a_bulk_with_progress_and_a_failed_job(client, stack):
     batch = client.bulk("process-image", [stack["photo"], stack["photo"], stack["missing"]], resize=[16, 16])
     assert batch.total == 3
     seen = []
-    final = batch.wait(timeout=60, progress=lambda b: seen.append(b.done))
+    final = batch.wait(timeout=60, progress=lambda b: seen.append(b))
     assert final.counts["finished"] == 2 and final.counts["failed"] == 1 and final.ended
-    assert seen == sorted(seen) and seen[-1] == 3
+    done = [b.done for b in seen]
+    assert done == sorted(done) and done[-1] == 3
+    assert all(a != b for a, b in zip(seen, seen[1:], strict=False)), done  # each status once
+    # Record ids from the URLs' file names; the second coffee.jpg adds its position.
     jobs = {j.record_id: j for j in final.results()}
-    assert jobs["2"].error.code == "fetch_failed" and jobs["0"].result.width == 16
+    assert jobs["nothing"].error.code == "fetch_failed" and jobs["coffee"].result.width == 16
+    assert jobs["coffee-1"].result.width == 16
     assert client.stats()["vendors"]["acme"]["finished"] >= 2
+    limits = client.limits()  # local_env's: none in the way
+    assert set(limits) == {"global", "image", "bulk", "bg-removal"} and limits["bulk"]["amount"] == 1_000_000
 
 
 def test_api_errors_are_typed(client, stack):
@@ -183,10 +193,45 @@ def test_an_enqueue_whose_status_cannot_be_read_is_not_an_error(monkeypatch):
     client = _mock(handler)
     batch = client.bulk("process-image", ["https://photos.example/a.jpg", "https://photos.example/b.jpg"])
     assert batch.id == "b_1" and batch.job_ids == ["j1", "j2"] and batch.total == 2 and not batch.ended
-    assert [j["record_id"] for j in batch.jobs] == ["0", "1"] and len(posts) == 1
+    assert [j["record_id"] for j in batch.jobs] == ["a", "b"] and len(posts) == 1
     job = client.process_image("https://photos.example/a.jpg", record_id="r9")
     assert (job.id, job.state, job.record_id, job.type) == ("j9", "queued", "r9", "process-image")
     assert len(posts) == 2
+
+
+def test_a_bulks_record_ids_are_the_urls_file_names():
+    urls = [
+        "https://cdn.example.com/photos/0042.jpg?size=large",
+        "https://cdn.example.com/other/0042.jpg",
+        "https://cdn.example.com/",
+        "https://cdn.example.com/x/",
+        "https://cdn.example.com/caf%C3%A9.png",
+        "https://cdn.example.com/" + "a" * 300 + ".jpg",
+        "https://cdn.example.com/0042-1.jpg",
+    ]
+    ids = list(record_ids(urls))
+    assert ids[:5] == ["0042", "0042-1", "photo", "x", "café"] and ids[5] == "a" * 160
+    assert ids[6] == "0042-1-6" and len(set(ids)) == len(ids)
+
+
+def test_wait_calls_progress_only_when_the_status_changed(monkeypatch):
+    """Polled statuses that repeat (and the first event, the status the job came with) are not passed on."""
+    monkeypatch.setattr("imgproc.client.models.time.sleep", lambda s: None)
+    states = iter(["queued", "queued", "started", "started", "started", "finished"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(502, text="bad gateway")
+        state = next(states)
+        result = {"url": "u", "width": 1, "height": 1, "format": "jpg", "bytes": 9}
+        return httpx.Response(
+            200, json={**JOB, "state": state, "result": result if state == "finished" else None}
+        )
+
+    client = _mock(handler)
+    seen = []
+    job = client.job("j1").wait(timeout=10, progress=lambda j: seen.append(j.state))
+    assert job.state == "finished" and seen == ["queued", "started", "finished"]
 
 
 def test_wait_polls_when_the_event_stream_fails(monkeypatch):

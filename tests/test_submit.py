@@ -279,6 +279,22 @@ def test_ctrl_c_stops_with_a_summary(vendor, photo_server, photos, tmp_path):
     assert "interrupted: --resume" in stderr and "Traceback" not in stderr
 
 
+def test_remove_bg_bulks_are_cut_to_the_vendors_background_removal_limit(monkeypatch, capsys):
+    """A bulk of 100 against 30 per hour was refused whole, and waited an hour before each new refusal."""
+    import argparse
+
+    from imgproc.tools.submit import _fit_bulks_to_the_limit
+
+    limits = {"bg-removal": {"limit": "30 per 1 hour", "amount": 30, "remaining": 30, "reset_in": 0}}
+    monkeypatch.setattr(Client, "limits", lambda self: limits)
+    args = argparse.Namespace(api_url="http://127.0.0.1:9", api_key="ik_test", bulk_size=500)
+    _fit_bulks_to_the_limit(args)
+    assert args.bulk_size == 30 and "limit is 30 per 1 hour" in capsys.readouterr().out
+    args.bulk_size = 20  # smaller already: kept
+    _fit_bulks_to_the_limit(args)
+    assert args.bulk_size == 20
+
+
 #: The demo's face crops on one worker: the whole demo, lighter (its ISNet removals are 1.6-4 s each).
 LIGHT_DEMO = ("--workers", "1", "--operations", "crop-face")
 

@@ -16,8 +16,9 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -120,12 +121,13 @@ class Client:
         webhook_url: str | None = None,
         **options: Any,
     ) -> Batch:
-        """Many jobs of ``job_type``: URLs (record id: their position) or ``{"record_id", "image_url"}``."""
+        """Many jobs of ``job_type``: URLs (named by ``record_ids``) or ``{"record_id", "image_url"}``."""
         _, bulk = ENDPOINTS[job_type]
+        names = record_ids([item for item in items if isinstance(item, str)])
         body: dict[str, Any] = {
             "items": [
-                {"record_id": str(i), "image_url": item} if isinstance(item, str) else item
-                for i, item in enumerate(items)
+                {"record_id": next(names), "image_url": item} if isinstance(item, str) else item
+                for item in items
             ],
             "options": options,
         }
@@ -154,6 +156,11 @@ class Client:
 
     def stats(self) -> dict[str, Any]:
         return self._request("GET", f"{API}/queue-stats")
+
+    def limits(self) -> dict[str, dict[str, Any]]:
+        """The vendor's request limits by scope (``global``, ``image``, ``bulk``, ``bg-removal``): each
+        one's ``limit``, ``amount``, ``remaining`` and ``reset_in`` seconds."""
+        return self._request("GET", f"{API}/limits")["limits"]
 
     # --- transport ------------------------------------------------------------
 
@@ -219,6 +226,20 @@ class Client:
             except ValueError:
                 pass
         return self.backoff * 2**attempt * (0.5 + random.random())  # jitter: clients do not retry in step
+
+
+def record_ids(urls: list[str]) -> Iterator[str]:
+    """A record id for each URL of a bulk: its file name without the extension, as ``imgproc submit``
+    names URLs (``https://cdn.example.com/photos/0042.jpg``: ``0042``, none: ``photo``); a name taken by
+    an earlier URL of the list gets the URL's position too (``0042-3``).
+    """
+    taken: set[str] = set()
+    for position, url in enumerate(urls):
+        name = PurePosixPath(unquote(urlsplit(url).path)).stem[:160] or "photo"  # the API takes 191
+        while name in taken:
+            name = f"{name}-{position}"
+        taken.add(name)
+        yield name
 
 
 def _error(response: httpx.Response) -> errors.ApiError:

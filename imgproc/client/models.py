@@ -176,9 +176,26 @@ class Batch:
         return [self._client().job(job_id) for job_id in self.job_ids]
 
 
+def _on_change(progress: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``progress``, called only when the status differs from the one it was last given.
+
+    The stream's first event is the status the caller already holds, and a poll often repeats the
+    last one: a caller counting or printing calls should see each status once.
+    """
+    last: list[Any] = []
+
+    def call(current) -> None:
+        if not last or current != last[0]:
+            last[:] = [current]
+            progress(current)
+
+    return call
+
+
 def _wait(current, timeout: float, progress, events: Callable[[], Iterator], refresh: Callable[[], Any]):
     deadline = time.monotonic() + timeout
     if progress:
+        progress = _on_change(progress)
         progress(current)
     try:
         for current in events():

@@ -222,6 +222,17 @@ def _threads(submitter: Submitter, todo: list[Record], args, display: Display) -
     return threads
 
 
+def _fit_bulks_to_the_limit(args: argparse.Namespace) -> None:
+    """A background-removal bulk costs one of its limit per item, and one over the whole limit is refused
+    however long it waits (30 per hour by default against bulks of 500): bulks of the limit's amount."""
+    with Client(args.api_url, args.api_key) as client:
+        limit = client.limits().get("bg-removal", {})
+    amount = limit.get("amount")
+    if amount and args.bulk_size > amount:
+        print(f"bulks of {amount} URLs: the vendor's background-removal limit is {limit.get('limit')}")
+        args.bulk_size = amount
+
+
 def run(args: argparse.Namespace) -> int:
     """``imgproc submit``: the exit status (module docstring)."""
     console = Console(highlight=False)
@@ -248,6 +259,14 @@ def run(args: argparse.Namespace) -> int:
                 record.state, record.ended = "skipped", True
     todo = [r for r in records if not r.ended]
     skipped = len(records) - len(todo)
+    if args.operation == "remove-bg" and any(r.is_url for r in todo):
+        try:
+            _fit_bulks_to_the_limit(args)
+        except ApiError as exc:
+            if isinstance(exc, Unauthorized):
+                print(f"error: the API refused the request: {exc.code}: {exc.message}", file=sys.stderr)
+                return EXIT_USAGE
+            # An API without /limits, or out of reach: the bulks go as asked, and meet what they meet.
     print(
         f"{args.operation}: {len(todo)} photo{'s' if len(todo) != 1 else ''} to {args.api_url}"
         + (f", {skipped} skipped (already in {args.out}/)" if skipped else "")
