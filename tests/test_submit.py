@@ -22,6 +22,7 @@ from imgproc.client import Client
 from imgproc.config import ROOT
 from imgproc.tools.cli import main
 from imgproc.tools.submit_records import UsageError, parse_option, safe_name, shown
+from tests.conftest import REDIS_TEST_URL
 
 
 @pytest.fixture(scope="module")
@@ -299,9 +300,13 @@ def test_remove_bg_bulks_are_cut_to_the_vendors_background_removal_limit(monkeyp
 LIGHT_DEMO = ("--workers", "1", "--operations", "crop-face")
 
 
-def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path):
-    """``imgproc demo --serve``: the demo (its face crops, on one worker), then the stack stays up."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # its own embedded Redis
+def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path, redis_conn):
+    """``imgproc demo --serve``: the demo (its face crops, on one worker), then the stack stays up.
+
+    With ``REDIS_URL`` naming a shared Redis (the test's database), the demo still runs on a Redis of
+    its own: none of its jobs, metrics or keys are left where ``imgproc queues`` or /metrics look.
+    """
+    env = {**os.environ, "REDIS_URL": REDIS_TEST_URL}
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgproc", "demo", "--serve", "--var", str(tmp_path / "var"), *LIGHT_DEMO],
         cwd=tmp_path,
@@ -326,6 +331,10 @@ def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path):
             printed
         )  # at ready, at end
         api = page[0]
+        examples = re.findall(r"read: export API=(\S+) KEY=(\S+) PHOTOS=(\S+)$", printed, re.M)
+        assert examples and examples[0][:2] == (api, demo_key[0]), printed
+        assert httpx.get(f"{examples[0][2]}/astronaut.jpg").content[:2] == b"\xff\xd8"
+        assert redis_conn.dbsize() == 0  # REDIS_URL's Redis: the demo's jobs are elsewhere
         assert re.search(r"^\S+ +crop-face +coffee +failed .* no_face_found$", printed, re.M)
 
         assert httpx.get(f"{api}/health").status_code == 200
@@ -344,9 +353,8 @@ def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path):
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=30)[0]
         assert proc.returncode == 0, rest
-        assert (
-            time.monotonic() - stopped < 15 and "stopped the API, the workers and the embedded Redis" in rest
-        )
+        assert time.monotonic() - stopped < 15 and "stopped the API, the workers and the demo's Redis" in rest
+        assert redis_conn.dbsize() == 0
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{api}/health")
     finally:

