@@ -205,3 +205,52 @@ def test_signing_in_and_submitting_with_the_keyboard_alone(browser, web_stack):
         assert record.locator("td").nth(1).inner_text() == "Resize and convert"
     finally:
         context.close()
+
+
+def test_a_failed_jobs_error_is_said_once_and_a_past_upload_is_named(page_for, web_stack):
+    """The demo's coffee crop read "no face was found in the photo" twice; an upload was a grey box.
+
+    The vendor's listing is answered here (a failed face crop of an upload, as the page meets it after
+    a reload, when its own copy of the photo is gone), so no face-crop worker is needed.
+    """
+    import json
+
+    failed = {
+        "job_id": "f" * 32,
+        "type": "crop-face",
+        "record_id": "coffee",
+        "state": "failed",
+        "stage": "inference",
+        "progress": 30,
+        "attempts": 1,
+        "max_attempts": 3,
+        "created_at": "2026-12-01T08:00:00.000Z",
+        "started_at": "2026-12-01T08:00:00.100Z",
+        "ended_at": "2026-12-01T08:00:00.200Z",
+        "result": None,
+        "error": {"code": "no_face_found", "message": "no face was found in the photo", "retryable": False},
+        "queue": "face-crop",
+        "image_url": None,
+        "upload": True,
+    }
+    listing = {"jobs": [failed], "page": 1, "per_page": 10, "total": 1, "pages": 1}
+    page = page_for("acme")
+    page.route(
+        "**/api/image-queue/jobs?*",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(listing)),
+    )
+    page.reload()
+    row = page.locator(f"#job-rows tr[data-job-id='{failed['job_id']}']")
+    row.wait_for()
+    text = row.inner_text()
+    assert text.lower().count("no face was found") == 1, text
+    assert "no_face_found" in text and "nothing to crop to" in text
+    images = row.locator("td.images")
+    assert images.locator(".thumb-note").inner_text() == "uploaded file"
+    assert images.locator(".thumb.empty").count() == 1  # the result only: "—"
+    # A message that says more than the sentence is still shown.
+    detail = page.evaluate(
+        "() => imgproc.errorDetail({code: 'fetch_failed', message: 'HTTP 404 from 127.0.0.1'})"
+    )
+    assert detail == "HTTP 404 from 127.0.0.1"
+    screenshot(page, "vendor-failed-upload")

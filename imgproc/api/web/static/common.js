@@ -84,6 +84,14 @@ function errorSentence(error) {
   return ERROR_SENTENCES[error.code] || "The job failed.";
 }
 
+// The job's own message, unless the sentence for its code already says it (no_face_found's
+// "no face was found in the photo" under "No face was found in the photo, ..."): the error once.
+function errorDetail(error) {
+  if (!error || !error.message) return "";
+  const words = (text) => ` ${text.toLowerCase().replace(/[^a-z0-9]+/g, " ").trim()} `;
+  return words(errorSentence(error)).includes(words(error.message)) ? "" : error.message;
+}
+
 function stateBadge(state) {
   return el("span", { className: `badge state-${state}`, text: state });
 }
@@ -130,6 +138,6 @@ function follow(path, kinds, onData, ended, gone) {
 }
 
 window.imgproc = {
-  API, ApiError, ENDED, OPERATIONS, api, clear, duration, el, errorSentence, follow, progressBar,
+  API, ApiError, ENDED, OPERATIONS, api, clear, duration, el, errorDetail, errorSentence, follow, progressBar,
   stateBadge, when, seconds,
 };

@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { api, clear, el, errorSentence, OPERATIONS, when } = window.imgproc;
+  const { api, clear, el, errorDetail, errorSentence, OPERATIONS, when } = window.imgproc;
   const EVERY_MS = 3000;
   const status = document.getElementById("op-status");
 
@@ -47,7 +47,7 @@
       cell((OPERATIONS[job.type] || {}).label || job.type, { dataset: { label: "Operation" } }),
       el("td", { className: "error", dataset: { label: "Error" } },
         el("code", { text: job.error ? job.error.code : "—" }), " ", errorSentence(job.error),
-        el("span", { className: "muted detail", text: job.error ? ` ${job.error.message || ""}` : "" })),
+        el("span", { className: "muted detail", text: job.error ? ` ${errorDetail(job.error)}` : "" })),
       cell(when(job.ended_at), { dataset: { label: "Ended" } }),
       el("td", { className: "actions", dataset: { label: "Actions" } },
         el("button", { type: "button", className: "small", text: "Retry", onclick: () => retry(job) })))));

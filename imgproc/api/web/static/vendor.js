@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { api, clear, duration, el, ENDED, errorSentence, follow, OPERATIONS, progressBar, stateBadge } =
+  const { api, clear, duration, el, ENDED, errorDetail, errorSentence, follow, OPERATIONS, progressBar, stateBadge } =
     window.imgproc;
   const PER_PAGE = 10;
   // Browsers open at most 6 connections to one host over HTTP/1.1: keep some for everything else.
@@ -138,7 +138,7 @@
 
   function thumb(url, alt, checker) {
     const src = safeUrl(url);
-    if (!src) return el("span", { className: "thumb empty", text: alt.startsWith("Result") ? "—" : "upload" });
+    if (!src) return el("span", { className: "thumb empty", text: "—" });
     return el("a", { href: src, target: "_blank", rel: "noopener", className: "thumb-link" },
       el("img", { src, alt, className: checker ? "thumb checker" : "thumb", loading: "lazy" }));
   }
@@ -174,15 +174,19 @@
       el("span", { className: "stage", text: `${view.progress || 0}% · ${stage}` })));
     cells.time.textContent = duration(view);
     const result = view.result || {};
+    const original = originals.get(view.job_id) || view.image_url;
+    // An upload is kept only until its job has used it: once this page's own copy is gone (a reload,
+    // another browser), say what it was rather than show an empty box.
     const images = el("div", {},
-      thumb(originals.get(view.job_id) || view.image_url, `Original of ${record}`, false),
+      !original && view.upload ? el("span", { className: "thumb-note", text: "uploaded file" })
+        : thumb(original, `Original of ${record}`, false),
       el("span", { className: "arrow", "aria-hidden": "true", text: "→" }),
       thumb(result.url, `Result of ${record}`, true));
     clear(cells.images, images);
     if (view.error && view.state !== "finished") {
       images.append(el("p", { className: "error" },
         el("code", { text: view.error.code }), " ", errorSentence(view.error),
-        el("span", { className: "muted detail", text: ` ${view.error.message || ""}` })));
+        errorDetail(view.error) ? el("span", { className: "muted detail", text: ` ${errorDetail(view.error)}` }) : null));
     }
     const actions = [];
     if (view.state === "finished" && safeUrl(result.url)) {
