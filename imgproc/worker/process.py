@@ -14,16 +14,19 @@ import threading
 import time
 
 import redis
+from rq import Queue, worker_registration
 from rq.job import JobStatus
+from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.utils import current_timestamp, now
 from rq.worker import SimpleWorker
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError
-from imgproc.jobtypes import JOB_TYPES
+from imgproc.jobtypes import JOB_TYPES, QUEUE_WEBHOOKS
 from imgproc.queueing import FairShare, events, placement
 from imgproc.queueing.views import job_view
 
-from . import webhooks
+from . import abandoned, webhooks
 from .failures import record_error
 from .runtime import Runtime
 from .scheduler import SpawnedScheduler
@@ -63,8 +66,14 @@ class ImgprocWorker(SimpleWorker):
         self.push_exc_handler(record_error)
         self._beaten = 0.0
         self._suspension_checked = 0.0
+        self._swept = 0.0
         #: The name of a scheduler this process ran before losing Redis (see ``succeed``).
         self.scheduler_name: str | None = None
+        #: Queues whose retries this worker's scheduler moves beside its own: the webhooks queue, which
+        #: the image worker's delivery thread serves (``imgproc.worker.delivery``) with no scheduler.
+        self.also_scheduled: list[Queue] = []
+        if settings.webhook_thread and QUEUE_WEBHOOKS not in self.queue_names():
+            self.also_scheduled = [Queue(QUEUE_WEBHOOKS, connection=self.connection)]
 
     def serialize(self) -> dict:
         # Written with rq's record of the worker at its birth, and gone with it (imgproc.queueing.placement).
@@ -97,7 +106,7 @@ class ImgprocWorker(SimpleWorker):
     ) -> None:
         # rq's own, with a scheduler that is spawned rather than forked (see SpawnedScheduler).
         self.scheduler = SpawnedScheduler(
-            self.queues,
+            self.queues + self.also_scheduled,
             connection=self.connection,
             settings=self.runtime.settings,
             name=self.scheduler_name,
@@ -153,6 +162,17 @@ class ImgprocWorker(SimpleWorker):
         self.stopping = True  # rq only records a stop asked for while busy
         super().request_stop(signum, frame)
 
+    def unsubscribe(self) -> None:
+        # rq sends UNSUBSCRIBE, whose reply wakes its pubsub thread, and only then clears the thread's
+        # flag in stop(), which redis-py 8 follows with a join. A thread that read the reply first (a
+        # busy host runs it before this one) waited for a new subscription for rq's sleep_time, 60 s,
+        # and the stopping worker with it: 1 stop in 3 mid-job at load 5.6 on 2 cores exited after 69 s
+        # instead of 1-10 (4 unsubscribes in 100 at load 2.4 took 60 s; 0 in 1,000 with the flag cleared
+        # first). Cleared first, the reply ends the thread's loop.
+        if self.pubsub_thread is not None:
+            self.pubsub_thread._running.clear()  # redis-py's PubSubWorkerThread.stop(), without its join
+        super().unsubscribe()
+
     def get_heartbeat_ttl(self, job) -> int:
         return 3 * self.job_monitoring_interval
 
@@ -172,6 +192,7 @@ class ImgprocWorker(SimpleWorker):
             try:
                 self.maintain_heartbeats(job)
                 self.runtime.follow_host(retune=False)  # a long job keeps its place among the host's
+                self.sweep_abandoned()  # a busy worker still finds a dead one's job
             except (redis.RedisError, AttributeError) as exc:  # Redis away, or the job ended meanwhile
                 log.debug("heartbeat skipped: %s", exc)
 
@@ -236,6 +257,35 @@ class ImgprocWorker(SimpleWorker):
         for queue in self.queues:
             self.fair.feed(queue)
 
+    def sweep_abandoned(self) -> None:
+        """At most every heartbeat interval: requeue at once the jobs of workers that died (``abandoned``)."""
+        if time.monotonic() - self._swept < self.job_monitoring_interval:
+            return
+        self._swept = time.monotonic()
+        for job in abandoned.requeue_safely(self.queues, self._exc_handlers):
+            self._publish(job, events.STATE)
+
+    def clean_registries(self) -> None:
+        # rq's, but the started registry's abandoned jobs are first requeued at once (``abandoned``), and
+        # rq's own cleanup then sees only the entries that sweep examined (same cut-off): a job that two
+        # sweeps find is requeued by one, never also scheduled for a retry by rq.
+        for queue in self.queues:
+            if not queue.acquire_maintenance_lock():
+                continue
+            self.log.debug("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+            until = current_timestamp()
+            for job in abandoned.requeue_abandoned([queue], self._exc_handlers, until):
+                self._publish(job, events.STATE)
+            kwargs = {"name": queue.name, "connection": queue.connection, "serializer": queue.serializer}
+            FinishedJobRegistry(**kwargs).cleanup()
+            StartedJobRegistry(**kwargs).cleanup(until, exception_handlers=self._exc_handlers)
+            FailedJobRegistry(**kwargs).cleanup()
+            DeferredJobRegistry(**kwargs).cleanup()
+            worker_registration.clean_worker_registry(queue)
+            queue.intermediate_queue.cleanup(self, queue)
+            queue.release_maintenance_lock()
+        self.last_cleaned_at = now()
+
     def check_for_suspension(self, burst: bool) -> None:
         # rq asks Redis before every job; an operator's `rq suspend` can wait a second.
         if time.monotonic() - self._suspension_checked < 1.0:
@@ -267,6 +317,7 @@ class ImgprocWorker(SimpleWorker):
                         return None
                 first = False
                 self.runtime.follow_host()  # idle: a sibling that came or went changes the threads now
+                self.sweep_abandoned()
                 self.feed()
                 result = super().dequeue_job_and_maintain_ttl(
                     min(timeout, self.FEED_INTERVAL), self.FEED_INTERVAL

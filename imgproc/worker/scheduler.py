@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 
 from rq.scheduler import RQScheduler
 from rq.scheduler import run as run_scheduler
@@ -38,7 +41,23 @@ class SpawnedScheduler(RQScheduler):
         self._status = self.Status.STARTED
         self._connection = None  # rebuilt in the child from its connection kwargs, as rq does
         self._process = multiprocessing.get_context("spawn").Process(
-            target=run_scheduler, args=(self,), name="Scheduler", daemon=True
+            target=_run_beside, args=(self, os.getpid()), name="Scheduler", daemon=True
         )
         self._process.start()
         return self._process
+
+
+def _run_beside(scheduler: SpawnedScheduler, parent: int) -> None:
+    """rq's scheduler loop, ended (its locks released) when the worker that started it is gone.
+
+    ``daemon=True`` ends it only when the worker exits normally: after a SIGKILL it ran on as an
+    orphan, holding its queues' scheduler locks, for good.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        scheduler.request_stop()  # rq's loop stops and releases its locks within its interval
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    run_scheduler(scheduler)
