@@ -164,6 +164,9 @@ class Settings:
     webhook_timeout: float = 15.0
     #: Seconds after ``imgproc vendors webhook-secret NAME --rotate`` during which the old secret signs too.
     webhook_secret_grace: int = 24 * 3600
+    #: Every image worker also delivers webhooks, on a thread of its own, so that plain ``python
+    #: worker.py`` replicas deliver them; off (0): only ``python worker.py --queues webhooks`` workers do.
+    webhook_thread: bool = True
 
     # --- records --------------------------------------------------------
     #: Most columns per UPDATE of a record, as in the original system.

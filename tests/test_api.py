@@ -187,7 +187,14 @@ def test_cancel_a_queued_job(client, vendor_key):
 
 def test_health_names_a_failing_part(client, app):
     body = client.get("/health").json
-    assert body == {"status": "ok", "redis": "ok", "database": "ok", "workers": 0, "providers": {}}
+    assert body == {
+        "status": "ok",
+        "redis": "ok",
+        "database": "ok",
+        "workers": 0,
+        "providers": {},
+        "webhooks": {"waiting": 0, "workers": 0, "warning": None},
+    }
     import redis
 
     app.extensions["imgproc"].conn = redis.Redis(port=1)  # nothing listens there
@@ -246,6 +253,7 @@ def test_cancel_a_running_job_is_409(client, vendor_key, settings, photo_server,
     import time
 
     from imgproc.config import ROOT
+    from imgproc.tools.stack import stop_processes
 
     acme = vendor_key("acme")
     photo_server.slow_drip("/slow.jpg", total_bytes=10_000, chunk=10, interval=0.1)
@@ -268,14 +276,16 @@ def test_cancel_a_running_job_is_409(client, vendor_key, settings, photo_server,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # the worker's start: 5 to 25 s at load 5 on 2 cores
         while client.get(f"/api/image-queue/job/{job_id}", headers=acme).json["state"] != "started":
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, "the burst worker never started the job"
             time.sleep(0.05)
         response = client.delete(f"/api/image-queue/job/{job_id}", headers=acme)
         assert response.status_code == 409 and "running" in response.json["error"]["message"]
+        # The attempt ends at IMGPROC_FETCH_DEADLINE (5 s), then the burst worker leaves.
+        assert worker.wait(timeout=120) == 0
     finally:
-        worker.wait(timeout=60)
+        stop_processes([worker])  # a test that failed above leaves no worker behind
     job = client.get(f"/api/image-queue/job/{job_id}", headers=acme).json
     assert job["state"] == "scheduled" and job["error"]["code"] == "timeout", job  # waiting for its retry
 

@@ -52,6 +52,7 @@ ALERTS = (
     "ImgprocQueueBacklog",
     "ImgprocJobFailureRate",
     "ImgprocNoWorker",
+    "ImgprocWebhooksUndelivered",
     "ImgprocRedisDown",
     "ImgprocApiDown",
 )

@@ -100,10 +100,15 @@ def create_app(settings: Settings | None = None) -> Flask:
             parts["workers"] = svc.jobs.workers()
             # The execution provider the registered workers really run (issue 13): no silent CPU fallback.
             parts["providers"] = placement.summary(svc.conn)
+            parts["webhooks"] = backlog = svc.jobs.webhook_backlog()
+            if backlog["warning"]:
+                parts["status"] = "degraded"  # the API serves; the vendors' webhooks wait
+                parts["warnings"] = [backlog["warning"]]
         except redis.RedisError:
             parts["redis"] = "unreachable"
             parts["workers"] = None
             parts["providers"] = None
+            parts["webhooks"] = None
             failing.append("redis")
         try:
             with svc.engine.connect() as conn:

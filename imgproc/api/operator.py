@@ -89,7 +89,10 @@ def build_operator() -> Blueprint:
             }
             for m in messages[:MAX_FAILED]
         ]
-        return jsonify({"webhooks": shown, "total": len(messages)})
+        # What still waits to be delivered, beside what failed (the page says which).
+        return jsonify(
+            {"webhooks": shown, "total": len(messages), "waiting": services().jobs.webhook_backlog()}
+        )
 
     @bp.post("/webhooks/<message_id>/redeliver")
     def redeliver(message_id: str):

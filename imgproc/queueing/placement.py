@@ -13,6 +13,8 @@ from typing import Any
 import redis
 from rq import Worker
 
+from imgproc.jobtypes import QUEUE_WEBHOOKS
+
 #: The worker hash's fields: provider actually active, ISNet precision, job slots (batch).
 PROVIDER, PRECISION, BATCH = "imgproc_provider", "imgproc_precision", "imgproc_batch"
 
@@ -52,5 +54,5 @@ def tally(found: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def summary(conn: redis.Redis) -> dict[str, int]:
-    """How many registered workers run on each provider."""
-    return tally(rows(conn))
+    """How many registered image workers run on each provider (webhook workers run no model)."""
+    return tally([row for row in rows(conn) if row["queues"] != [QUEUE_WEBHOOKS]])

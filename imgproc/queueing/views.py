@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, worker_registration
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import (
@@ -178,13 +178,21 @@ class JobViews:
         vendor never counts another's jobs); only the number of workers is shared.
         """
         workers = {name: Worker.count(connection=self.conn, queue=q) for name, q in self.queues.items()}
+        webhooks = self.webhook_backlog()
         if not operator:
             per_queue, counts = self._vendor_jobs(vendor)
             queues = {
                 name: {**{s: per_queue[name][s] for s in QUEUE_STATES}, "workers": workers[name]}
                 for name in self.queues
             }
-            return {"queues": queues, "vendors": {vendor: counts}}
+            # Whether anyone delivers webhooks now; how many wait is everyone's business, not a vendor's.
+            delivering = webhooks["workers"]
+            warning = None if delivering else "no worker delivers webhooks now: yours wait until one starts"
+            return {
+                "queues": queues,
+                "vendors": {vendor: counts},
+                "webhooks": {"workers": delivering, "warning": warning},
+            }
         queues = {}
         for name, q in self.queues.items():
             queues[name] = {
@@ -198,7 +206,11 @@ class JobViews:
             }
         prefix = KEY_VENDOR_JOBS.format("")
         names = sorted(k.decode()[len(prefix) :] for k in self.conn.scan_iter(prefix + "*"))
-        return {"queues": queues, "vendors": {name: self.vendor_counts(name) for name in names}}
+        return {
+            "queues": queues,
+            "vendors": {name: self.vendor_counts(name) for name in names},
+            "webhooks": webhooks,
+        }
 
     def vendor_counts(self, vendor: str) -> dict[str, int]:
         """How many of the vendor's jobs are in each state."""
@@ -236,5 +248,23 @@ class JobViews:
         }
 
     def workers(self) -> int:
-        """Worker processes registered with Redis (they heartbeat; dead ones expire)."""
-        return Worker.count(connection=self.conn)
+        """Image workers registered with Redis (they heartbeat; dead ones expire); webhook workers aside."""
+        return len(set().union(*(worker_registration.get_keys(queue=q) for q in self.queues.values())))
+
+    def webhook_backlog(self) -> dict[str, Any]:
+        """Webhook deliveries waiting (queued, or for a retry), the workers that deliver them, and a warning.
+
+        Image workers deliver them on a thread of their own (``imgproc.worker.delivery``), each counted
+        here as a worker of the webhooks queue; none while deliveries wait means none will arrive.
+        """
+        queue = Queue(QUEUE_WEBHOOKS, connection=self.conn)
+        waiting = queue.count + ScheduledJobRegistry(queue=queue).count
+        workers = Worker.count(connection=self.conn, queue=queue)
+        warning = None
+        if waiting and not workers:
+            warning = (
+                f"{waiting} webhook deliver{'y' if waiting == 1 else 'ies'} waiting and no worker "
+                "delivers them: start python worker.py (it delivers webhooks unless "
+                "IMGPROC_WEBHOOK_THREAD=0) or python worker.py --queues webhooks"
+            )
+        return {"waiting": waiting, "workers": workers, "warning": warning}

@@ -14,6 +14,7 @@ from imgproc.config import Settings
 from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS, QUEUES
 
 from . import readiness
+from .delivery import DeliveryThread
 from .process import RECONNECT_MAX, ImgprocWorker, build_worker
 from .sharing import unaddressed, unshared
 from .slots import Slots
@@ -81,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         settings.batch,
     )
     readiness.mark(settings.ready_file, slots.base if slots else worker.name)  # models are loaded
+    delivery = None
+    if settings.webhook_thread and QUEUE_WEBHOOKS not in queues:  # plain replicas deliver webhooks too
+        delivery = DeliveryThread(worker.runtime, slots.base if slots else worker.name, args.burst).start()
     if slots is not None:
         try:
             return slots.run(burst=args.burst)
         finally:
+            if delivery is not None:
+                delivery.stop()
             worker.runtime.close()
     try:
         while True:
@@ -108,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             lost_worker, worker = worker, build_worker(settings, queues, runtime=worker.runtime)
             worker.succeed(lost_worker)
     finally:
+        if delivery is not None:
+            delivery.stop()
         worker.runtime.close()
     return 0
 

@@ -22,7 +22,11 @@
       cell(q.started, { className: "num", dataset: { label: "Running" } }),
       cell(q.scheduled, { className: "num", dataset: { label: "Scheduled" } }),
       cell(q.failed, { className: q.failed ? "num bad" : "num", dataset: { label: "Failed" } }),
-      cell(q.workers, { className: "num", dataset: { label: "Workers" } }))));
+      cell(q.workers, { className: "num", dataset: { label: "Workers" } }))),
+      webhookRow(stats.webhooks));
+    const warning = document.getElementById("webhooks-warning");
+    warning.textContent = stats.webhooks.warning || "";
+    warning.hidden = !stats.webhooks.warning;
     document.getElementById("queues-updated").textContent = `Updated ${new Date().toLocaleTimeString()}, every ${EVERY_MS / 1000} s.`;
     const tbody = document.getElementById("worker-rows");
     if (!workers.length) return empty(tbody, 6, "No worker is running: start one with python worker.py.");
@@ -33,6 +37,17 @@
       el("td", { dataset: { label: "Now" } }, w.current_job_id ? el("code", { text: w.current_job_id.slice(0, 12) }) : w.state),
       cell(w.jobs_done, { className: "num", dataset: { label: "Done" } }),
       cell(w.memory_bytes ? `${Math.round(w.memory_bytes / 2 ** 20)} MiB` : "not reported", { className: "num muted", dataset: { label: "Memory" } }))));
+  }
+
+  // Webhook deliveries as one more queue: waiting (queued or for a retry) and the workers delivering them.
+  function webhookRow(hooks) {
+    return el("tr", {},
+      el("th", { scope: "row", text: "webhooks" }),
+      cell(hooks.waiting, { className: hooks.warning ? "num bad" : "num", dataset: { label: "Waiting" } }),
+      cell(null, { className: "num", dataset: { label: "Running" } }),
+      cell(null, { className: "num", dataset: { label: "Scheduled" } }),
+      cell(null, { className: "num", dataset: { label: "Failed" } }),
+      cell(hooks.workers, { className: hooks.warning ? "num bad" : "num", dataset: { label: "Workers" } }));
   }
 
   async function failed() {
@@ -90,9 +105,13 @@
   }
 
   async function webhooks() {
-    const { webhooks: messages } = await api("GET", "webhooks/failed");
+    const { webhooks: messages, waiting } = await api("GET", "webhooks/failed");
     const tbody = document.getElementById("webhook-rows");
-    if (!messages.length) return empty(tbody, 5, "Every webhook was delivered.");
+    if (!messages.length) {
+      if (!waiting.waiting) return empty(tbody, 5, "Every webhook was delivered.");
+      const n = `${waiting.waiting} webhook${waiting.waiting === 1 ? "" : "s"}`;
+      return empty(tbody, 5, waiting.workers ? `None failed; ${n} on the way.` : `None failed yet; ${n} waiting for a worker to deliver them.`);
+    }
     clear(tbody, ...messages.map((m) => el("tr", {},
       cell(m.vendor, { dataset: { label: "Vendor" } }),
       cell(m.type, { dataset: { label: "Event" } }),

@@ -1,0 +1,125 @@
+"""Webhooks from plain ``python worker.py`` replicas behind gunicorn, and what an operator sees without them.
+
+Before, only ``imgproc workers N`` started a worker for the webhooks queue: with N plain replicas (the
+documented unit of scale) no webhook was ever sent, and /health still said ok.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC
+
+import pytest
+from rq.job import Job
+
+from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env
+from tests.faults.conftest import wait_for
+from tests.web.conftest import browser, screenshot  # noqa: F401 (browser: a fixture)
+from tests.webhook_receiver import Receiver
+
+LIGHT = "/api/image-queue/process-image-queue"
+
+
+@pytest.fixture
+def stack(tmp_path, photos):
+    """gunicorn on a port of its own and an embedded Redis; workers are started by each test."""
+    saved = os.environ.pop("REDIS_URL", None)
+    server = PhotoServer(lambda path: photos["coffee"] if path == "/coffee.jpg" else None)
+    try:
+        with LocalStack(tmp_path / "var", local_env(tmp_path / "var")) as local:
+            local.start_api(processes=1)
+            local.photo_url = server.url("/coffee.jpg")
+            yield local
+    finally:
+        server.close()
+        if saved is not None:
+            os.environ["REDIS_URL"] = saved
+
+
+def vendor(stack: LocalStack, request) -> ApiClient:
+    return ApiClient(stack.api, stack.add_vendor(re.sub(r"\W", "-", request.node.name)[:60]))
+
+
+def enqueue(api: ApiClient, stack: LocalStack, n: int, webhook_url: str) -> list[str]:
+    body = {"image_url": stack.photo_url, "options": {"resize": [32, 32]}, "webhook_url": webhook_url}
+    return [api.post(LIGHT, {**body, "record_id": f"r{i}"})["job_id"] for i in range(n)]
+
+
+def test_plain_worker_replicas_deliver_webhooks(stack, request):
+    replicas = stack.start_workers(2, "image-processing")
+    stack.wait_workers(replicas)
+    api = vendor(stack, request)
+    health = api.get("/health")
+    assert health["status"] == "ok" and health["workers"] == 2, health
+    assert health["webhooks"] == {"waiting": 0, "workers": 2, "warning": None}, health
+    with Receiver() as receiver:
+        ids = enqueue(api, stack, 4, receiver.url)
+        wait_for(lambda: len(receiver.received) == 4, 30, "4 webhooks from the replicas", interval=0.2)
+    conn = stack.redis()
+    by_job = {json.loads(r["body"])["data"]["job_id"]: r["wall"] for r in receiver.received}
+    latencies = sorted(
+        by_job[j] - Job.fetch(j, connection=conn).ended_at.replace(tzinfo=UTC).timestamp() for j in ids
+    )
+    conn.close()
+    median, worst = latencies[1] * 1000, latencies[-1] * 1000
+    print(f"\nwebhook latency with 2 plain replicas: median {median:.0f} ms, max {worst:.0f} ms")
+    assert latencies[-1] < 10, latencies
+    for job_id in ids:
+        job = wait_for(
+            lambda j=job_id: (
+                (v := api.get(f"/api/image-queue/job/{j}"))["webhook"]["state"] == "delivered" and v
+            ),
+            10,
+            "the job to show its webhook delivered",
+        )
+        assert job["state"] == "finished"
+
+
+def test_webhooks_waiting_with_nobody_to_deliver_them_are_reported(stack, request, browser):  # noqa: F811
+    # An operator who turned the image workers' delivery off and started no webhook worker.
+    (image,) = stack.start_workers(1, "image-processing", IMGPROC_WEBHOOK_THREAD="0")
+    stack.wait_workers([image])
+    api = vendor(stack, request)
+    ops_key = stack.add_vendor("ops", operator=True)
+    operator = ApiClient(stack.api, ops_key)
+    with Receiver() as receiver:
+        (job_id,) = enqueue(api, stack, 1, receiver.url)
+        wait_for(lambda: api.get(f"/api/image-queue/job/{job_id}")["state"] == "finished", 30, "the job")
+        health = api.get("/health")
+        assert health["status"] == "degraded", health
+        assert health["webhooks"]["waiting"] == 1 and health["webhooks"]["workers"] == 0, health
+        assert "IMGPROC_WEBHOOK_THREAD" in health["warnings"][0], health
+        own = api.get("/api/image-queue/queue-stats")["webhooks"]
+        assert own["workers"] == 0 and "no worker delivers webhooks" in own["warning"], own
+        assert "waiting" not in own  # how many wait is everyone's count, not a vendor's
+        everyone = operator.get("/api/image-queue/queue-stats")["webhooks"]
+        assert everyone["waiting"] == 1 and everyone["workers"] == 0 and everyone["warning"], everyone
+        assert receiver.received == []
+
+        # The operator's page in Chromium: a warning above the queues; a webhooks row: 1 waiting, 0 workers.
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=stack.api)
+        try:
+            page = context.new_page()
+            page.goto("/")
+            page.get_by_label("API key").fill(ops_key)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("link", name="Operator").click()
+            warning = page.locator("#webhooks-warning")
+            warning.wait_for()
+            assert "no worker delivers them" in warning.inner_text()
+            row = page.locator("#queue-rows tr", has=page.locator("th", has_text="webhooks"))
+            cells = row.locator("td").all_inner_texts()
+            assert cells[0] == "1" and cells[-1] == "0", cells
+            page.get_by_text("None failed yet; 1 webhook waiting for a worker to deliver them.").wait_for()
+            screenshot(page, "operator-webhooks-undelivered")
+        finally:
+            context.close()
+
+        # A dedicated webhook worker delivers what waited; the warning goes.
+        hooks = stack.start_workers(1, "webhooks")
+        stack.wait_workers(hooks)
+        wait_for(lambda: len(receiver.received) == 1, 30, "the waiting webhook")
+    health = wait_for(lambda: (h := api.get("/health"))["status"] == "ok" and h, 10, "/health to be ok")
+    assert health["webhooks"]["warning"] is None and health["workers"] == 1, health
