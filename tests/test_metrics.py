@@ -166,3 +166,23 @@ def test_rate_limit_refusals_are_counted(settings, redis_conn):
     samples = samples_of(client.get("/metrics").get_data(as_text=True))
     assert value(samples, "imgproc_rate_limited_total", limit="image") == 2
     assert value(samples, "imgproc_jobs_enqueued_total", queue="image-processing", type="process-image") == 1
+
+
+def test_made_up_methods_and_paths_add_no_series(client, app):
+    """Issue 22 finding 7: labels come from closed sets, so requests without a key cannot grow /metrics."""
+    svc = app.extensions["imgproc"]
+    client.get("/health")
+    client.open("/health", method="ZQAAAA")
+    client.open("/no/such/path", method="ZQAAAA")
+    client.get("/metrics")  # the scrape's own series
+    svc.metrics.flush()
+    before = len(client.get("/metrics").get_data(as_text=True).splitlines())
+    for i in range(60):
+        client.open("/health" if i % 2 else f"/no/such/{i}", method=f"ZQ{i:04d}")
+    svc.metrics.flush()
+    text = client.get("/metrics").get_data(as_text=True)
+    after = len(text.splitlines())
+    print(f"/metrics: {before} lines before 60 made-up methods, {after} after")
+    methods = {dict(labels)["method"] for name, labels in samples_of(text) if name.startswith("imgproc_http")}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
+    assert after == before

@@ -20,6 +20,9 @@ from imgproc.metrics.collector import RedisCollector
 
 from .services import Services, services
 
+#: The methods counted by name; any other is ``other`` (a made-up method would be a new series per request).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class QueueGauges:
     """Gauges read from Redis at scrape time: per queue depth, running jobs and workers; Redis up."""
@@ -73,15 +76,16 @@ def build_metrics(svc: Services) -> Blueprint:
     def timed(response: Response) -> Response:
         # The route's pattern, never the path: job ids would make one series per job.
         route = request.url_rule.rule if request.url_rule else "unmatched"
+        method = request.method if request.method in METHODS else "other"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         recorder = services().metrics
         recorder.inc(
             "imgproc_http_requests_total",
             route=route,
-            method=request.method,
+            method=method,
             status=str(response.status_code),
         )
-        recorder.observe("imgproc_http_request_duration_seconds", elapsed, route=route, method=request.method)
+        recorder.observe("imgproc_http_request_duration_seconds", elapsed, route=route, method=method)
         return response
 
     return bp
