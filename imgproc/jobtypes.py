@@ -63,8 +63,9 @@ class JobType:
     bulk_endpoint: str
     #: Models a worker on its queue loads at start-up.
     models: frozenset[str] = frozenset()
-    #: Whether each job counts against the background-removal rate limit.
-    bg_limited: bool = False
+    #: Whether a job of these (validated) options runs the background-removal model: each such job
+    #: counts against the background-removal limit, whatever its endpoint.
+    runs_matting: Callable[[dict], bool] = lambda options: False
     #: Checks between options, after each was checked alone: ``(given, validated) -> None``.
     cross_check: Callable[[dict, dict], None] | None = None
 
@@ -150,7 +151,7 @@ JOB_TYPES: dict[str, JobType] = {
             single_endpoint="remove-bg-queue",
             bulk_endpoint="bulk-remove-bg",
             models=frozenset({MATTING}),
-            bg_limited=True,
+            runs_matting=lambda options: True,
             cross_check=_remove_bg_check,
         ),
         JobType(
@@ -164,6 +165,7 @@ JOB_TYPES: dict[str, JobType] = {
             single_endpoint="crop-face-queue",
             bulk_endpoint="bulk-crop-face",
             models=frozenset({FACE, MATTING}),
+            runs_matting=lambda options: options["remove_background"],  # a preset's too: it sets it
             cross_check=_crop_face_check,
         ),
         JobType(

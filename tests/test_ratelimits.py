@@ -17,6 +17,8 @@ BG = "/api/image-queue/remove-bg-queue"
 LIGHT = "/api/image-queue/process-image-queue"
 BULK_BG = "/api/image-queue/bulk-remove-bg"
 BULK_LIGHT = "/api/image-queue/bulk-process-image"
+CROP = "/api/image-queue/crop-face-queue"
+BULK_CROP = "/api/image-queue/bulk-crop-face"
 URL = "https://example.com/a.jpg"
 
 
@@ -207,3 +209,38 @@ def test_a_refused_bulk_waits_until_its_items_fit(limited):
     # 3 more need the first bulk's 3 units gone: about 10 - 1.2 s from now, not the second bulk's 10 s.
     assert refused.status_code == 429 and 8 <= int(refused.headers["Retry-After"]) <= 9
     assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_face_crops_that_remove_the_background_count_against_its_limit(limited):
+    """Issue 22 finding 4: a 40-item crop bulk with remove_background was accepted, the counter untouched.
+
+    Each job whose options run the background-removal model costs one unit, whatever the endpoint: a
+    bulk item's own options over the bulk's defaults, and a preset's remove_background.
+    """
+    app = limited(limit_bg_removal="30 per hour")
+    client, acme = app.test_client(), add_vendor(app, "acme")
+
+    def left():
+        return client.get("/api/image-queue/limits", headers=acme).json["limits"]["bg-removal"]["remaining"]
+
+    crop_bg = {**items(40), "options": {"remove_background": True}}
+    refused = client.post(BULK_CROP, json=crop_bg, headers=acme)
+    assert refused.status_code == 429, refused.json
+    assert "bg-removal limit of 30 per 1 hour" in refused.json["error"]["message"] and left() == 30
+    # 20 crops: 10 plain, 10 to a preset (which removes the background), 4 of those told not to
+    mixed = items(20)
+    for i, item in enumerate(mixed["items"][10:]):
+        item["options"] = {"preset": "us-passport", **({"remove_background": False} if i < 4 else {})}
+    assert client.post(BULK_CROP, json=mixed, headers=acme).status_code == 202 and left() == 24
+    assert client.post(BULK_CROP, json=items(5), headers=acme).status_code == 202 and left() == 24
+    single = {"record_id": "one", "image_url": URL, "options": {"remove_background": True}}
+    assert client.post(CROP, json=single, headers=acme).status_code == 202 and left() == 23
+    upload = {"record_id": "up", "image": (io.BytesIO(b"jpeg"), "a.jpg"), "options": '{"preset": "avatar"}'}
+    assert client.post(CROP, data=upload, headers=acme).status_code == 202 and left() == 22
+    # a wrong option is the 400 that names it, not a 429, and costs nothing
+    wrong = {**items(30), "options": {"remove_background": True, "colour": 1}}
+    response = client.post(BULK_CROP, json=wrong, headers=acme)
+    assert response.status_code == 400 and "colour" in response.json["error"]["message"] and left() == 22
+    assert client.post(BULK_BG, json=items(22), headers=acme).status_code == 202 and left() == 0
+    assert client.post(CROP, json=single, headers=acme).status_code == 429
+    assert client.post(CROP, json={**single, "options": {}}, headers=acme).status_code == 202

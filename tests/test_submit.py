@@ -361,3 +361,14 @@ def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path, redis
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_crops_that_remove_the_background_are_cut_to_its_limit_too():
+    """Issue 22 finding 4: such a crop counts against the background-removal limit, item by item."""
+    from imgproc.tools.submit import _runs_matting
+
+    assert _runs_matting("remove-bg", {"model": "a-model-only-the-server-has"})
+    assert _runs_matting("crop-face", {"preset": "us-passport"})
+    assert _runs_matting("crop-face", {"remove_background": True})
+    assert not _runs_matting("crop-face", {"preset": "us-passport", "remove_background": False})
+    assert not _runs_matting("crop-face", {}) and not _runs_matting("process-image", {})

@@ -29,23 +29,24 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from flask import Flask, Response, g, request
 from limits import RateLimitItem, parse
+from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
-from imgproc.errors import RateLimited
-from imgproc.jobtypes import BULK_ENDPOINTS, SINGLE_ENDPOINTS
+from imgproc.errors import ImgprocError, RateLimited
+from imgproc.jobtypes import BULK_ENDPOINTS, MATTING, SINGLE_ENDPOINTS, JobType
 from imgproc.queueing import usage
 from imgproc.queueing.keys import KEY_LIMIT
 
+from .options import validate
+from .routes import request_fields
+
 log = logging.getLogger(__name__)
 
-#: Endpoints whose jobs count against the background-removal limit.
-BG_ENDPOINTS = {jt.single_endpoint for jt in SINGLE_ENDPOINTS.values() if jt.bg_limited} | {
-    jt.bulk_endpoint for jt in BULK_ENDPOINTS.values() if jt.bg_limited
-}
 #: Each limit: its scope (in keys, messages, metrics and ``GET /limits``) and the setting that holds it.
 SCOPES = (
     ("global", "limit_global"),
@@ -156,12 +157,13 @@ class RequestLimits:
         ):
             return found
         found.append(Use("image", self.items["image"]))
-        if endpoint in BULK_ENDPOINTS:
+        bulk = endpoint in BULK_ENDPOINTS
+        if bulk:
             found.append(Use("bulk", self.items["bulk"]))
-        if endpoint in BG_ENDPOINTS:
-            cost = _items_cost(self.settings.max_bulk_items)
-            if cost:
-                found.append(Use("bg-removal", self.items["bg-removal"], cost))
+        job_type = BULK_ENDPOINTS[endpoint] if bulk else SINGLE_ENDPOINTS[endpoint]
+        cost = _matting_cost(job_type, bulk, self.settings) if MATTING in job_type.models else 0
+        if cost:
+            found.append(Use("bg-removal", self.items["bg-removal"], cost))
         return found
 
     def check(self, vendor: str, uses: list[Use], token: str) -> Verdict:
@@ -243,14 +245,37 @@ class RequestLimits:
         return response
 
 
-def _items_cost(max_items: int) -> int:
-    """A bulk counts each of its items against the background-removal limit.
+def _matting_cost(job_type: JobType, bulk: bool, settings: Settings) -> int:
+    """How many of the request's jobs run the background-removal model: each costs one of its limit.
 
-    One over ``max_items`` costs nothing: the view refuses it with 413, which
-    says more than a 429 would.
+    Counted from the options each job will run with (a bulk item's own over the
+    bulk's defaults, a preset's ``remove_background``), so no endpoint runs the
+    model outside the limit. What the view will refuse costs nothing: its 400,
+    or 413 for a bulk over ``max_bulk_items``, says more than a 429 would.
     """
-    body = request.get_json(silent=True)
-    items = body.get("items") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not items:
-        return 1
-    return len(items) if len(items) <= max_items else 0
+    try:
+        fields, _ = request_fields()
+    except (ImgprocError, HTTPException):  # not JSON, a bad form, a body over max_request_bytes
+        return 0
+    given = [fields.get("options") or {}]
+    if bulk:
+        items, defaults = fields.get("items"), fields.get("options") or {}
+        if not isinstance(items, list) or len(items) > settings.max_bulk_items:
+            return 0
+        given = [_item_options(defaults, item) for item in items]
+    return sum(_runs_matting(job_type, options, settings) for options in given)
+
+
+def _item_options(defaults: Any, item: Any) -> dict | None:
+    """A bulk item's options as the view merges them; None where the view refuses the item."""
+    own = item.get("options") or {} if isinstance(item, dict) else None
+    return {**defaults, **own} if isinstance(own, dict) and isinstance(defaults, dict) else None
+
+
+def _runs_matting(job_type: JobType, options: Any, settings: Settings) -> bool:
+    if not isinstance(options, dict):
+        return False
+    try:
+        return job_type.runs_matting(validate(job_type, options, settings))
+    except ImgprocError:
+        return False

@@ -32,8 +32,8 @@ BULK_FIELDS = {"items", "options", "webhook_url"}
 ITEM_FIELDS = {"record_id", "image_url", "options"}
 
 
-def _body() -> tuple[dict[str, Any], Any]:
-    """The request's fields and its uploaded file (multipart), or its JSON object."""
+def request_fields() -> tuple[dict[str, Any], Any]:
+    """An enqueue request's fields and its uploaded file (multipart), or its JSON object."""
     if request.mimetype == "application/json":
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
@@ -112,7 +112,7 @@ def build_blueprint() -> Blueprint:
         svc = services()
         if endpoint in SINGLE_ENDPOINTS:
             job_type = SINGLE_ENDPOINTS[endpoint].name
-            fields, upload = _body()
+            fields, upload = request_fields()
             _unknown(fields, SINGLE_FIELDS)
             spec = JobSpec(
                 job_type,
@@ -147,7 +147,7 @@ def build_blueprint() -> Blueprint:
             return jsonify(_accepted(jobs[0])), 202
         if endpoint in BULK_ENDPOINTS:
             job_type = BULK_ENDPOINTS[endpoint].name
-            fields, _ = _body()
+            fields, _ = request_fields()
             _unknown(fields, BULK_FIELDS)
             items = fields.get("items")
             if not isinstance(items, list) or not items:
