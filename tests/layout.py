@@ -5,7 +5,7 @@ hides a circle still is one). A module belongs to a room (its first package
 under ``imgproc``, or itself at the top) and each room to a floor:
 
     0  config, errors, jobtypes, optiontypes,      import nothing of imgproc above them
-       presets
+       presets, identifiers
     1  queueing, processing, adapters, metrics      import floor 0 only, never one another
     2  api, worker, tools (and the tasks alias)     the entry points; api and worker never
                                                     import each other, nor tools (api/web/ is
@@ -33,6 +33,7 @@ FLOORS = {
     "jobtypes": 0,
     "optiontypes": 0,
     "presets": 0,
+    "identifiers": 0,
     "queueing": 1,
     "metrics": 1,
     "processing": 1,

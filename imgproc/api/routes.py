@@ -9,6 +9,7 @@ from flask import Blueprint, g, jsonify, request
 from rq import Queue
 from rq.job import JobStatus
 
+from imgproc import identifiers
 from imgproc.adapters.urls import check_url, check_webhook_url
 from imgproc.errors import (
     Conflict,
@@ -50,10 +51,18 @@ def request_fields() -> tuple[dict[str, Any], Any]:
     raise UnsupportedMediaType("send application/json, or multipart/form-data with an image file")
 
 
-def _record_id(value: Any, where: str = "") -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 191:
-        raise InvalidRequest(f"{where}record_id must be a string of 1 to 191 characters")
+def _identifier(value: Any, field: str, longest: int, where: str = "") -> str:
+    """A record id or idempotency key: 1 to ``longest`` characters, none of them a control character."""
+    if not isinstance(value, str) or not 1 <= len(value) <= longest:
+        raise InvalidRequest(f"{where}{field} must be a string of 1 to {longest} characters")
+    problem = identifiers.problem(value)
+    if problem:
+        raise InvalidRequest(f"{where}{field} {problem}", details={"field": field})
     return value
+
+
+def _record_id(value: Any, where: str = "") -> str:
+    return _identifier(value, "record_id", 191, where)
 
 
 def _unknown(fields: dict, allowed: set[str], where: str = "") -> None:
@@ -134,8 +143,7 @@ def build_blueprint() -> Blueprint:
             if key is None:
                 _, jobs = _enqueue(svc, [spec])
                 return jsonify(_accepted(jobs[0])), 202
-            if not isinstance(key, str) or not 1 <= len(key) <= 255:
-                raise InvalidRequest("idempotency_key must be a string of 1 to 255 characters")
+            _identifier(key, "idempotency_key", 255)
             spec.job_id, earlier = svc.jobs.claim(g.vendor.name, key)
             if earlier is not None:  # the same request again: the first job, nothing enqueued
                 return jsonify({**_accepted(earlier), "state": svc.jobs.job_view(earlier)["state"]}), 200

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imgproc.identifiers import shown
 from imgproc.queueing.keys import STATES
 
 # Re-exported for the CLI and its tests.
@@ -60,8 +61,11 @@ def vendor_rows(stats: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple]]:
 
 
 def table(headers: tuple[str, ...], rows: list[tuple]) -> str:
-    """Plain text columns two spaces apart, numbers aligned right; ``-`` for missing values."""
-    cells = [list(headers)] + [["-" if v is None or v == "" else str(v) for v in row] for row in rows]
+    """Plain text columns two spaces apart, numbers aligned right; ``-`` for missing values.
+
+    Control characters are escaped: a record id stored with an escape sequence would drive the terminal.
+    """
+    cells = [list(headers)] + [["-" if v is None or v == "" else shown(str(v)) for v in row] for row in rows]
     numeric = [bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
     widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
     return "\n".join(

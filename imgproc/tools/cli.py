@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis
 
+from imgproc import identifiers
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError
 from imgproc.jobtypes import QUEUES
@@ -142,7 +143,8 @@ def cmd_jobs(args, settings: Settings) -> int:
             except admin.RetryRefused as exc:
                 refused.append(str(exc))
     for job in requeued:
-        print(f"requeued {job.id}  {job.origin}  {job.meta.get('vendor')}/{job.meta.get('record_id')}")
+        record = identifiers.shown(f"{job.meta.get('vendor')}/{job.meta.get('record_id')}")
+        print(f"requeued {job.id}  {job.origin}  {record}")
     for message in refused:
         print(f"error: {message}", file=sys.stderr)
     if args.all_failed and not requeued and not refused:

@@ -15,13 +15,14 @@ import time
 
 import redis
 from rq import Queue, worker_registration
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, now
 from rq.worker import SimpleWorker
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError
+from imgproc.identifiers import shown
 from imgproc.jobtypes import JOB_TYPES, QUEUE_WEBHOOKS
 from imgproc.queueing import FairShare, events, placement
 from imgproc.queueing.views import job_view
@@ -37,6 +38,19 @@ log = logging.getLogger("imgproc.worker")
 RECONNECT_MAX = 10
 
 
+class ImgprocJob(Job):
+    """An rq job read with its description's control characters escaped (rq logs it at each dequeue).
+
+    The description holds the record id: one stored before the API refused control
+    characters forged a line of the worker's log.
+    """
+
+    def restore(self, raw_data) -> None:
+        super().restore(raw_data)
+        if self.description:
+            self.description = shown(self.description)
+
+
 class ImgprocWorker(SimpleWorker):
     """A non-forking rq worker that hands every job this process's ``Runtime``.
 
@@ -49,6 +63,7 @@ class ImgprocWorker(SimpleWorker):
     """
 
     FEED_INTERVAL = 5
+    job_class = ImgprocJob
     # rq logs two more lines per job (its description, its result's lifetime); at hundreds of
     # light jobs a second that is a measurable share of a worker's time, and "Job OK" stays.
     log_result_lifespan = False
