@@ -150,6 +150,9 @@ class Settings:
     limit_bulk: str = "10 per hour"
     #: Most jobs of one vendor queued-for-a-worker or running at once, across all workers.
     vendor_concurrency: int = 2
+    #: Most bytes of uploaded photos one vendor may have waiting in Redis for their jobs at once (an
+    #: upload is dropped when its job ends); more is ``429 too_many_uploads``. 0: no bound.
+    vendor_upload_bytes: int = 200 * 1024 * 1024
     #: Seconds an ``idempotency_key`` maps to its first job.
     idempotency_ttl: int = 24 * 3600
 
@@ -259,6 +262,10 @@ class Settings:
             )
         if self.vendor_concurrency < 1:
             raise ValueError("IMGPROC_VENDOR_CONCURRENCY must be at least 1")
+        if 0 < self.vendor_upload_bytes < self.max_image_bytes:
+            raise ValueError(
+                "IMGPROC_VENDOR_UPLOAD_BYTES must be 0 (no bound) or at least IMGPROC_MAX_IMAGE_BYTES"
+            )
         if self.max_attempts < 1:
             raise ValueError("IMGPROC_MAX_ATTEMPTS must be at least 1")
         if self.trusted_proxies < 0:

@@ -12,6 +12,7 @@
     │   ├── TooManyItems              413 too_many_items
     │   ├── UnsupportedMediaType      415 unsupported_media_type
     │   ├── RateLimited               429 rate_limited (a request limit of the vendor's)
+    │   │   └── TooManyUploads        429 too_many_uploads (the vendor's uploads waiting in Redis)
     │   └── Unavailable               503 unavailable
     ├── JobError                      raised inside a job
     │   ├── PermanentError            failed at once, never retried
@@ -129,6 +130,14 @@ class RateLimited(RequestError):
 
     code = "rate_limited"
     status = 429
+
+
+class TooManyUploads(RateLimited):
+    """Raised when a vendor's uploads waiting for their jobs would pass ``vendor_upload_bytes``."""
+
+    code = "too_many_uploads"
+    #: Seconds a client waits before sending again (``Retry-After``): a few of its jobs end meanwhile.
+    retry_after = 5
 
 
 class Unavailable(RequestError):

@@ -72,7 +72,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         status = exc.status
         if isinstance(exc, TransientError):  # a service is down: the client may retry
             return error_response("unavailable", exc.message, 503)
-        return error_response(exc.code, exc.message, status, exc.details)
+        response = error_response(exc.code, exc.message, status, exc.details)
+        if getattr(exc, "retry_after", None):  # a refusal that passes with time (too_many_uploads)
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(redis.RedisError)
     def redis_down(exc):

@@ -6,6 +6,8 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -80,9 +82,9 @@ class JobQueue(JobViews):
         batch_id = "b_" + uuid.uuid4().hex if batch else None
         created = time.time()
         datas = []
-        with self.conn.pipeline() as pipe:
-            for spec in specs:
-                job_id = spec.job_id or uuid.uuid4().hex
+        job_ids = [spec.job_id or uuid.uuid4().hex for spec in specs]
+        with self._uploads_held(vendor, specs, job_ids), self.conn.pipeline() as pipe:
+            for spec, job_id in zip(specs, job_ids, strict=True):
                 payload = Payload(
                     vendor,
                     spec.type,
@@ -102,8 +104,6 @@ class JobQueue(JobViews):
                     "attempts": 0,
                     "max_attempts": self.settings.max_attempts,
                 }
-                if spec.upload is not None:
-                    uploads.put(pipe, job_id, spec.upload, self.settings.result_ttl)
                 datas.append(
                     Queue.prepare_data(
                         # The payload as a plain dict: rq pickles it, and a dict outlives a renamed class.
@@ -143,9 +143,26 @@ class JobQueue(JobViews):
             pipe.execute()
         return batch_id, jobs
 
+    @contextmanager
+    def _uploads_held(self, vendor: str, specs: list[JobSpec], job_ids: list[str]) -> Iterator[None]:
+        """The uploads kept in Redis within the vendor's bound (TooManyUploads); gone if the enqueue fails."""
+        held = []
+        try:
+            for spec, job_id in zip(specs, job_ids, strict=True):
+                if spec.upload is not None:
+                    ttl, limit = self.settings.result_ttl, self.settings.vendor_upload_bytes
+                    uploads.hold(self.conn, vendor, job_id, spec.upload, ttl, limit)
+                    held.append(job_id)
+            yield
+        except BaseException:
+            for job_id in held:  # nothing was enqueued: no job will drop them
+                uploads.drop(self.conn, vendor, job_id)
+            raise
+
     def cancel(self, job: Job) -> None:
         """Cancel a job that has not started; one still in its vendor's lane leaves it at once."""
         job.cancel()
+        uploads.drop_for(self.conn, job)  # it has ended: its photo is no longer needed
         vendor = job.meta.get("vendor")
         if vendor and not self.fair.withdraw(job.origin, vendor, job.id):
             self.fair.release(job.origin, vendor, job.id)  # it had reached the RQ queue

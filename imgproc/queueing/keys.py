@@ -11,6 +11,10 @@ from rq.job import JobStatus
 KEY_BATCH = "imgproc:batch:{}"
 #: An uploaded photo's bytes, until its job ends (``imgproc.queueing.uploads``).
 KEY_UPLOAD = "imgproc:upload:{}"
+#: Per vendor: bytes of its uploads in Redis, each upload's bytes and expiry by job id (``uploads``).
+KEY_UPLOAD_HELD = "imgproc:upload-held:{}"
+KEY_UPLOAD_SIZES = "imgproc:upload-sizes:{}"
+KEY_UPLOAD_EXPIRIES = "imgproc:upload-expiries:{}"
 #: Sorted set of a vendor's job ids by enqueue time: its counts, never another vendor's.
 KEY_VENDOR_JOBS = "imgproc:vendor-jobs:{}"
 #: (vendor, sha256 of the key) -> the job id that claimed an idempotency key.

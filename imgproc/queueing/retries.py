@@ -16,6 +16,7 @@ from rq.registry import FailedJobRegistry
 
 from imgproc.jobtypes import QUEUES
 
+from . import uploads
 from .jobs import JobQueue
 
 
@@ -50,6 +51,8 @@ def retry(jobs: JobQueue, job_or_id: Job | str) -> Job:
     status = job.get_status(refresh=False)
     if status != JobStatus.FAILED:
         raise RetryRefused(f"job {job.id} is {getattr(status, 'value', status)}, not failed")
+    if not uploads.kept(jobs.conn, job):
+        raise RetryRefused(f"job {job.id}'s uploaded photo was dropped when it failed: upload it again")
     meta = job.meta
     meta.pop("error", None)
     meta.pop("output", None)  # the retried run processes the photo again

@@ -2,7 +2,8 @@
 
 ``JobError`` subclasses say it themselves (``TransientError`` is retried with
 backoff, ``PermanentError`` fails at once); anything else is mapped here. rq
-calls ``record_error`` for every failed attempt, before it decides on a retry.
+calls ``record_error`` for every failed attempt, before it decides on a retry,
+also for a job whose worker died (its registries' sweep, ``imgproc.worker.abandoned``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
 from imgproc.errors import JobError, PermanentError, TransientError
+from imgproc.queueing import uploads
 
 log = logging.getLogger("imgproc.worker")
 
@@ -34,14 +36,19 @@ def classify(exc: BaseException, timeout: int | None) -> JobError:
 
 
 def record_error(job, exc_type, exc_value, traceback) -> bool:
-    """rq exception handler: store the typed error on the job; permanent errors are not retried."""
+    """rq exception handler: store the typed error on the job; permanent errors are not retried.
+
+    A job that is not retried has ended for good: its uploaded photo is dropped.
+    """
     error = classify(exc_value, job.timeout)
     job.meta["error"] = error.to_dict()
     if not error.retryable:
         job.retries_left = 0  # rq reads this right after the handlers to decide on a retry
     try:
         job.save_meta()
+        if not job.retries_left or job.retries_left <= 0:  # rq's own test, right after the handlers
+            uploads.drop_for(job.connection, job)
     except redis.RedisError:
-        log.warning("could not save the error of job %s", job.id)
+        log.warning("could not save the error of job %s (or drop its upload)", job.id)
     log.info("job %s failed: %s %s", job.id, error.code, error.message)
     return True

@@ -24,7 +24,7 @@ from imgproc.config import Settings
 from imgproc.errors import ImgprocError
 from imgproc.identifiers import shown
 from imgproc.jobtypes import JOB_TYPES, QUEUE_WEBHOOKS
-from imgproc.queueing import FairShare, events, placement
+from imgproc.queueing import FairShare, events, placement, uploads
 from imgproc.queueing.views import job_view
 
 from . import abandoned, webhooks
@@ -234,6 +234,11 @@ class ImgprocWorker(SimpleWorker):
         self._publish(job, events.STATE, view)  # finished, failed, or scheduled for a retry
         self._count(job)
         vendor = job.meta.get("vendor")
+        if job.get_status(refresh=False) == JobStatus.STOPPED:  # a failure drops it in record_error
+            try:
+                uploads.drop_for(self.connection, job)
+            except redis.RedisError as exc:  # it expires with the result's lifetime
+                log.warning("could not drop the upload of job %s: %s", job.id, exc)
         if vendor and job.get_status(refresh=False) != JobStatus.QUEUED:  # not back in the queue at once
             try:
                 self.fair.release(job.origin, vendor, job.id)  # the vendor's next job may go

@@ -127,7 +127,7 @@ def run(data: dict) -> dict:
     _write_back(job, payload, output, runtime, stages, timer)
     stages.reach("done", force=True, megapixels=job.meta.get("megapixels"))
     if payload.upload:
-        uploads.drop(runtime.conn, job.id)
+        uploads.drop(runtime.conn, payload.vendor, job.id)
     return {
         **output,
         "record_id": payload.record_id,
