@@ -24,12 +24,18 @@ from imgproc.queueing.retries import RetryRefused, retry
 from .ratelimits import RequestLimits
 from .services import result_base, services
 
+#: Largest page or per_page read: page=10**18 took Redis' range past its 64 bits (a 503 before).
+MOST = 1_000_000
+
 
 def _int_arg(name: str, default: int) -> int:
     try:
-        return int(request.args.get(name, default))
+        value = int(request.args.get(name, default))
     except ValueError:
-        raise InvalidRequest(f"{name} must be a whole number") from None
+        raise InvalidRequest(f"{name} must be a whole number", details={"field": name}) from None
+    if value > MOST:
+        raise InvalidRequest(f"{name} must be a whole number up to {MOST:,}", details={"field": name})
+    return value
 
 
 class _Sink:

@@ -36,7 +36,10 @@ ITEM_FIELDS = {"record_id", "image_url", "options"}
 def request_fields() -> tuple[dict[str, Any], Any]:
     """An enqueue request's fields and its uploaded file (multipart), or its JSON object."""
     if request.mimetype == "application/json":
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # the parser recurses once per level: 100,000 '[' were a 500
+            raise InvalidRequest("the JSON body is nested too deeply", details={"field": "body"}) from None
         if not isinstance(data, dict):
             raise InvalidRequest("the body must be a JSON object")
         return data, None
@@ -45,8 +48,10 @@ def request_fields() -> tuple[dict[str, Any], Any]:
         if "options" in fields:
             try:
                 fields["options"] = json.loads(fields["options"])
-            except ValueError:
-                raise InvalidRequest("the options field must be a JSON object") from None
+            except (ValueError, RecursionError):
+                raise InvalidRequest(
+                    "the options field must be a JSON object", details={"field": "options"}
+                ) from None
         return fields, request.files.get("image")
     raise UnsupportedMediaType("send application/json, or multipart/form-data with an image file")
 

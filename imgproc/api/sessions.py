@@ -23,7 +23,7 @@ import redis
 from flask import Response, g, request
 
 from imgproc.adapters.vendors import Vendor, hash_key
-from imgproc.errors import Forbidden
+from imgproc.errors import Forbidden, InvalidRequest
 
 from .services import services
 
@@ -81,7 +81,10 @@ def check_csrf(token: str) -> None:
     """Forbidden unless the request carries ``token`` (header or form field), for any unsafe method."""
     if request.method in SAFE_METHODS:
         return
+    field = "X-CSRF-Token" if request.headers.get("X-CSRF-Token") else "csrf_token"
     given = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+    if not given.isascii():  # compare_digest raises TypeError on other text: it was a 500
+        raise InvalidRequest(f"{field} must be ASCII, as the page's token is", details={"field": field})
     if not given or not hmac.compare_digest(given, token):
         raise Forbidden("this request needs the page's CSRF token (X-CSRF-Token); reload the page")
 

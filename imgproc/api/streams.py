@@ -123,6 +123,7 @@ def build_streams() -> Blueprint:
         jobs = services().jobs
         vendor, operator, base = g.vendor.name, g.vendor.operator, result_base()
         jobs.job_for(vendor, job_id, operator=operator)  # 404 before anything is streamed
+        events.valid_id(request.headers.get("Last-Event-ID"))  # and 400
 
         def current() -> dict[str, Any]:
             try:
@@ -140,6 +141,7 @@ def build_streams() -> Blueprint:
         jobs = services().jobs
         vendor, operator = g.vendor.name, g.vendor.operator
         jobs.batch_view(vendor, batch_id, operator=operator)  # 404 before anything is streamed
+        events.valid_id(request.headers.get("Last-Event-ID"))  # and 400
 
         def current() -> dict[str, Any]:
             return jobs.batch_view(vendor, batch_id, operator=operator)

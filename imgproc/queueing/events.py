@@ -19,6 +19,8 @@ from typing import Any
 
 import redis
 
+from imgproc.errors import InvalidRequest
+
 KEY_JOB_EVENTS = "imgproc:events:job:{}"
 KEY_BATCH_EVENTS = "imgproc:events:batch:{}"
 #: Events kept per job (a job has about six) and per batch (about six per job), trimmed approximately.
@@ -28,7 +30,9 @@ MAX_BATCH_EVENTS = 10_000
 STATE = "state"
 PROGRESS = "progress"
 
-_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+#: Each part of a stream id is a 64-bit unsigned number.
+MAX_ID_PART = 2**64 - 1
 
 
 def publish(pipe: redis.Redis | redis.client.Pipeline, view: dict[str, Any], kind: str, ttl: int) -> None:
@@ -62,8 +66,18 @@ def last_id(conn: redis.Redis, key: str) -> str:
 
 
 def valid_id(value: str | None) -> str | None:
-    """A ``Last-Event-ID`` this module handed out, or None for anything else."""
-    return value if value and _EVENT_ID.match(value) else None
+    """The ``Last-Event-ID`` to resume after, or None without one; InvalidRequest for one Redis cannot read.
+
+    Redis refused an id past 64 bits (``99999999999999999999-0``) after the stream had begun.
+    """
+    if not value:
+        return None
+    match = _EVENT_ID.match(value)
+    if match is None or max(int(part) for part in match.groups()) > MAX_ID_PART:
+        raise InvalidRequest(
+            "Last-Event-ID must be the id of an event this stream sent", details={"field": "Last-Event-ID"}
+        )
+    return value
 
 
 def read(
