@@ -385,3 +385,78 @@ def test_the_check_names_values_that_do_not_fit(platform, target):
     assert len(report.problems) == 2, lines  # CHAR(36) holds a job id
     with pytest.raises(WritebackInvalid, match="does not fit INTEGER"):
         writeback.require()
+
+
+SQLITE_TABLE = """
+CREATE TABLE data_records (
+    pk INTEGER PRIMARY KEY,
+    id BIGINT NOT NULL,
+    tenant_id VARCHAR(32) NOT NULL,
+    photo_url VARCHAR(255),
+    processed BOOLEAN NOT NULL DEFAULT 0,
+    processed_at DATETIME
+)"""
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def int_keys(request, tmp_path, runtime):
+    """A write-back into INT keys 0, 7 and 42 (SQLite's BIGINT, MariaDB's INT): (writeback, urls)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'platform.db'}"
+        root = sa.create_engine(url)
+        with root.begin() as conn:
+            conn.exec_driver_sql(SQLITE_TABLE)
+            conn.exec_driver_sql("INSERT INTO data_records (id, tenant_id) VALUES (7, 'acme')")
+    else:
+        platform = request.getfixturevalue("platform")
+        url, root = platform.url, platform.root
+    with root.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO data_records (id, tenant_id) VALUES (0, 'acme'), (42, 'acme')")
+    path = tmp_path / "writeback.toml"
+    path.write_text(HEAD.format(max_fields=10) + THREE)
+    settings = runtime.settings.replace(writeback_file=str(path), environ={"ACME_DB_URL": url})
+    runtime.writeback = writeback = Writeback.from_settings(settings).require()
+
+    def urls(record_id: int) -> list:
+        with root.connect() as conn:
+            query = sa.text("SELECT photo_url FROM data_records WHERE id = :id AND tenant_id = 'acme'")
+            return [row[0] for row in conn.execute(query, {"id": record_id})]
+
+    yield writeback, urls
+    writeback.close()
+    if request.param == "sqlite":
+        root.dispose()
+
+
+def test_an_int_key_matches_only_its_canonical_form(int_keys, client, acme, photo_server, photos, work):
+    """Issue 22 finding 13: '042' and '-0' were written to rows 42 and 0; 2**63 failed the job 'internal'."""
+    from imgproc.errors import PermanentError
+
+    writeback, urls = int_keys
+    values = {"url": "/media/x.jpg", "width": 1, "height": 1, "format": "jpg", "bytes": 1, "job_id": "j"}
+    for record_id in ("042", "-0", "+42", " 42", "42 ", "4_2", "42.0", "0x2a", "٤٢"):
+        answer = writeback.write("acme", "process-image", record_id, values)
+        assert answer == {"state": "not_found"}, record_id
+    assert urls(42) == [None] and urls(0) == [None]
+    assert writeback.write("acme", "process-image", "42", values) == {"state": "written"}
+    assert writeback.write("acme", "process-image", "0", values) == {"state": "written"}
+    assert urls(42) == ["/media/x.jpg"] and urls(0) == ["/media/x.jpg"]
+    for record_id in ("9223372036854775808", "-9223372036854775809", "99999999999999999999"):
+        with pytest.raises(PermanentError) as error:
+            writeback.write("acme", "process-image", record_id, values)
+        assert error.value.code == "database_failed" and "out of the range" in error.value.message
+    assert writeback.write("acme", "process-image", "9223372036854775807", values) == {"state": "not_found"}
+    job = run_job(client, acme, photo_server, photos, work, "9223372036854775808")  # as a vendor meets it
+    assert job["state"] == "failed" and job["error"]["code"] == "database_failed", job
+    assert not job["error"]["retryable"] and job["writeback"] == {"state": "failed"}
+
+
+def test_a_key_of_no_canonical_form_is_refused_at_the_check(platform, tmp_path, runtime):
+    """A DOUBLE key would match '7.0' or '7e0' to row 7: only integer and text keys are accepted."""
+    path = tmp_path / "writeback.toml"
+    path.write_text(HEAD.replace('key = "id"', 'key = "c2"').format(max_fields=10) + THREE)
+    settings = runtime.settings.replace(writeback_file=str(path), environ={"ACME_DB_URL": platform.url})
+    writeback = Writeback.from_settings(settings)
+    (report,) = writeback.check()
+    assert "writeback.toml:4: key: c2 is DOUBLE; only an integer or text key" in "\n".join(report.lines())
+    writeback.close()

@@ -114,6 +114,12 @@ def problems_of(target: Target, table: sa.Table, located: bool = True) -> list[s
     at = target.at if located else str
     if target.key not in columns:
         problems.append(f"{at('key')}: the table has no column {target.key}")
+    elif _python_type(columns[target.key]) not in (int, str, None):
+        # A DECIMAL or DATE key would match '42.0' or '2026-1-1' to another row: no canonical form here.
+        problems.append(
+            f"{at('key')}: {target.key} is {columns[target.key].type}; only an integer or text key "
+            "matches a record id exactly"
+        )
     for name, value in target.where.items():
         if name not in columns:
             problems.append(f"{at('where.' + name)}: the table has no column {name}")
@@ -374,11 +380,24 @@ def _transient(exc: sa.exc.SQLAlchemyError) -> bool:
 
 
 def _key_value(record_id: str, column: sa.Column) -> Any:
-    """The record id as the key column's type; None when it cannot be one (an id 'abc' of an INT key)."""
-    if _python_type(column) is int:
-        # MariaDB would compare '42abc' to 42 and match it: only whole numbers are ids here.
-        return int(record_id) if re.fullmatch(r"-?[0-9]{1,19}", record_id) else None
-    return record_id
+    """The record id as the key column's type; None when no row can have it (an id 'abc' of an INT key).
+
+    An INT key matches only a number's canonical form: '042', '-0' or '+42' would be compared as 42
+    or 0 and written into that row (MariaDB would compare '42abc' to 42 too). A number past the
+    column's 64 bits is ``database_failed``: the driver refused it, and the job failed ``internal``.
+    """
+    if _python_type(column) is not int:
+        return record_id
+    if not re.fullmatch(r"0|-?[1-9][0-9]*", record_id):
+        return None
+    key = int(record_id)
+    low, high = (0, 2**64 - 1) if getattr(column.type, "unsigned", False) else (-(2**63), 2**63 - 1)
+    if not low <= key <= high:
+        raise PermanentError(
+            f"record id {record_id} is out of the range of the key column {column.name} ({column.type})",
+            code="database_failed",
+        )
+    return key
 
 
 def _bind(value: Any, column: sa.Column) -> Any:
