@@ -8,6 +8,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from imgproc.queueing import JobQueue, JobSpec
+from imgproc.queueing.fairshare import KEY_LANE
 from imgproc.tools.cli import main
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
@@ -155,9 +156,10 @@ def test_retry_all_failed_of_a_vendor_then_the_rest(cli, failed, redis_conn):
         f"requeued {failed['g1'].id}  image-processing  globex/g1",
         "1 job requeued",
     ]
-    assert Queue("image-processing", connection=redis_conn).job_ids == [
-        failed[r].id for r in ("a1", "a2", "g1")
-    ]
+    # Each in its vendor's lane, as an enqueue: two reach the RQ queue, globex's waits for room.
+    assert Queue("image-processing", connection=redis_conn).job_ids == [failed[r].id for r in ("a1", "a2")]
+    lane = KEY_LANE.format(queue="image-processing", vendor="globex")
+    assert redis_conn.lrange(lane, 0, -1) == [failed["g1"].id.encode()]
     code, out, _ = cli("jobs", "retry", "--all-failed")
     assert code == 0 and out.strip() == "no failed jobs"
 

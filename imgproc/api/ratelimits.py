@@ -34,11 +34,13 @@ from typing import Any
 import redis
 from flask import Flask, Response, g, request
 from limits import RateLimitItem, parse
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, RateLimited
-from imgproc.jobtypes import BULK_ENDPOINTS, MATTING, SINGLE_ENDPOINTS, JobType
+from imgproc.jobtypes import BULK_ENDPOINTS, JOB_TYPES, MATTING, SINGLE_ENDPOINTS, JobType
 from imgproc.queueing import usage
 from imgproc.queueing.keys import KEY_LIMIT
 
@@ -151,6 +153,11 @@ class RequestLimits:
         if g.get("via_session") and request.method in ("GET", "HEAD"):
             return []
         found = [Use("global", self.items["global"], alone=True)]
+        if request.endpoint == "listings.retry_job":  # a retry runs its job again: the enqueue it is
+            found.append(Use("image", self.items["image"]))
+            if self._retry_runs_matting(request.view_args["job_id"]):
+                found.append(Use("bg-removal", self.items["bg-removal"]))
+            return found
         endpoint = (request.view_args or {}).get("endpoint")
         if request.endpoint != "api.enqueue" or (
             endpoint not in SINGLE_ENDPOINTS and endpoint not in BULK_ENDPOINTS
@@ -165,6 +172,21 @@ class RequestLimits:
         if cost:
             found.append(Use("bg-removal", self.items["bg-removal"], cost))
         return found
+
+    def _retry_runs_matting(self, job_id: str) -> bool:
+        """Whether the vendor's failed job that a retry puts back runs the model (its stored options)."""
+        try:
+            job = Job.fetch(job_id, connection=self.conn)
+        except (NoSuchJobError, ValueError):  # the view answers 404, which costs nothing
+            return False
+        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+        job_type = JOB_TYPES.get(payload.get("type"))
+        if job_type is None or (payload.get("vendor") != g.vendor.name and not g.vendor.operator):
+            return False  # another vendor's job is a 404: its options must not show in the headers
+        try:
+            return bool(job_type.runs_matting(payload.get("options") or {}))
+        except (KeyError, TypeError):  # options stored before the option existed
+            return False
 
     def check(self, vendor: str, uses: list[Use], token: str) -> Verdict:
         """Count ``uses`` for ``vendor`` in one round trip, or find the first limit that refuses."""

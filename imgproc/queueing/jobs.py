@@ -159,6 +159,21 @@ class JobQueue(JobViews):
                 uploads.drop(self.conn, vendor, job_id)
             raise
 
+    def requeue(self, job: Job) -> Job:
+        """Put a failed job, already out of its failed registry, back at the end of its vendor's lane.
+
+        A retry waits its vendor's turn as a new job does: six retries put straight into the RQ
+        queue held another vendor's light job back for 18 s instead of 6 (issue 22).
+        """
+        queue = LaneQueue(job.origin, connection=self.conn, default_timeout=self.settings.job_timeout)
+        job.started_at = job.ended_at = None
+        with self.conn.pipeline() as pipe:
+            queue.enqueue_job(job, pipeline=pipe)  # saved as queued; its id is kept for the lane
+            self.fair.admit(pipe, queue.name, job.meta.get("vendor", ""), queue.pushed)
+            self.fair.feed(self.queues[queue.name], pipe)
+            pipe.execute()
+        return job
+
     def cancel(self, job: Job) -> None:
         """Cancel a job that has not started; one still in its vendor's lane leaves it at once."""
         job.cancel()

@@ -1,16 +1,17 @@
 """Retrying failed jobs, for the operator's CLI and page alike: the failed jobs, one retried, all retried.
 
 Failed jobs are read from rq's ``FailedJobRegistry`` of each queue and put
-back with rq's own requeue, after their meta is reset so the retried run
-starts clean. A retried job goes straight to its RQ queue, not through its
-vendor's fair-share lane: it already had its turn.
+back at the end of their vendor's fair-share lane (``JobQueue.requeue``),
+after their meta is reset so the retried run starts clean: a retry is an
+enqueue like any other and waits its vendor's turn (rq's own requeue pushed
+it straight into the RQ queue, ahead of every other vendor's lane).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
@@ -61,12 +62,10 @@ def retry(jobs: JobQueue, job_or_id: Job | str) -> Job:
     meta["max_attempts"] = meta.get("attempts", 0) + jobs.settings.max_attempts
     job.retries_left = jobs.settings.max_retries  # a permanent error had set it to 0
     job.retry_intervals = jobs.settings.retry_intervals
-    try:
-        # rq's requeue removes the job from the registry first and saves the job (meta included)
-        # only when it was there, so a job requeued twice at once runs once.
-        return FailedJobRegistry(job.origin, connection=jobs.conn).requeue(job)
-    except InvalidJobOperation:
-        raise RetryRefused(f"job {job.id} is not in the failed jobs of {job.origin}") from None
+    # Out of the registry first, as rq's requeue does: of two retries at once, one runs.
+    if not jobs.conn.zrem(FailedJobRegistry(job.origin, connection=jobs.conn).key, job.id):
+        raise RetryRefused(f"job {job.id} is not in the failed jobs of {job.origin}")
+    return jobs.requeue(job)
 
 
 def retry_failed(
