@@ -153,6 +153,9 @@ class Settings:
     #: Most bytes of uploaded photos one vendor may have waiting in Redis for their jobs at once (an
     #: upload is dropped when its job ends); more is ``429 too_many_uploads``. 0: no bound.
     vendor_upload_bytes: int = 200 * 1024 * 1024
+    #: Most event streams (``/events``) one vendor may have open at once, across all API processes; one
+    #: more is ``429 too_many_streams``. Each holds an API thread (1,024 a process) until its job ends.
+    max_streams_per_vendor: int = 50
     #: Seconds an ``idempotency_key`` maps to its first job.
     idempotency_ttl: int = 24 * 3600
 

@@ -13,6 +13,7 @@
     │   ├── UnsupportedMediaType      415 unsupported_media_type
     │   ├── RateLimited               429 rate_limited (a request limit of the vendor's)
     │   │   └── TooManyUploads        429 too_many_uploads (the vendor's uploads waiting in Redis)
+    │   ├── TooManyStreams            429 too_many_streams (the vendor's open event streams)
     │   └── Unavailable               503 unavailable
     ├── JobError                      raised inside a job
     │   ├── PermanentError            failed at once, never retried
@@ -138,6 +139,15 @@ class TooManyUploads(RateLimited):
     code = "too_many_uploads"
     #: Seconds a client waits before sending again (``Retry-After``): a few of its jobs end meanwhile.
     retry_after = 5
+
+
+class TooManyStreams(RequestError):
+    """Raised when a vendor opens an event stream while it has ``max_streams_per_vendor`` open."""
+
+    code = "too_many_streams"
+    status = 429
+    #: Seconds a client waits before opening another (``Retry-After``), or polls meanwhile.
+    retry_after = 15
 
 
 class Unavailable(RequestError):

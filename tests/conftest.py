@@ -130,6 +130,7 @@ def close_app(app) -> None:
     A socket left for the garbage collector is a ResourceWarning, an error under filterwarnings.
     """
     app.extensions["imgproc"].engine.dispose()
+    app.extensions["imgproc"].events.close()
     app.extensions["imgproc"].conn.connection_pool.disconnect()
 
 

@@ -22,6 +22,8 @@ from imgproc.adapters.vendors import CachedVendors, VendorDirectory, Vendors
 from imgproc.config import Settings
 from imgproc.metrics import Discard, Metrics, Recorder
 from imgproc.queueing import JobQueue, JobSpec, redis_for
+from imgproc.queueing.eventreader import EventReader
+from imgproc.queueing.openstreams import OpenStreams
 
 
 class JobStore(Protocol):
@@ -61,6 +63,9 @@ class Services:
     vendors: VendorDirectory
     storage: Storage
     metrics: Metrics
+    #: The event streams' reader (a Redis client of its own) and each vendor's count of open streams.
+    events: EventReader
+    open_streams: OpenStreams
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -74,6 +79,8 @@ class Services:
             CachedVendors(Vendors(engine)),
             make_storage(settings),
             Recorder(conn).start() if settings.metrics else Discard(),
+            EventReader(redis_for(settings), conn),
+            OpenStreams(conn, settings.max_streams_per_vendor),
         )
 
     @cached_property

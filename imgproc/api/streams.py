@@ -5,7 +5,10 @@ job's event stream in Redis (``imgproc.queueing.events``) until the job (or
 every job of the batch) has ended, its last event the final status. A client
 that reconnects with ``Last-Event-ID`` continues after that event. Each open
 stream holds one request thread (gunicorn's ``gthread`` workers, see
-``gunicorn.conf.py``) and waits on Redis, never on the CPU.
+``gunicorn.conf.py``) and waits on the process's event reader
+(``imgproc.queueing.eventreader``: one Redis connection for all its streams),
+never on the CPU; a vendor has at most ``max_streams_per_vendor`` open
+(``imgproc.queueing.openstreams``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, g, request, stream_with_context
 
-from imgproc.errors import NotFound
+from imgproc.errors import NotFound, TooManyStreams
 from imgproc.queueing import events
 from imgproc.queueing.keys import DONE
+from imgproc.queueing.openstreams import Lease
 from imgproc.queueing.views import with_base
 
 from .services import result_base, services
@@ -54,44 +58,54 @@ def _follow(
     ``base``; else each entry only marks a change and the status is read afresh as one ``kind``
     event (a batch).
     """
-    conn = services().conn
+    svc = services()
     resume = events.valid_id(request.headers.get("Last-Event-ID"))
     yield ": keep-alive\n\n"
+    entries = None
     if resume is None:
         # The newest id first, so that a client reconnecting with it misses nothing after this status.
-        cursor = events.last_id(conn, key)
+        cursor = events.last_id(svc.conn, key)
         last = current()
         yield _event(cursor, kind or events.STATE, last)
         if ended(last):
             return
-    else:
+    else:  # a resumed job may have ended meanwhile: look at once, without waiting
         cursor, last = resume, None
+        entries = events.read(svc.conn, key, cursor, None)
     beat = time.monotonic()
-    block: int | None = None if resume else BLOCK_MS  # a resumed job may have ended meanwhile: look at once
-    while True:
-        entries = events.read(conn, key, cursor, block)
-        block = BLOCK_MS
-        if entries:
-            cursor = entries[-1][0]
-            if kind is None:
-                for event_id, fields in entries:
-                    last = with_base(json.loads(fields["data"]), base)
-                    yield _event(event_id, fields["kind"], last)
+    with svc.events.subscribe(key, cursor) as subscription:
+        while True:
+            if entries is None:
+                entries = subscription.wait(cursor, BLOCK_MS / 1000)
+            if entries:
+                cursor = entries[-1][0]
+                if kind is None:
+                    for event_id, fields in entries:
+                        last = with_base(json.loads(fields["data"]), base)
+                        yield _event(event_id, fields["kind"], last)
+                        if ended(last):
+                            return
+                else:  # many changes, one status
+                    last = current()
+                    yield _event(cursor, kind, last)
                     if ended(last):
                         return
-            else:  # many changes, one status
-                last = current()
-                yield _event(cursor, kind, last)
-                if ended(last):
+            else:
+                now = current()
+                if ended(now):  # it ended without an event we saw (a killed worker, an expiry, a resume)
+                    yield _event(cursor, kind or events.STATE, now)
                     return
-        else:
-            now = current()
-            if ended(now):  # it ended without an event we saw (a killed worker, an expiry, a resume)
-                yield _event(cursor, kind or events.STATE, now)
-                return
-        if time.monotonic() - beat >= KEEP_ALIVE:
-            yield ": keep-alive\n\n"
-            beat = time.monotonic()
+            entries = None
+            if time.monotonic() - beat >= KEEP_ALIVE:
+                yield ": keep-alive\n\n"
+                beat = time.monotonic()
+
+
+def _leased(body: Iterator[str], lease: Lease) -> Iterator[str]:
+    """``body``, renewing the stream's place among its vendor's open streams as it goes."""
+    for chunk in body:
+        lease.renew()
+        yield chunk
 
 
 def _until_redis_fails(body: Iterator[str]) -> Iterator[str]:
@@ -109,9 +123,18 @@ def _until_redis_fails(body: Iterator[str]) -> Iterator[str]:
 
 
 def _stream(body: Iterator[str]) -> Response:
-    return Response(
-        stream_with_context(_until_redis_fails(body)), mimetype="text/event-stream", headers=HEADERS
+    """The stream's answer, holding one of the vendor's places until it ends (or the client leaves)."""
+    lease = services().open_streams.take(g.vendor.name)
+    if lease is None:
+        cap = services().open_streams.cap
+        raise TooManyStreams(f"{cap} event streams are open already; wait for one to end, or poll")
+    response = Response(
+        stream_with_context(_until_redis_fails(_leased(body, lease))),
+        mimetype="text/event-stream",
+        headers=HEADERS,
     )
+    response.call_on_close(lease.release)
+    return response
 
 
 def build_streams() -> Blueprint:

@@ -18,11 +18,17 @@ from imgproc.config import Settings
 
 #: Short timeouts, so an outage is an error and not a hang.
 TIMEOUTS = {"socket_connect_timeout": 3, "socket_timeout": 10}
+#: Connections one client's pool may open (it opens them as they are needed). redis-py's default of 100
+#: fails the 101st request in flight at once (``MaxConnectionsError``), below the 1,024 threads of an API
+#: process (``deploy/gunicorn.conf.py``), each of which uses one connection at a time.
+MAX_CONNECTIONS = 2048
 
 
 def connect(url: str) -> redis.Redis:
     """A Redis client for ``url``."""
-    return redis.Redis.from_url(url, **TIMEOUTS, health_check_interval=15, retry_on_timeout=False)
+    return redis.Redis.from_url(
+        url, **TIMEOUTS, health_check_interval=15, retry_on_timeout=False, max_connections=MAX_CONNECTIONS
+    )
 
 
 def sentinel_addresses(sentinels: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -64,5 +70,9 @@ def redis_for(settings: Settings) -> redis.Redis:
         **TIMEOUTS,
     )
     return sentinel.master_for(
-        settings.redis_sentinel_master, **auth, health_check_interval=15, retry_on_timeout=False
+        settings.redis_sentinel_master,
+        **auth,
+        health_check_interval=15,
+        retry_on_timeout=False,
+        max_connections=MAX_CONNECTIONS,
     )

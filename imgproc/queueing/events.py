@@ -85,10 +85,9 @@ def read(
 ) -> list[tuple[str, dict]]:
     """Events newer than ``after``, waiting up to ``block_ms`` for the first (None: not at all)."""
     answer = conn.xread({key: after}, count=count, block=block_ms)
-    if not answer:
-        return []
-    return [(event_id.decode(), _text(fields)) for event_id, fields in answer[0][1]]
+    return decoded(answer[0][1]) if answer else []
 
 
-def _text(fields: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in fields.items()}
+def decoded(raw: list) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries as Redis answers them, as (id, fields) text."""
+    return [(i.decode(), {k.decode(): v.decode() for k, v in fields.items()}) for i, fields in raw]
