@@ -202,3 +202,30 @@ def test_the_batch_page_escapes_what_vendors_wrote(acme):
     html = client.get(f"/ui/batch/{batch['batch_id']}").text
     assert "&lt;img src=x onerror=alert(1)&gt;" in html and hostile not in html
     assert client.get("/ui/batch/b_nope").status_code == 404
+
+
+def test_every_answer_says_nosniff_and_no_redirect_follows_the_host(app, client, vendor_key, settings):
+    """Issue 22 finding 14: results and JSON could be sniffed; Host: evil.example redirected there."""
+    from pathlib import Path
+
+    key = vendor_key("acme")
+    result = Path(settings.storage_dir) / "acme" / "j1" / "r1-img.jpg"
+    result.parent.mkdir(parents=True)
+    result.write_bytes(b"<html><script>alert(1)</script></html>")  # what a sniffing browser would run
+    answers = {
+        "/health": client.get("/health"),
+        "/metrics": client.get("/metrics"),
+        "/media/": client.get("/media/acme/j1/r1-img.jpg"),
+        "404": client.get("/media/acme/nothing.jpg"),
+        "401": client.get(f"{API}/queue-stats"),
+        "queue-stats": client.get(f"{API}/queue-stats", headers=key),
+        "405": client.open("/health", method="ZQAAAA"),
+        "/ui/": client.get("/ui/"),
+    }
+    assert answers["/media/"].status_code == 200
+    for name, answer in answers.items():
+        answer.close()  # the file of /media/
+        assert answer.headers.get("X-Content-Type-Options") == "nosniff", name
+    for path in ("/ui", "/"):
+        answer = client.get(path, headers={"Host": "evil.example"})
+        assert answer.status_code in (301, 302, 308) and answer.headers["Location"] == "/ui/", answer.headers

@@ -191,6 +191,18 @@ class WebhookStore:
         with database_errors(self._engine, "read webhook attempts"), self._engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    def redeliver(self, message_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """Reopen a message for an operator: (the message, None), or (the message or None, why not)."""
+        message = self.get(message_id)
+        if message is None:
+            return None, f"no webhook {message_id}"
+        if message["state"] == DELIVERED or not self.reopen(message_id):
+            return message, (
+                f"webhook {message_id} was delivered already (attempt {message['attempts']}, "
+                f"HTTP {message['last_status']}); it is not sent again"
+            )
+        return message, None
+
     def failed(self, vendor: str | None = None) -> list[dict[str, Any]]:
         """Messages that were not delivered and will not be tried again, newest first."""
         query = sa.select(webhook_messages).where(webhook_messages.c.state == FAILED)
@@ -201,11 +213,14 @@ class WebhookStore:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def reopen(self, message_id: str) -> bool:
-        """Make a message pending again (to be redelivered); False when there is no such message."""
+        """Make a message pending again (to be redelivered); False when there is none, or it was delivered.
+
+        A delivered message is never sent again: its receiver has it (an operator's redeliver sent it twice).
+        """
         with database_errors(self._engine, "reopen webhook message"), self._engine.begin() as conn:
             done = conn.execute(
                 webhook_messages.update()
-                .where(webhook_messages.c.id == message_id)
+                .where(webhook_messages.c.id == message_id, webhook_messages.c.state != DELIVERED)
                 .values(
                     state=PENDING,
                     next_try_at=None,

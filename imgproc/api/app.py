@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, abort, jsonify, send_from_directory
+from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -66,6 +67,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(build_operator())
     app.register_blueprint(build_presets())  # GET /api/image-queue/presets
     app.register_blueprint(build_web())  # the web page, /ui/ (imgproc.api.web)
+
+    @app.after_request
+    def hardened(response):
+        # A result under /media/ may carry a vendor's bytes (EXIF): no browser guesses a type for them.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        location = urlsplit(response.headers.get("Location", ""))
+        if location.netloc and location.netloc == request.host:
+            # Werkzeug builds its slash redirect (/ui -> /ui/) on the request's Host, which the
+            # client chooses (Host: evil.example sent the browser there): redirects are relative.
+            response.headers["Location"] = urlunsplit(location._replace(scheme="", netloc=""))
+        return response
 
     @app.errorhandler(ImgprocError)
     def imgproc_error(exc: ImgprocError):

@@ -5,7 +5,7 @@ POST /api/image-queue/failed/retry                requeue every failed job (of a
 GET  /api/image-queue/workers                     the worker processes: host, pid, queues, current job
 GET  /api/image-queue/usage?days=7                per vendor and UTC day: jobs, megapixels, limits hit
 GET  /api/image-queue/webhooks/failed             webhook messages not delivered, with their last error
-POST /api/image-queue/webhooks/<id>/redeliver     try a failed message again (the same webhook-id)
+POST /api/image-queue/webhooks/<id>/redeliver     a failed message again (same webhook-id; 409 if delivered)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from imgproc.adapters.webhooks import WebhookStore
-from imgproc.errors import Forbidden, InvalidRequest, NotFound
+from imgproc.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from imgproc.jobtypes import QUEUES
 from imgproc.queueing import listing, usage
 from imgproc.queueing.deliveries import enqueue_delivery
@@ -97,9 +97,11 @@ def build_operator() -> Blueprint:
     @bp.post("/webhooks/<message_id>/redeliver")
     def redeliver(message_id: str):
         store, svc = _webhooks(), services()
-        message = store.get(message_id)
-        if message is None or not store.reopen(message_id):
-            raise NotFound(f"no webhook {message_id}")
+        message, refused = store.redeliver(message_id)
+        if message is None:
+            raise NotFound(refused)
+        if refused:
+            raise Conflict(refused)
         enqueue_delivery(svc.conn, svc.settings, message_id, message["vendor"])
         return jsonify({"id": message_id, "state": "pending", "url": message["url"]}), 202
 

@@ -207,9 +207,9 @@ def cmd_webhooks(args, settings: Settings) -> int:
     conn = redis_for(settings)
     missing = 0
     for message_id in ids:
-        message = store.get(message_id)
-        if message is None or not store.reopen(message_id):
-            print(f"error: no webhook {message_id}", file=sys.stderr)
+        message, refused = store.redeliver(message_id)
+        if refused:
+            print(f"error: {refused}", file=sys.stderr)
             missing += 1
             continue
         enqueue_delivery(conn, settings, message_id, message["vendor"])
