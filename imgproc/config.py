@@ -173,6 +173,9 @@ class Settings:
     #: Every image worker also delivers webhooks, on a thread of its own, so that plain ``python
     #: worker.py`` replicas deliver them; off (0): only ``python worker.py --queues webhooks`` workers do.
     webhook_thread: bool = True
+    #: Most webhook deliveries of one vendor handed to delivery threads at once (ready or being sent), so
+    #: that a slow or dead receiver holds that many at most and other vendors' webhooks go past it.
+    webhook_vendor_concurrency: int = 1
 
     # --- records --------------------------------------------------------
     #: Most columns per UPDATE of a record, as in the original system.
@@ -269,6 +272,8 @@ class Settings:
             raise ValueError(
                 "IMGPROC_VENDOR_UPLOAD_BYTES must be 0 (no bound) or at least IMGPROC_MAX_IMAGE_BYTES"
             )
+        if self.webhook_vendor_concurrency < 1:
+            raise ValueError("IMGPROC_WEBHOOK_VENDOR_CONCURRENCY must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("IMGPROC_MAX_ATTEMPTS must be at least 1")
         if self.trusted_proxies < 0:

@@ -21,6 +21,13 @@ queues, registries, retries and job hashes as they are.
 
 The steps are Lua scripts, atomic across API processes and workers.
 ``feed`` runs after every enqueue and before every dequeue of a worker.
+
+Webhook deliveries have lanes of their own in front of the webhooks queue
+(``for_queue``), with their own count and cap per vendor
+(``IMGPROC_WEBHOOK_VENDOR_CONCURRENCY``): a vendor whose receiver is slow or
+dead holds that many delivery threads at most, and the other vendors'
+webhooks go past it (one FIFO before: a receiver answering after 12 s held
+another vendor's webhook back for 71 s).
 """
 
 from __future__ import annotations
@@ -28,11 +35,15 @@ from __future__ import annotations
 import redis
 from rq import Queue
 
+from imgproc.config import Settings
+from imgproc.jobtypes import QUEUE_WEBHOOKS
+
 KEY_LANE = "imgproc:lane:{queue}:{vendor}"
 KEY_READY = "imgproc:ready:{queue}"  # vendors with waiting jobs, scored by (jobs active, turn)
 KEY_TURN = "imgproc:turn:{queue}"  # the last turn handed out
 KEY_SWEEP = "imgproc:sweep:{queue}"  # where the next re-count of vendors starts
 KEY_ACTIVE = "imgproc:active:{vendor}"  # the vendor's jobs in an RQ queue or running
+KEY_ACTIVE_WEBHOOKS = "imgproc:active-webhooks:{vendor}"  # the same for its webhook deliveries
 # Before 0.2: vendors in turn order as a list and a set, walked whole by every feed.
 KEY_RING = "imgproc:ring:{queue}"
 KEY_RING_SET = "imgproc:ring-set:{queue}"
@@ -166,9 +177,11 @@ class FairShare:
     #: Vendors re-counted on each feed (see ``_FEED``); the rest of its work does not grow with vendors.
     SWEEP = 2
 
-    def __init__(self, conn: redis.Redis, cap: int, room: int = 2):
+    def __init__(self, conn: redis.Redis, cap: int, room: int = 2, active: str = KEY_ACTIVE):
         self.conn = conn
         self.cap = cap
+        #: Where each vendor's jobs in progress are counted (image jobs: across all image queues).
+        self.active = active
         #: Jobs kept ready in each RQ queue: enough that a free worker never waits on a feed,
         #: few enough that a newcomer's job is near the front.
         self.room = room
@@ -176,8 +189,7 @@ class FairShare:
         self._release = conn.register_script(_RELEASE)
         self._withdraw = conn.register_script(_WITHDRAW)
 
-    @staticmethod
-    def admit(pipe, queue: str, vendor: str, job_ids: list[str]) -> None:
+    def admit(self, pipe, queue: str, vendor: str, job_ids: list[str]) -> None:
         """Put new jobs at the end of the vendor's lane, in the caller's transaction.
 
         EVAL with the script's text rather than redis-py's Script: in a pipeline,
@@ -191,7 +203,7 @@ class FairShare:
             KEY_LANE.format(queue=queue, vendor=vendor),
             KEY_READY.format(queue=queue),
             KEY_TURN.format(queue=queue),
-            KEY_ACTIVE.format(vendor=vendor),
+            self.active.format(vendor=vendor),
             vendor,
             *job_ids,
         )
@@ -215,7 +227,7 @@ class FairShare:
             self.cap,
             self.room,
             KEY_LANE.format(queue=name, vendor=""),
-            KEY_ACTIVE.format(vendor=""),
+            self.active.format(vendor=""),
             queue.job_class.redis_job_namespace_prefix,
             self.SWEEP,
         ]
@@ -226,7 +238,7 @@ class FairShare:
 
     def release(self, queue: str, vendor: str, job_id: str) -> bool:
         """A job of ``vendor`` has left the RQ queue for good (ended, or scheduled for a retry)."""
-        keys = [KEY_READY.format(queue=queue), KEY_ACTIVE.format(vendor=vendor)]
+        keys = [KEY_READY.format(queue=queue), self.active.format(vendor=vendor)]
         return bool(self._release(keys=keys, args=[vendor, job_id]))
 
     def withdraw(self, queue: str, vendor: str, job_id: str) -> bool:
@@ -241,3 +253,10 @@ class FairShare:
             for vendor in vendors:
                 pipe.llen(KEY_LANE.format(queue=queue, vendor=vendor))
             return sum(pipe.execute())
+
+
+def for_queue(conn: redis.Redis, settings: Settings, queue: str) -> FairShare:
+    """The fair share in front of ``queue``: webhook deliveries are counted and capped apart from jobs."""
+    if queue == QUEUE_WEBHOOKS:
+        return FairShare(conn, settings.webhook_vendor_concurrency, active=KEY_ACTIVE_WEBHOOKS)
+    return FairShare(conn, settings.vendor_concurrency)

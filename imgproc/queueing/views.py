@@ -252,13 +252,13 @@ class JobViews:
         return len(set().union(*(worker_registration.get_keys(queue=q) for q in self.queues.values())))
 
     def webhook_backlog(self) -> dict[str, Any]:
-        """Webhook deliveries waiting (queued, or for a retry), the workers that deliver them, and a warning.
+        """Webhook deliveries waiting (in lanes, queued, for a retry), the workers delivering them, a warning.
 
         Image workers deliver them on a thread of their own (``imgproc.worker.delivery``), each counted
         here as a worker of the webhooks queue; none while deliveries wait means none will arrive.
         """
         queue = Queue(QUEUE_WEBHOOKS, connection=self.conn)
-        waiting = queue.count + ScheduledJobRegistry(queue=queue).count
+        waiting = queue.count + self.fair.waiting(QUEUE_WEBHOOKS) + ScheduledJobRegistry(queue=queue).count
         workers = Worker.count(connection=self.conn, queue=queue)
         warning = None
         if waiting and not workers:

@@ -24,7 +24,7 @@ from imgproc.config import Settings
 from imgproc.errors import ImgprocError
 from imgproc.identifiers import shown
 from imgproc.jobtypes import JOB_TYPES, QUEUE_WEBHOOKS
-from imgproc.queueing import FairShare, events, placement, uploads
+from imgproc.queueing import events, fairshare, placement, uploads
 from imgproc.queueing.views import job_view
 
 from . import abandoned, webhooks
@@ -77,7 +77,9 @@ class ImgprocWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.runtime = runtime
         self.stopping = False
-        self.fair = FairShare(self.connection, settings.vendor_concurrency)
+        #: The fair share in front of each of its queues (the webhooks queue's counts deliveries apart).
+        conn = self.connection
+        self.fairs = {name: fairshare.for_queue(conn, settings, name) for name in self.queue_names()}
         self.push_exc_handler(record_error)
         self._beaten = 0.0
         self._suspension_checked = 0.0
@@ -216,6 +218,8 @@ class ImgprocWorker(SimpleWorker):
             done = super().perform_job(job, queue)
             if job.meta.get("type") in JOB_TYPES:
                 self._ended(job)
+            elif job.origin == QUEUE_WEBHOOKS:
+                self._release(job)  # the vendor's next delivery may go
         return done
 
     def _ended(self, job) -> None:
@@ -233,16 +237,20 @@ class ImgprocWorker(SimpleWorker):
                 log.warning("could not announce the end of job %s: %s", job.id, exc)
         self._publish(job, events.STATE, view)  # finished, failed, or scheduled for a retry
         self._count(job)
-        vendor = job.meta.get("vendor")
         if job.get_status(refresh=False) == JobStatus.STOPPED:  # a failure drops it in record_error
             try:
                 uploads.drop_for(self.connection, job)
             except redis.RedisError as exc:  # it expires with the result's lifetime
                 log.warning("could not drop the upload of job %s: %s", job.id, exc)
+        self._release(job)  # the vendor's next job may go
+
+    def _release(self, job) -> None:
+        """A job that left its queue (ended, or scheduled for a retry) no longer counts for its vendor."""
+        vendor = job.meta.get("vendor")
         if vendor and job.get_status(refresh=False) != JobStatus.QUEUED:  # not back in the queue at once
             try:
-                self.fair.release(job.origin, vendor, job.id)  # the vendor's next job may go
-            except redis.RedisError as exc:  # the feed's re-count finds it later
+                self.fairs[job.origin].release(job.origin, vendor, job.id)
+            except (redis.RedisError, KeyError) as exc:  # the feed's re-count finds it later
                 log.warning("could not release job %s from its vendor's count: %s", job.id, exc)
 
     def _count(self, job) -> None:
@@ -275,7 +283,7 @@ class ImgprocWorker(SimpleWorker):
 
     def feed(self) -> None:
         for queue in self.queues:
-            self.fair.feed(queue)
+            self.fairs[queue.name].feed(queue)
 
     def sweep_abandoned(self) -> None:
         """At most every heartbeat interval: requeue at once the jobs of workers that died (``abandoned``)."""

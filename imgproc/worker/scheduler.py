@@ -7,11 +7,16 @@ import os
 import threading
 import time
 
+from rq import Queue
+from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.scheduler import run as run_scheduler
+from rq.utils import current_timestamp
 
 from imgproc.config import Settings
-from imgproc.queueing import redis_for
+from imgproc.jobtypes import QUEUE_WEBHOOKS
+from imgproc.queueing import deliveries, redis_for
+from imgproc.queueing.jobs import LaneQueue
 
 
 class SpawnedScheduler(RQScheduler):
@@ -36,6 +41,35 @@ class SpawnedScheduler(RQScheduler):
         if self._connection is None and self._settings is not None and self._settings.redis_sentinels:
             self._connection = redis_for(self._settings)
         return super().connection
+
+    def enqueue_scheduled_jobs(self):
+        """rq's, except that webhook deliveries due for another attempt go back to their vendor's lane.
+
+        rq pushes a due retry straight into its queue: a dead receiver's retries would have filled the
+        webhooks queue ahead of every other vendor's lane.
+        """
+        self._status = self.Status.WORKING
+        if not self._scheduled_job_registries and self._acquired_locks:
+            self.prepare_registries()
+        for registry in self._scheduled_job_registries:
+            job_ids = registry.get_jobs_to_schedule(current_timestamp())
+            if not job_ids:
+                continue
+            lanes = registry.name == QUEUE_WEBHOOKS and self._settings is not None
+            queue = (LaneQueue if lanes else Queue)(
+                registry.name, connection=self.connection, serializer=self.serializer
+            )
+            with self.connection.pipeline() as pipe:
+                found = Job.fetch_many(job_ids, connection=self.connection, serializer=self.serializer)
+                jobs = [job for job in found if job is not None]
+                for job in jobs:
+                    queue._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
+                for job_id in job_ids:
+                    registry.remove(job_id, pipeline=pipe)
+                if lanes:
+                    deliveries.admit(pipe, self.connection, self._settings, jobs)
+                pipe.execute()
+        self._status = self.Status.STARTED
 
     def start(self):
         self._status = self.Status.STARTED

@@ -77,3 +77,54 @@ def test_webhook_latency_after_a_job_ends(
         f"max {latencies[-1] * 1000:.0f} ms"
     )
     assert latencies[-1] < 5
+
+
+def test_a_slow_receiver_delays_only_its_own_vendors_webhooks(
+    client, vendor_key, photo_server, photos, redis_conn, worker_env, workers
+):
+    """Issue 22, finding 6: deliveries were one FIFO; a receiver answering after 12 s held another
+    vendor's webhook back for 71 s. Two plain replicas, so two delivery threads."""
+    from datetime import UTC
+
+    from rq.job import Job
+
+    slow, fast = vendor_key("slow"), vendor_key("fast")
+    photo_server.serve("/coffee.jpg", photos["coffee"])
+    env = worker_env(IMGPROC_WEBHOOK_TIMEOUT="3", IMGPROC_WEBHOOK_BACKOFF="1,1")
+    pool = workers(env, "image-processing", n=2)
+    wait_for(lambda: all(w.ready(redis_conn) for w in pool), 60, "2 image workers")
+
+    def enqueue(headers, n: int, url: str, prefix: str) -> list[str]:
+        body = {
+            "image_url": photo_server.url("/coffee.jpg"),
+            "options": {"resize": [32, 32]},
+            "webhook_url": url,
+        }
+        return [
+            client.post(LIGHT, json={**body, "record_id": f"{prefix}{i}"}, headers=headers).json["job_id"]
+            for i in range(n)
+        ]
+
+    def finished(headers, ids) -> bool:
+        return all(
+            client.get(f"/api/image-queue/job/{j}", headers=headers).json["state"] == "finished" for j in ids
+        )
+
+    with Receiver(delay=10) as dead, Receiver() as receiver:  # dead: never answers within the 3 s
+        slow_ids = enqueue(slow, 6, dead.url, "s")
+        wait_for(lambda: finished(slow, slow_ids), 30, "the slow vendor's jobs")
+        wait_for(lambda: len(dead.received) >= 1, 15, "the first attempt at the dead receiver")
+        fast_ids = enqueue(fast, 3, receiver.url, "f")
+        wait_for(lambda: len(receiver.received) == 3, 60, "the other vendor's 3 webhooks", interval=0.1)
+        dead_attempts = len(dead.received)
+    by_job = {json.loads(r["body"])["data"]["job_id"]: r["wall"] for r in receiver.received}
+    latencies = sorted(
+        by_job[j] - Job.fetch(j, connection=redis_conn).ended_at.replace(tzinfo=UTC).timestamp()
+        for j in fast_ids
+    )
+    print(
+        f"\nanother vendor's webhooks behind a receiver that times out (3 s): from its job's end "
+        f"{', '.join(f'{s:.2f}' for s in latencies)} s; {dead_attempts} attempts at the dead one meanwhile"
+    )
+    # Before: the other vendor's webhooks waited behind all 6 of the dead receiver's first attempts.
+    assert dead_attempts <= 3, dead_attempts
