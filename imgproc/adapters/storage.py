@@ -23,6 +23,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +114,13 @@ class LocalStorage:
     def url_of(self, key: str) -> str | None:
         """Return the key's URL if its file exists, else None."""
         return self._url(key) if self.path_of(key).is_file() else None
+
+    def delete_folder(self, prefix: str) -> int:
+        """Delete every file under ``prefix/`` (a removed vendor's results); how many there were."""
+        folder = self.path_of(prefix)
+        count = sum(1 for path in folder.rglob("*") if path.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        return count
 
 
 def parse_cloudinary_url(url: str) -> dict[str, str | None]:

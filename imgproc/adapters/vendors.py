@@ -12,10 +12,14 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from .db import database_errors, vendors
+from .db import database_errors, records, vendors, webhook_attempts, webhook_messages, webhook_secrets
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 KEY_PREFIX = "ik_"
+#: A removed vendor keeps its row, its key hash replaced by this mark (never a sha256 hex digest):
+#: its name stays taken until ``imgproc vendors purge`` deletes what is kept under it.
+RETIRED = "removed:"
+IS_RETIRED = vendors.c.key_hash.startswith(RETIRED)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,11 @@ class Vendors:
         self._engine = engine
 
     def add(self, name: str, operator: bool = False) -> str:
-        """Create vendor ``name`` and return its new API key, which is not stored in clear."""
+        """Create vendor ``name`` and return its new API key, which is not stored in clear.
+
+        A removed vendor's name is refused until its data is purged: jobs, results, records and
+        webhook secret are all found by name, and a new vendor of that name would see them.
+        """
         _check_name(name)
         key = _new_key()
         row = {"name": name, "key_hash": hash_key(key), "is_operator": operator}
@@ -71,8 +79,19 @@ class Vendors:
                 with self._engine.begin() as conn:
                     conn.execute(vendors.insert().values(row))
             except sa.exc.IntegrityError as exc:
+                if self.retired(name):
+                    raise ValueError(
+                        f"vendor {name!r} was removed, and its jobs, results and records are kept under "
+                        f"that name: choose another name, or delete them with `imgproc vendors purge {name}`"
+                    ) from None
                 raise ValueError(f"vendor {name!r} already exists") from exc
         return key
+
+    def retired(self, name: str) -> bool:
+        """Whether ``name`` is a removed vendor's, not purged yet."""
+        query = sa.select(vendors.c.id).where(vendors.c.name == name, IS_RETIRED)
+        with database_errors(self._engine, "read vendor"), self._engine.connect() as conn:
+            return conn.execute(query).first() is not None
 
     def authenticate(self, key: str) -> Vendor | None:
         """Return the vendor that owns ``key``, or None for an unknown key."""
@@ -88,21 +107,49 @@ class Vendors:
         return None if row is None else Vendor(row.name, bool(row.is_operator))
 
     def list(self) -> builtins.list[Vendor]:
-        """Return every vendor, by name."""
-        query = sa.select(vendors.c.name, vendors.c.is_operator).order_by(vendors.c.name)
+        """Return every vendor (not a removed one), by name."""
+        query = sa.select(vendors.c.name, vendors.c.is_operator).where(~IS_RETIRED).order_by(vendors.c.name)
         with database_errors(self._engine, "list vendors"), self._engine.connect() as conn:
             return [Vendor(row.name, bool(row.is_operator)) for row in conn.execute(query)]
 
     def remove(self, name: str) -> bool:
-        """Delete vendor ``name``; return whether it existed."""
-        query = vendors.delete().where(vendors.c.name == name)
+        """Retire vendor ``name``: its key stops working and its name stays taken; whether it existed."""
+        mark = RETIRED + secrets.token_hex(16)  # unique, as the column is
+        query = (
+            vendors.update()
+            .where(vendors.c.name == name, ~IS_RETIRED)
+            .values(key_hash=mark, is_operator=False)
+        )
         with database_errors(self._engine, "remove vendor"), self._engine.begin() as conn:
             return conn.execute(query).rowcount > 0
+
+    def purge(self, name: str) -> dict[str, int]:
+        """Delete a removed vendor's rows (records, webhook messages and secrets) and free its name.
+
+        One transaction; the counts deleted by table. Its Redis keys and result files are the
+        caller's to delete first (``imgproc vendors purge``).
+        """
+        messages = sa.select(webhook_messages.c.id).where(webhook_messages.c.vendor == name)
+        with database_errors(self._engine, "purge vendor"), self._engine.begin() as conn:
+            counts = {
+                "records": conn.execute(records.delete().where(records.c.vendor == name)).rowcount,
+                "webhook attempts": conn.execute(
+                    webhook_attempts.delete().where(webhook_attempts.c.message_id.in_(messages))
+                ).rowcount,
+                "webhook messages": conn.execute(
+                    webhook_messages.delete().where(webhook_messages.c.vendor == name)
+                ).rowcount,
+                "webhook secrets": conn.execute(
+                    webhook_secrets.delete().where(webhook_secrets.c.vendor == name)
+                ).rowcount,
+            }
+            conn.execute(vendors.delete().where(vendors.c.name == name, IS_RETIRED))
+        return counts
 
     def rotate(self, name: str) -> str:
         """Give vendor ``name`` a new API key and return it; the old key stops working."""
         key = _new_key()
-        query = vendors.update().where(vendors.c.name == name).values(key_hash=hash_key(key))
+        query = vendors.update().where(vendors.c.name == name, ~IS_RETIRED).values(key_hash=hash_key(key))
         with database_errors(self._engine, "rotate key"), self._engine.begin() as conn:
             if conn.execute(query).rowcount == 0:
                 raise ValueError(f"no vendor named {name!r}")

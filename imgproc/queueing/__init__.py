@@ -7,6 +7,7 @@
     uploads.py      uploaded photos kept in Redis for the worker
     keys.py         imgproc's own Redis keys and the job states
     hosts.py        the inference workers of each host, counted so replicas share its cores
+    purge.py        a removed vendor's jobs and keys deleted (``imgproc vendors purge``)
 
 Nothing here knows HTTP or models: the API and the workers both build on it.
 """
