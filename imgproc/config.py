@@ -148,6 +148,9 @@ class Settings:
     limit_bg_removal: str = "30 per hour"
     #: Bulk requests of any kind.
     limit_bulk: str = "10 per hour"
+    #: GETs of a signed-in page (``/ui/``: its lists, streams, limits), in place of ``limit_global``:
+    #: the operator's page reads about 60 a minute.
+    limit_session_reads: str = "300 per minute"
     #: Most jobs of one vendor queued-for-a-worker or running at once, across all workers.
     vendor_concurrency: int = 2
     #: Most bytes of uploaded photos one vendor may have waiting in Redis for their jobs at once (an

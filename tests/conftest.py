@@ -38,6 +38,25 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
 
 
+@contextmanager
+def production_api(var, env: dict[str, str] | None = None, threads: int = 8, queues: str = ""):
+    """A LocalStack with the API under ``deploy/gunicorn.conf.py`` (one process, ``threads`` threads),
+    on an embedded Redis of its own whatever ``REDIS_URL`` says; one worker of ``queues`` when given."""
+    from imgproc.config import ROOT
+    from imgproc.tools.stack import LocalStack, local_env
+
+    saved = os.environ.pop("REDIS_URL", None)
+    try:
+        with LocalStack(var, {**local_env(var), **(env or {})}) as local:
+            local.start_api(processes=1, threads=threads, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
+            if queues:
+                local.wait_workers(local.start_workers(1, queues))
+            yield local
+    finally:
+        if saved is not None:
+            os.environ["REDIS_URL"] = saved
+
+
 @pytest.fixture
 def redis_conn():
     conn = redis_lib.Redis.from_url(REDIS_TEST_URL)
@@ -111,6 +130,7 @@ def settings(tmp_path):
         limit_image="100000 per minute",
         limit_bg_removal="100000 per minute",
         limit_bulk="100000 per minute",
+        limit_session_reads="100000 per minute",
     )
 
 

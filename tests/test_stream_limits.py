@@ -6,15 +6,14 @@ Redis; no worker runs, so every stream stays open, waiting, as behind a photo th
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import time
 
 import pytest
 
-from imgproc.config import ROOT
 from imgproc.queueing.openstreams import KEY_OPEN_STREAMS, OpenStreams
+from tests.conftest import production_api
 
 API = "/api/image-queue"
 #: The streams one vendor opens: above the 100 connections of redis-py's default pool, which every
@@ -25,23 +24,10 @@ GETS = 30
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from imgproc.tools.stack import LocalStack, local_env
-
-    var = tmp_path_factory.mktemp("streams")
-    saved = os.environ.pop("REDIS_URL", None)
-    try:
-        env = {
-            **local_env(var),
-            "IMGPROC_MAX_STREAMS_PER_VENDOR": str(STREAMS),
-            # A stream whose client has gone holds its thread until its next keep-alive: don't wait.
-            "GUNICORN_CMD_ARGS": "--graceful-timeout 2",
-        }
-        with LocalStack(var / "var", env) as local:
-            local.start_api(processes=1, threads=256, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
-            yield local
-    finally:
-        if saved is not None:
-            os.environ["REDIS_URL"] = saved
+    # A stream whose client has gone holds its thread until its next keep-alive: don't wait for it.
+    env = {"IMGPROC_MAX_STREAMS_PER_VENDOR": str(STREAMS), "GUNICORN_CMD_ARGS": "--graceful-timeout 2"}
+    with production_api(tmp_path_factory.mktemp("streams"), env, threads=256) as local:
+        yield local
 
 
 def open_stream(api: str, key: str, path: str) -> tuple[int, socket.socket, bytes]:

@@ -8,10 +8,12 @@ GET  /api/image-queue/limits                    each rate limit: its value, requ
 
 from __future__ import annotations
 
+import os
 import time
 import zipfile
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, BinaryIO
 
 import urllib3
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
@@ -45,33 +47,45 @@ class _Sink:
         self.parts: list[bytes] = []
 
     def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
+        self.parts.append(data if isinstance(data, bytes) else bytes(data))
         return len(data)
 
     def flush(self) -> None:
         pass
 
     def take(self) -> bytes:
-        data, self.parts = b"".join(self.parts), []
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts = []
         return data
 
 
-def result_bytes(url: str) -> bytes:
-    """A result's bytes: the file itself for local storage, else fetched from its URL."""
+#: Bytes of a result read and written into the zip at a time: about what one download holds in memory.
+CHUNK = 256 * 1024
+
+
+@contextmanager
+def result_file(url: str) -> Iterator[tuple[BinaryIO, int | None]]:
+    """A result open for reading, and its size where known: local storage's file, else its URL's answer."""
     svc = services()
     storage, public_url = svc.storage, svc.settings.public_url.rstrip("/")
     if public_url and url.startswith(public_url + MEDIA):  # stored absolute by an earlier version
         url = url[len(public_url) :]
     if hasattr(storage, "path_of") and url.startswith(MEDIA):
-        return storage.path_of(url[len(MEDIA) :]).read_bytes()
-    response = urllib3.request("GET", url, timeout=30, retries=2)
-    if response.status != 200:
-        raise OSError(f"{url} answered {response.status}")
-    return response.data
+        with storage.path_of(url[len(MEDIA) :]).open("rb") as file:
+            yield file, os.fstat(file.fileno()).st_size
+        return
+    response = urllib3.request("GET", url, timeout=30, retries=2, preload_content=False)
+    try:
+        if response.status != 200:
+            raise OSError(f"{url} answered {response.status}")
+        length = response.headers.get("Content-Length")
+        yield response, int(length) if length and length.isdigit() else None
+    finally:
+        response.release_conn()
 
 
 def zip_stream(results: list[dict[str, Any]]) -> Iterator[bytes]:
-    """A zip of the results (stored, not compressed: photos are), one file at a time."""
+    """A zip of the results (stored, not compressed: photos are), written and sent a chunk at a time."""
     sink = _Sink()
     names: set[str] = set()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -84,7 +98,12 @@ def zip_stream(results: list[dict[str, Any]]) -> Iterator[bytes]:
                 name = f"{stem}-{n}{dot}{ext}"
             names.add(name)
             info = zipfile.ZipInfo(name, time.gmtime()[:6])
-            archive.writestr(info, result_bytes(result["url"]))
+            with result_file(result["url"]) as (source, size):
+                # Zip64 fields where the size is unknown or near zip's 4 GiB: the entry is written first.
+                with archive.open(info, "w", force_zip64=size is None or size > 2**31) as entry:
+                    while chunk := source.read(CHUNK):
+                        entry.write(chunk)
+                        yield sink.take()
             yield sink.take()
     yield sink.take()
 

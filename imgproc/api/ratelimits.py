@@ -55,7 +55,10 @@ SCOPES = (
     ("image", "limit_image"),
     ("bulk", "limit_bulk"),
     ("bg-removal", "limit_bg_removal"),
+    ("session-reads", "limit_session_reads"),
 )
+#: A zip of a batch's results is a download, counted as any client's, from a signed-in page too.
+DOWNLOADS = {"listings.batch_zip"}
 
 # KEYS: one sorted set per limit. ARGV: now (ms), the request's token, then per limit its amount,
 # window (ms), cost and whether it is counted on its own (1: the all-requests limit, kept even when a
@@ -149,9 +152,10 @@ class RequestLimits:
         """The limits the current request uses (none: not counted)."""
         if not request.path.startswith("/api/"):
             return []
-        # A signed-in page's reads (its lists, event streams) do not use up the vendor's requests.
-        if g.get("via_session") and request.method in ("GET", "HEAD"):
-            return []
+        # A signed-in page's reads (its lists, event streams) do not use up the vendor's requests: they
+        # count under a generous limit of their own, so that a script with the cookie is not unlimited.
+        if g.get("via_session") and request.method in ("GET", "HEAD") and request.endpoint not in DOWNLOADS:
+            return [Use("session-reads", self.items["session-reads"], alone=True)]
         found = [Use("global", self.items["global"], alone=True)]
         if request.endpoint == "listings.retry_job":  # a retry runs its job again: the enqueue it is
             found.append(Use("image", self.items["image"]))

@@ -190,6 +190,7 @@ def local_env(var: Path, workers_per_host: int = 1) -> dict[str, str]:
         "IMGPROC_LIMIT_IMAGE": UNLIMITED,
         "IMGPROC_LIMIT_BG_REMOVAL": UNLIMITED,
         "IMGPROC_LIMIT_BULK": UNLIMITED,
+        "IMGPROC_LIMIT_SESSION_READS": UNLIMITED,
         # Fair share caps a vendor at this many jobs handed to workers: above any worker count here.
         "IMGPROC_VENDOR_CONCURRENCY": "64",
         "IMGPROC_WORKERS_PER_HOST": str(workers_per_host),
