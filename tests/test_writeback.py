@@ -451,6 +451,20 @@ def test_an_int_key_matches_only_its_canonical_form(int_keys, client, acme, phot
     assert not job["error"]["retryable"] and job["writeback"] == {"state": "failed"}
 
 
+def test_a_text_key_is_logged_escaped(platform, tmp_path, runtime, caplog):
+    """Issue 22 finding 10: a record id stored with a newline forged a line of the worker's log."""
+    path = tmp_path / "writeback.toml"
+    path.write_text(HEAD.replace('key = "id"', 'key = "fmt"').format(max_fields=10) + THREE)
+    settings = runtime.settings.replace(writeback_file=str(path), environ={"ACME_DB_URL": platform.url})
+    writeback = Writeback.from_settings(settings).require()
+    with caplog.at_level(logging.INFO, logger="imgproc.writeback"):
+        state = writeback.write("acme", "process-image", "7\n12:00:00 forged", {"url": "/media/x.jpg"})
+    writeback.close()
+    assert state == {"state": "not_found"}
+    assert "acme/7\\n12:00:00 forged into data_records: not_found" in caplog.text, caplog.text
+    assert "\n12:00" not in caplog.text
+
+
 def test_a_key_of_no_canonical_form_is_refused_at_the_check(platform, tmp_path, runtime):
     """A DOUBLE key would match '7.0' or '7e0' to row 7: only integer and text keys are accepted."""
     path = tmp_path / "writeback.toml"

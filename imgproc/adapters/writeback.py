@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from imgproc.config import Settings
 from imgproc.errors import PermanentError, TransientError, WritebackInvalid
+from imgproc.identifiers import shown
 
 from . import writeback_config
 from .db import TRANSIENT
@@ -330,7 +331,7 @@ class Writeback:
             self._prepared.pop(target.vendor, None)
             raise
         if state != "written":
-            log.info("write-back of %s/%s into %s: %s", vendor, record_id, target.table, state)
+            log.info("write-back of %s/%s into %s: %s", vendor, shown(record_id), target.table, state)
         return {"state": state}
 
     def _reflect(self, target: Target, setup: bool = False) -> sa.Table:
