@@ -21,7 +21,7 @@ from PIL import Image
 from imgproc.client import Client
 from imgproc.config import ROOT
 from imgproc.tools.cli import main
-from imgproc.tools.submit_records import UsageError, parse_option, safe_name, shown
+from imgproc.tools.submit_records import UsageError, load_records, parse_option, safe_name, shown
 from tests.conftest import REDIS_TEST_URL
 
 
@@ -104,6 +104,18 @@ def test_record_ids_become_safe_distinct_file_names():
     assert len(set(names)) == len(names)
     assert all(re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", n) and len(n) <= 109 for n in names)
     assert shown("emp\x1b[2J\x07-1") == "emp\\x1b[2J\\x07-1"  # no escape sequence reaches the terminal
+
+
+def test_a_record_id_the_api_would_refuse_names_its_line(tmp_path):
+    """Issue 22 finding 10: a control character in one CSV record id would fail its whole bulk at the API."""
+    csv_file = tmp_path / "records.csv"
+    csv_file.write_text(
+        'record_id,url\nok,https://example.com/a.jpg\n"x\x1b]0;t\x07",https://example.com/b.jpg\n'
+    )
+    with pytest.raises(
+        UsageError, match=r"records.csv:3: the record id x\\x1b\]0;t\\x07 must not hold control"
+    ):
+        load_records([], str(csv_file))
 
 
 def test_files_are_uploaded_and_saved_with_the_bytes_the_api_serves(submit, vendor, photos, tmp_path):

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from imgproc import identifiers
+from imgproc.identifiers import shown as shown  # vendor text on a terminal, escaped (submit_display)
+
 #: Result extensions ``--resume`` looks for (the API's formats; jpeg in case a storage spells it so).
 FORMATS = ("png", "jpg", "jpeg", "webp")
 #: The API's longest record id.
@@ -69,14 +72,12 @@ def safe_name(record_id: str) -> str:
     return f"{name}-{digest}" if name else digest
 
 
-def shown(text: str) -> str:
-    """Vendor text made safe for a terminal: control characters (escape sequences) written as ``\\xNN``."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _record(record_id: str, source: str, is_url: bool, where: str) -> Record:
     if not 1 <= len(record_id) <= MAX_RECORD_ID:
         raise UsageError(f"{where}: a record id has 1 to {MAX_RECORD_ID} characters")
+    problem = identifiers.problem(record_id)
+    if problem:  # the API would refuse the whole bulk it is in
+        raise UsageError(f"{where}: the record id {shown(record_id)} {problem}")
     return Record(record_id, source, is_url, safe_name(record_id))
 
 
