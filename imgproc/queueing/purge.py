@@ -18,6 +18,7 @@ from rq.job import Job, JobStatus
 from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS
 
 from . import usage
+from .batches import KEY_BATCH_ENDED
 from .events import KEY_BATCH_EVENTS, KEY_JOB_EVENTS
 from .fairshare import KEY_ACTIVE, KEY_ACTIVE_WEBHOOKS, KEY_LANE, KEY_READY
 from .keys import (
@@ -71,7 +72,7 @@ def purge(conn: redis.Redis, vendor: str) -> int:
         for job_id in ids:
             pipe.delete(KEY_JOB_EVENTS.format(job_id), KEY_UPLOAD.format(job_id))
         for batch_id in batches:
-            pipe.delete(KEY_BATCH.format(batch_id), KEY_BATCH_EVENTS.format(batch_id))
+            pipe.delete(*(key.format(batch_id) for key in (KEY_BATCH, KEY_BATCH_EVENTS, KEY_BATCH_ENDED)))
         for queue in ALL_QUEUES:
             pipe.delete(KEY_LANE.format(queue=queue, vendor=vendor))
             pipe.zrem(KEY_READY.format(queue=queue), vendor)
