@@ -173,7 +173,7 @@ def test_jobs_spread_survive_a_cut_host_and_the_host_rejoins(network, tmp_path, 
         engine = make_engine(stack.settings())
         row = Records(engine).get("acme", "cut")
         engine.dispose()
-        assert row["writes"] == 1 and row["bg_removed_url"] == job["result"]["url"]
+        assert row["writes"] == 1 and job["result"]["url"].endswith(row["bg_removed_url"])
         stored = list((tmp_path / "var" / "media" / "acme" / job_id).iterdir())
         assert len(stored) == 1, stored
         assert poll()["state"] == "finished" and poll()["attempts"] == 2
