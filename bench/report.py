@@ -18,6 +18,8 @@ LATENCY_P99_MS = 25.0  # enqueue p99 at the concurrent clients
 RSS_LIMIT_MIB = 1.5e9 / 2**20  # 1.5 GB after 50 jobs
 #: "Flat" from job 50 to job 500: growth at most 5 % + 30 MiB (as in tests/faults/test_load.py).
 FLAT_SHARE, FLAT_MIB = 0.05, 30.0
+#: A worker's peak RSS during the largest job the default bounds allow (README: Limits; issue 22).
+PEAK_RSS_LIMIT_MIB = 3072.0
 
 
 def machine() -> dict:
@@ -184,6 +186,17 @@ def verdicts(r: dict) -> list[dict]:
             mem["growth_mib"] <= allowed,
         )
     )
+    for name, job in r.get("peak_memory", {}).get("jobs", {}).items():
+        rows.append(
+            _row(
+                f"worker peak RSS: {name}",
+                job["peak_rss_mib"],
+                f"{job['peak_rss_mib']:.0f} MiB (+{job['peak_rise_mib']:.0f}), "
+                f"{job['output']}, {job['seconds']:.1f} s",
+                f"<= {PEAK_RSS_LIMIT_MIB:.0f} MiB",
+                job["peak_rss_mib"] <= PEAK_RSS_LIMIT_MIB,
+            )
+        )
     if mem.get("worker_model_load_s") is not None:
         rows.append(
             _row(

@@ -6,8 +6,10 @@ settings), because absolute seconds drift on a shared machine and ratios
 hold. Phases, in order: the floor (in this process, before anything else
 runs); enqueue latency (gunicorn, no workers); end to end per photo size and
 throughput with 1 worker; throughput with N = cores workers; rembg's own
-server on the same photos; light jobs against bare RQ; worker memory; the
-floor again, once everything has stopped (the ratios use both).
+server on the same photos; light jobs against bare RQ; worker memory; a
+worker's peak memory for the largest job each bound allows
+(``bench/peakmemory.py``); the floor again, once everything has stopped (the
+ratios use both).
 ``--quick`` runs every phase with tiny counts, only to prove the script works.
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bare_rq, jobs, report
+from bench import bare_rq, jobs, peakmemory, report
 from bench.floor import measure_floor, measure_floor_concurrent
 from bench.photos import SIZES, Photos
 from imgproc.config import ROOT, Settings
@@ -250,6 +252,8 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
             counts = tuple(int(c) for c in args.memory.split(","))
             r["memory"] = jobs.memory(b, counts)
             r["model"].update({k: v for k, v in r["memory"].items() if k.startswith("worker_")})
+            # A worker's peak RSS for the largest job each bound allows (issue 22): README's figure.
+            r["peak_memory"] = peakmemory.measure(b, args.quick)
     finally:
         photo_server.close()
     # This shared machine's speed drifts over minutes (floors of 1.7 and 2.3 s in two runs of one hour):

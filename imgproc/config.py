@@ -124,6 +124,12 @@ class Settings:
     max_image_bytes: int = 20 * 1024 * 1024
     #: Largest image in pixels, checked from the header before decoding.
     max_image_pixels: int = 50_000_000
+    #: Most pixels of a result that options make larger than its photo (``size``, ``resize``, a face
+    #: crop's frame): 25 MP is 5000x5000, Shopify's largest product image; ID photos are under 1 MP.
+    max_output_pixels: int = 25_000_000
+    #: Most pixels ``alpha_matting`` works on (0.55 GiB and 3-6 s a megapixel): a larger photo is
+    #: matted shrunk to it and its alpha brought back up (README: Limits, the edge it keeps).
+    max_matting_pixels: int = 2_000_000
     #: Largest request body (multipart uploads included) in bytes.
     max_request_bytes: int = 25 * 1024 * 1024
     #: Most items in one bulk request.
@@ -269,6 +275,8 @@ class Settings:
             raise ValueError(
                 f"IMGPROC_BG_MODEL {self.bg_model!r} is not among IMGPROC_BG_MODELS {self.bg_models}"
             )
+        if self.max_output_pixels < 1 or self.max_matting_pixels < 1:
+            raise ValueError("IMGPROC_MAX_OUTPUT_PIXELS and IMGPROC_MAX_MATTING_PIXELS must be at least 1")
         if self.vendor_concurrency < 1:
             raise ValueError("IMGPROC_VENDOR_CONCURRENCY must be at least 1")
         if 0 < self.vendor_upload_bytes < self.max_image_bytes:

@@ -89,7 +89,7 @@ def _remove_bg_check(given: dict, result: dict) -> None:
 def _crop_face_schema(settings: Settings) -> o.Schema:
     return {
         "aspect": (o.aspect, "3:4"),
-        "size": (o.size, None),
+        "size": (o.size(settings.max_output_pixels), None),
         "face_height": (o.fraction(0.05, 1.0), 0.5),
         "face_center_y": (o.fraction(0.0, 1.0), 0.42),
         "remove_background": (o.boolean, False),
@@ -125,12 +125,13 @@ def _crop_face_check(given: dict, result: dict) -> None:
         w, h = result["size"]
         if "aspect" in given and abs(o.aspect_ratio(result["aspect"]) - w / h) > 0.01:
             raise InvalidOptions("size", f"{w}x{h} does not have the aspect {result['aspect']}")
+        o.within_aspect("size", w / h)
         result["aspect"] = f"{w}:{h}"  # size alone decides the shape
 
 
 def _process_image_schema(settings: Settings) -> o.Schema:
     return {
-        "resize": (o.size, None),
+        "resize": (o.size(settings.max_output_pixels), None),
         "fit": (o.choice("contain", "cover"), "contain"),
         "format": (o.choice("jpg", "png", "webp"), "jpg"),
         "quality": (o.whole(1, 100), 85),

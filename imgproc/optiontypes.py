@@ -15,6 +15,9 @@ from .errors import InvalidOptions
 
 #: Longest side of any size an option may ask for.
 MAX_SIDE = 10_000
+#: Widest (and tallest) shape an aspect may ask for, either way round: beyond it a face crop's frame
+#: is mostly padding (``aspect "60:1"`` made a 115200x1920 crop of a 512x512 photo).
+MAX_ASPECT = 10.0
 
 Checker = Callable[[str, Any], Any]
 #: Option name -> (checker, default); a default of None means "not set".
@@ -63,21 +66,37 @@ def fraction(low: float, high: float) -> Checker:
     return check
 
 
-def size(name: str, value: Any) -> list[int]:
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in value)
-    ):
-        raise InvalidOptions(name, f"must be [width, height], whole numbers from 1 to {MAX_SIDE}")
-    return [value[0], value[1]]
+def size(max_pixels: int) -> Checker:
+    """``[width, height]`` of an output: each side at most ``MAX_SIDE``, both at most ``max_pixels``."""
+
+    def check(name: str, value: Any) -> list[int]:
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in value)
+        ):
+            raise InvalidOptions(name, f"must be [width, height], whole numbers from 1 to {MAX_SIDE}")
+        if value[0] * value[1] > max_pixels:
+            raise InvalidOptions(
+                name, f"{value[0]}x{value[1]} is {value[0] * value[1]} pixels, over the limit of {max_pixels}"
+            )
+        return [value[0], value[1]]
+
+    return check
 
 
 def aspect(name: str, value: Any) -> str:
     match = _ASPECT.match(value) if isinstance(value, str) else None
     if not match or float(match[1]) <= 0 or float(match[2]) <= 0:
         raise InvalidOptions(name, "must be a ratio like 3:4")
+    within_aspect(name, aspect_ratio(value))
     return value
+
+
+def within_aspect(name: str, ratio: float) -> None:
+    """Refuse a shape wider or taller than ``MAX_ASPECT`` to 1, naming the option that set it."""
+    if not 1 / MAX_ASPECT <= ratio <= MAX_ASPECT:
+        raise InvalidOptions(name, f"is wider or taller than {MAX_ASPECT:g}:1 (a ratio of {ratio:.4g})")
 
 
 def aspect_ratio(value: str) -> float:

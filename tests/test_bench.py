@@ -60,6 +60,9 @@ def test_quick_bench_writes_every_figure(tmp_path):
     # ISNet's variants phase (bench/variants.py): today's file, its floor and its masks against fp32.
     today = r["variants"]["variants"]["fp16 file, ORT (today)"]
     assert today["floor_s"] > 0 and today["speedup"] == 1.0 and today["gate"] is True
+    # A worker's peak RSS for the largest job of each kind, at 0.5% of the bounds (bench/peakmemory.py).
+    peaks = r["peak_memory"]["jobs"]
+    assert len(peaks) == 3 and all(j["peak_rss_mib"] >= j["rss_before_mib"] > 0 for j in peaks.values())
     # The fair share's feed at 5 and 100 waiting vendors (bench/fairshare.py), on a Redis of its own.
     assert [row["vendors"] for row in r["fairshare"]] == [5, 100]
     assert all(row["cycles_per_s"] > 0 and row["script_mean_us"] > 0 for row in r["fairshare"])

@@ -250,6 +250,14 @@ def downscale(img: Image.Image, longest: int) -> Image.Image:
     return ImageOps.contain(img, (longest, longest), Image.Resampling.LANCZOS)
 
 
+def resized_size(size: tuple[int, int], box: tuple[int, int], fit: str) -> tuple[int, int]:
+    """The width and height ``resize`` gives an image of ``size``, without resizing it."""
+    if fit == "cover":
+        return box
+    ratio = min(box[0] / size[0], box[1] / size[1])
+    return max(1, round(size[0] * ratio)), max(1, round(size[1] * ratio))
+
+
 def resize(img: Image.Image, box: tuple[int, int], fit: str) -> Image.Image:
     """Fit into ``box`` (``contain``) or fill it and centre-crop (``cover``), with Pillow's ImageOps."""
     if fit == "cover":

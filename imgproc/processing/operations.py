@@ -30,6 +30,10 @@ class Tools:
 
     #: Largest photo in pixels, checked from the header before decoding.
     max_pixels: int
+    #: Most pixels of a result (or a face crop's frame) larger than its photo: ``image_too_large`` past it.
+    max_output_pixels: int = 25_000_000
+    #: Most pixels ``alpha_matting`` works on; a larger photo is matted shrunk (``matting.alpha_matte``).
+    max_matting_pixels: int = 2_000_000
     #: Deflate level of PNG results (0-3).
     png_level: int = 1
     #: Model of a face crop's ``remove_background``.
@@ -61,14 +65,14 @@ class Output:
         return imaging.OUTPUT_FORMATS[self.format][1]
 
 
-def cutout(rgb: np.ndarray, mask: np.ndarray, opts: dict, matting_cache: str = "") -> np.ndarray:
+def cutout(rgb: np.ndarray, mask: np.ndarray, opts: dict, tools: Tools | None = None) -> np.ndarray:
     """RGB pixels and a mask to RGBA (or RGB over ``bgcolor``), refined as the options ask."""
     if opts["post_process_mask"]:
         mask = matting.post_process(mask)
     if opts["alpha_matting"]:
-        if not matting_cache:
+        if tools is None or not tools.matting_cache:
             raise PermanentError("this worker has no cache for alpha matting", code="invalid_options")
-        rgb, mask = matting.alpha_matte(rgb, mask, matting_cache)
+        rgb, mask = matting.alpha_matte(rgb, mask, tools.matting_cache, tools.max_matting_pixels)
     if opts["bgcolor"]:
         return imaging.over_color(rgb, mask, imaging.parse_color(opts["bgcolor"]))
     # OpenCV's SIMD channel copies: 6x faster than numpy's strided assignment at 12 MP.
@@ -91,7 +95,7 @@ def remove_background(data: bytes, opts: dict, tools: Tools) -> Output:
     else:
         rgb = imaging.decode_rgb(data, max_pixels)
         source = rgb.shape[0] * rgb.shape[1]
-    out = cutout(rgb, remover.mask(rgb, opts["model"]), opts, tools.matting_cache)
+    out = cutout(rgb, remover.mask(rgb, opts["model"]), opts, tools)
     started = time.perf_counter()
     encoded = imaging.encode(
         out, opts["format"], png_level=png_level, bgcolor=imaging.parse_color(opts["bgcolor"] or "#ffffff")
@@ -113,6 +117,8 @@ def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
     max_pixels, png_level, bg_model = tools.max_pixels, tools.png_level, tools.bg_model
     img = imaging.decode(data, max_pixels)
     source = img.width * img.height
+    if opts["size"]:  # refused at enqueue; here for a job queued before the bound existed
+        within_output(*opts["size"], tools, source)
     if opts.get("preset"):
         made = idphoto.make(
             img, opts, detector, remover, bg_model, png_level=png_level, mask_first=tools.mask_first
@@ -128,6 +134,9 @@ def crop_face(data: bytes, opts: dict, tools: Tools) -> Output:
     box = crop_box(face.box, aspect, opts["face_height"], opts["face_center_y"])
     head = detector.landmarks(rgb, face)
     box, near_top = keep_head(box, head.eye_mid[1], head.chin[1], aspect)
+    # The frame is cut at its own size before any resize: a small face at a small face_height
+    # asks a frame many times the photo, mostly padding.
+    within_output(box[2], box[3], tools, source, "the face crop's frame")
     fill = imaging.parse_color(opts["bgcolor"])
     out = cut(img, box, fill + (255,))
     extra: dict[str, Any] = {
@@ -169,12 +178,27 @@ def process_image(data: bytes, opts: dict, tools: Tools) -> Output:
     exif = None if opts["strip_metadata"] else img.info.get("exif")
     icc = None if opts["strip_metadata"] else img.info.get("icc_profile")
     if opts["resize"]:
+        # The API refuses a box over the bound; a job it queued before the bound existed meets it here.
+        within_output(*imaging.resized_size(img.size, tuple(opts["resize"]), opts["fit"]), tools, source)
         img = imaging.resize(img, tuple(opts["resize"]), opts["fit"])
     started = time.perf_counter()
     encoded = imaging.encode(
         img, opts["format"], quality=opts["quality"], png_level=png_level, exif=exif, icc_profile=icc
     )
     return Output(encoded, opts["format"], img.width, img.height, {}, source, time.perf_counter() - started)
+
+
+def within_output(width: int, height: int, tools: Tools, source: int, what: str = "the result") -> None:
+    """``image_too_large`` when options make ``what`` larger than both the output bound and the photo.
+
+    A result at most the photo's size is bounded by ``max_pixels`` already.
+    """
+    allowed = max(tools.max_output_pixels, source)
+    if width * height > allowed:
+        raise PermanentError(
+            f"{what} would be {width}x{height}, {width * height} pixels, over the limit of {allowed}",
+            code="image_too_large",
+        )
 
 
 def _needs(model, what: str):

@@ -107,6 +107,8 @@ class Runtime:
         """What the operations get of this process."""
         return Tools(
             max_pixels=self.settings.max_image_pixels,
+            max_output_pixels=self.settings.max_output_pixels,
+            max_matting_pixels=self.settings.max_matting_pixels,
             png_level=self.settings.png_compress_level,
             bg_model=self.settings.bg_model,
             remover=self.remover,
