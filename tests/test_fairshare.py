@@ -10,6 +10,7 @@ from rq.job import Job
 from imgproc.config import ROOT
 from imgproc.queueing import JobQueue, JobSpec
 from imgproc.queueing.fairshare import KEY_ACTIVE
+from imgproc.tools.stack import stop_processes
 from tests.conftest import process_env
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
@@ -121,6 +122,7 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a kill takes its scheduler with it
         )
         for log in logs
     ]
@@ -136,11 +138,10 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
         else:
             raise AssertionError(f"not finished: {states}")
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker, log in zip(workers, logs, strict=True):
-            assert worker.wait(timeout=30) == 0  # SIGTERM: a warm shutdown
+        codes = stop_processes(workers, 30)  # SIGTERM: a warm shutdown; killed after 30 s
+        for log in logs:
             log.close()
+    assert codes == [0, 0]
     starts = sorted(Job.fetch(j.id, connection=redis_conn).started_at for j in bulk)
     single_start = Job.fetch(single.id, connection=redis_conn).started_at
     assert single_start < starts[19]

@@ -13,10 +13,11 @@ from imgproc.errors import PermanentError
 from imgproc.processing import operations
 from imgproc.processing.models import providers_for
 from imgproc.worker.failures import classify
+from tests.conftest import REDIS_TEST_URL
 
 
 def test_missing_model_stops_the_worker_at_boot(tmp_path):
-    env = dict(os.environ, IMGPROC_MODELS_DIR=str(tmp_path), REDIS_URL="redis://127.0.0.1:6379/13")
+    env = dict(os.environ, IMGPROC_MODELS_DIR=str(tmp_path), REDIS_URL=REDIS_TEST_URL)
     proc = subprocess.run(
         [sys.executable, "worker.py", "--queues", "face-crop", "--burst"],
         cwd=ROOT,
@@ -123,3 +124,28 @@ def test_a_stop_while_the_worker_starts_ends_it_cleanly(settings, redis_conn):
     assert proc.returncode == 0, proc.stderr[-3000:]  # was -15: killed by the signal mid-start
     assert "stopped True" in proc.stdout
     assert not redis_conn.smembers("rq:workers"), "the worker deregistered"
+
+
+def test_a_stopping_worker_ends_its_pubsub_thread_at_once(settings, redis_conn):
+    """rq's pubsub thread ends at the UNSUBSCRIBE reply, also when it reads it before the stop goes on."""
+    import time
+
+    from imgproc.worker import build_worker
+    from tests.conftest import worker_runtime
+
+    with worker_runtime(settings, redis_conn) as runtime:
+        worker = build_worker(settings, ("image-processing",), runtime=runtime)
+        worker.subscribe()
+        pubsub, thread = worker.pubsub, worker.pubsub_thread
+        send, alive = pubsub.unsubscribe, []
+
+        def unsubscribe_on_a_busy_host(*args):
+            send(*args)
+            while pubsub.subscribed:  # the thread reads the reply before this thread goes on
+                time.sleep(0.01)
+            thread.join(10)  # it had gone back to wait 60 s for a subscription (rq's sleep_time)
+            alive.append(thread.is_alive())
+
+        pubsub.unsubscribe = unsubscribe_on_a_busy_host
+        worker.unsubscribe()
+    assert alive == [False]

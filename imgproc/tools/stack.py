@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -143,6 +143,38 @@ def wait_until(
             pass
         time.sleep(interval)
     raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def stop_processes(
+    procs: Iterable[subprocess.Popen], timeout: float = 60, sig: int = signal.SIGTERM
+) -> list[int]:
+    """Send ``sig`` (a warm stop) to each of ``procs`` still running, SIGKILL any left after ``timeout``.
+
+    One deadline for all of them. One that leads a group of its own (``start_new_session=True``) is
+    killed with its group: a worker's scheduler, a pool's workers. Returns the exit codes, in order.
+    """
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+    return [proc.returncode for proc in procs]
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except ProcessLookupError:
+        pass  # gone meanwhile
+    proc.wait()
 
 
 def start_redis(stack: ExitStack, var: Path, own: bool = False) -> str:
@@ -348,15 +380,8 @@ class LocalStack:
 
     def stop(self, procs: list[subprocess.Popen], timeout: float = 60) -> None:
         """SIGTERM (a warm shutdown: a running job finishes), then SIGKILL after ``timeout``."""
+        stop_processes(procs, timeout)
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
             if proc in self.procs:
                 self.procs.remove(proc)
 

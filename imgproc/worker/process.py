@@ -179,6 +179,20 @@ class ImgprocWorker(SimpleWorker):
         self.stopping = True  # rq only records a stop asked for while busy
         super().request_stop(signum, frame)
 
+    def stop_scheduler(self) -> None:
+        super().stop_scheduler()
+        # A scheduler stopped while its interpreter was still importing (seconds on a busy host) never
+        # reached rq's loop, which releases the locks this process took for it: they kept every other
+        # worker's scheduler, a restarted one's too, off its queues for interval + 60 s.
+        process, scheduler = self.scheduler._process, self.scheduler
+        if process is not None and process.exitcode != 0 and scheduler.acquired_locks:
+            try:
+                scheduler.release_locks()  # only the locks still under its name
+            except redis.RedisError as exc:
+                log.warning("scheduler locks left to expire: %s", exc)
+            finally:
+                scheduler.connection.connection_pool.disconnect()
+
     def unsubscribe(self) -> None:
         # rq sends UNSUBSCRIBE, whose reply wakes its pubsub thread, and only then clears the thread's
         # flag in stop(), which redis-py 8 follows with a join. A thread that read the reply first (a
@@ -325,6 +339,11 @@ class ImgprocWorker(SimpleWorker):
             pass  # Redis is away: the dequeue below waits for it with backoff
 
     def run_maintenance_tasks(self) -> None:
+        if self._stop_requested:
+            # rq sweeps before it looks at the stop: after a job that outlasted the interval, a stopping
+            # worker cleaned every registry, and (its scheduler's lock free again) spawned a scheduler
+            # only to kill it in its teardown. The next sweep is another worker's.
+            return
         try:
             super().run_maintenance_tasks()
         except redis.ConnectionError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +15,11 @@ import pytest
 import redis as redis_lib
 
 from imgproc.config import ROOT
-from imgproc.tools.stack import free_port
+from imgproc.tools.stack import free_port, stop_processes
 from tests.conftest import process_env
+
+#: Seconds a stopped worker gets to leave before it is killed (Kubernetes' default grace period is 30).
+STOP_GRACE = 30
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.05):
@@ -44,6 +46,7 @@ class WorkerProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a kill takes its scheduler (a spawned child) with it
         )
 
     @property
@@ -64,15 +67,11 @@ class WorkerProcess:
             self._log.flush()
         return self.log_path.read_text()
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self) -> int:
+        """SIGTERM (a warm stop), SIGKILL after ``STOP_GRACE`` seconds; the exit code."""
+        (code,) = stop_processes([self.proc], STOP_GRACE)
         self._log.close()
+        return code
 
 
 @pytest.fixture
@@ -107,8 +106,10 @@ def workers(tmp_path):
         return new
 
     yield start
+    # All at once, one deadline: an idle worker leaves within a second or two, even on a busy host.
+    stop_processes([worker.proc for worker in started], STOP_GRACE)
     for worker in started:
-        worker.stop()
+        worker.stop()  # its log closed
 
 
 class RedisServer:

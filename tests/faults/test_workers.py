@@ -6,7 +6,8 @@ import time
 from rq.job import Job
 from rq.worker import Worker
 
-from tests.faults.conftest import wait_for
+from imgproc.tools.stack import stop_processes
+from tests.faults.conftest import STOP_GRACE, wait_for
 
 BG = "/api/image-queue/remove-bg-queue"
 
@@ -36,21 +37,27 @@ def test_worker_killed_during_inference(
     victim.signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
 
-    wait_for(lambda: poll()["state"] != "started", 60, "the abandoned job to be noticed", interval=0.2)
+    # Found abandoned, it is queued again at once and taken by the survivor (its "queued" may last
+    # less than a poll): the survivor's name on the job marks the second attempt's start.
+    wait_for(
+        lambda: Job.fetch(job_id, connection=redis_conn).worker_name == survivor.name,
+        60,
+        "the abandoned job to start again",
+        interval=0.2,
+    )
     detected = time.monotonic() - killed_at
     job = wait_for(
         lambda: (j := poll())["state"] in ("finished", "failed") and j, 120, "the retry", interval=0.2
     )
     recovered = time.monotonic() - killed_at
-    print(
-        f"\nkilled worker's job: abandoned after {detected:.1f} s, finished {recovered:.1f} s after the kill"
-    )
+    print(f"\nkilled worker's job: started again {detected:.1f} s, finished {recovered:.1f} s after the kill")
     assert job["state"] == "finished", (job, survivor.log())
     assert job["attempts"] == 2
     assert Job.fetch(job_id, connection=redis_conn).worker_name == survivor.name
-    assert detected < 15  # three missed heartbeats (3 s) plus a sweep (every 2 s), with room for a busy CI
+    assert detected < 30  # three missed heartbeats (3 s) plus a look (every 1 s), with room for a busy CI
     row = runtime.records.get("acme", "killed")
-    assert row["writes"] == 1 and row["bg_removed_url"] == job["result"]["url"]
+    # The row holds the URL relative to the API (no IMGPROC_PUBLIC_URL set), the poll its absolute form.
+    assert row["writes"] == 1 and job["result"]["url"].endswith(row["bg_removed_url"])
     assert photo_server.hits["/astronaut.jpg"] == 2  # fetched by each attempt, processed to the end once
 
 
@@ -65,10 +72,21 @@ def test_sigterm_finishes_the_job_then_exits_cleanly(
     poll = lambda job_id: client.get(f"/api/image-queue/job/{job_id}", headers=acme).json  # noqa: E731
     wait_for(lambda: poll(first)["stage"] == "inference", 60, "the first job's inference")
     worker.signal(signal.SIGTERM)  # what `docker stop` and `make run-workers` send
-    assert worker.wait(60) == 0, worker.log()
+    # The inference's own time depends on the host's load (5 to 10 s at load 5 on 2 cores): a wait
+    # of its own, ended early if the worker exits. The stop after it has the grace period that
+    # `docker stop` or Kubernetes would give it.
+    wait_for(
+        lambda: worker.proc.poll() is not None or poll(first)["state"] != "started",
+        180,
+        "the first job to end after the stop",
+        interval=0.2,
+    )
+    assert worker.wait(STOP_GRACE) == 0, worker.log()
     assert poll(first)["state"] == "finished"
     assert poll(second)["state"] == "queued"  # not taken after the stop was asked
     assert Worker.count(connection=redis_conn) == 0  # unregistered: /health counts it no more
+    # Its scheduler's locks are free for the next worker (also when it was stopped while importing).
+    assert not redis_conn.keys("rq:scheduler-lock:*")
 
 
 def test_make_run_workers_recycles_a_worker_after_max_jobs(
@@ -97,14 +115,15 @@ def test_make_run_workers_recycles_a_worker_after_max_jobs(
         env=worker_env(IMGPROC_WORKER_MAX_JOBS="3"),
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # a kill takes its workers with it
     )
     try:
+        # Three worker starts on the way (imports: 5 to 25 s each at load 5 on 2 cores).
         wait_for(
-            lambda: all(j.get_status(refresh=True) == "finished" for j in jobs), 90, "7 jobs", interval=0.2
+            lambda: all(j.get_status(refresh=True) == "finished" for j in jobs), 240, "7 jobs", interval=0.2
         )
     finally:
-        pool.send_signal(signal.SIGTERM)
-        code = pool.wait(timeout=30)
+        (code,) = stop_processes([pool], STOP_GRACE)  # the pool stops its workers, all at once
         log.close()
     names = {Job.fetch(j.id, connection=redis_conn).worker_name for j in jobs}
     assert len(names) == 3, (tmp_path / "pool.log").read_text()  # 3 + 3 + 1 jobs
