@@ -5,8 +5,10 @@ of open streams (``/job/<id>/events`` of jobs that stay queued: no worker
 runs, so every stream stays open and waits on Redis), all of one vendor's (its
 cap raised above the count), the enqueue latency of another vendor's
 closed-loop clients (wrk when installed, else Python threads) is measured with
-the streams open; the table gives p50/p99, p99 as a ratio to no streams, and
-Redis' connected clients.
+the streams open; the table gives p50/p99, p99 as a ratio to no streams,
+Redis' connected clients, and the CPU the API process spends on the open
+streams alone (nothing else sent meanwhile), which a loaded machine does not
+blur as it does latencies.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+import psutil
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="closed-loop enqueue clients")
     parser.add_argument("--seconds", type=float, default=5, help="seconds of each wrk run")
     parser.add_argument("--requests", type=int, default=100, help="requests per Python client (no wrk)")
+    parser.add_argument("--idle", type=float, default=10, help="seconds the streams' own CPU is measured")
     parser.add_argument("--var", type=Path, default=ROOT / "var" / "bench-streams")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.streams.split(",")]
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         b = SimpleNamespace(stack=stack, key=key, photos=photos)
         conn = stack.redis()
         stack.callback(conn.close)
+        (process,) = psutil.Process(stack.procs[0].pid).children()  # gunicorn's one worker
         use_wrk = shutil.which("wrk") is not None
         opened: list[socket.socket] = []
         try:
@@ -90,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 opened += open_streams(api, streamer, ids)
                 time.sleep(1)
+                # What the open streams cost by themselves: the process's CPU with nothing else to do.
+                before = sum(process.cpu_times()[:2])
+                time.sleep(args.idle)
+                idle_cpu = (sum(process.cpu_times()[:2]) - before) / args.idle
                 if use_wrk:
                     _wrk(b, args.clients, 1)  # warm-up
                     r = _wrk(b, args.clients, args.seconds)
@@ -106,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
                         "p99_ms": p99,
                         "per_s": per_s,
                         "redis_clients": clients,
+                        "idle_cpu": idle_cpu,
                     }
                 )
                 base = rows[0]["p99_ms"]
                 print(
                     f"{len(opened):5d} open streams: another vendor's enqueue p50 {p50:.1f} ms, "
                     f"p99 {p99:.1f} ms ({p99 / base:.2f}x no streams){f', {per_s:.0f}/s' if per_s else ''}; "
-                    f"Redis clients {clients}",
+                    f"Redis clients {clients}; the streams alone: {idle_cpu:.1%} of a core",
                     flush=True,
                 )
         finally:

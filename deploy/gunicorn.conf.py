@@ -15,8 +15,8 @@ worker_class = "gthread"
 #: One process per core: each runs Python, so more processes than cores only add switching.
 workers = multiprocessing.cpu_count()
 #: Requests in flight per process, open event streams included (each holds a thread until its job ends).
-#: Measured: 1,000 open streams in one process, another vendor's enqueue p99 1.48x of none, 2,000: 2.69x
-#: (README, "Live events"); one vendor opens at most IMGPROC_MAX_STREAMS_PER_VENDOR (50).
+#: Measured: 2,000 open streams in one process, another vendor's enqueue p99 0.90x of none, the streams
+#: 9% of a core (README, "Live events"); one vendor opens at most IMGPROC_MAX_STREAMS_PER_VENDOR (50).
 threads = 1024
 #: Connections a process accepts: streams, requests in flight and idle kept-alive ones (gunicorn's
 #: default of 1,000 refused new connections once 1,000 streams were open).

@@ -136,6 +136,8 @@ def test_streams_bench_measures_enqueue_beside_open_streams(tmp_path):
         "1",
         "--requests",
         "5",
+        "--idle",
+        "0.2",
         "--threads",
         "8",
         "--var",

@@ -80,8 +80,10 @@ def result_file(url: str) -> Iterator[tuple[BinaryIO, int | None]]:
             raise OSError(f"{url} answered {response.status}")
         length = response.headers.get("Content-Length")
         yield response, int(length) if length and length.isdigit() else None
-    finally:
-        response.release_conn()
+    except BaseException:
+        response.close()  # left halfway (the download was abandoned): never back into the pool
+        raise
+    response.release_conn()
 
 
 def zip_stream(results: list[dict[str, Any]]) -> Iterator[bytes]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,9 +33,11 @@ from .services import result_base, services
 
 #: Seconds between keep-alive comments (API.md: about every 15 s).
 KEEP_ALIVE = 15.0
-#: Longest wait on Redis for new events; also how often the stream looks at the job itself, in case
-#: it ended without an event (its worker was killed, or it expired).
-BLOCK_MS = 5000
+#: Longest wait for new events (give or take a fifth, so that streams opened together do not look
+#: together); also how often the stream looks at the job itself, in case it ended without an event (its
+#: worker was killed, or it expired). 2,000 open streams then read 130 jobs a second; every 5 s, 400 a
+#: second doubled the p50 of the process's other requests.
+BLOCK_MS = 15000
 
 DONE_STATES = {s.value for s in DONE}
 log = logging.getLogger("imgproc.api")
@@ -76,7 +79,7 @@ def _follow(
     with svc.events.subscribe(key, cursor) as subscription:
         while True:
             if entries is None:
-                entries = subscription.wait(cursor, BLOCK_MS / 1000)
+                entries = subscription.wait(cursor, BLOCK_MS / 1000 * random.uniform(0.8, 1.2))
             if entries:
                 cursor = entries[-1][0]
                 if kind is None:
