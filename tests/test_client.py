@@ -108,7 +108,8 @@ def test_a_bulk_with_progress_and_a_failed_job(client, stack):
     assert jobs["coffee-1"].result.width == 16
     assert client.stats()["vendors"]["acme"]["finished"] >= 2
     limits = client.limits()  # local_env's: none in the way
-    assert set(limits) == {"global", "image", "bulk", "bg-removal"} and limits["bulk"]["amount"] == 1_000_000
+    assert set(limits) == {"global", "image", "bulk", "bg-removal", "session-reads"}
+    assert limits["bulk"]["amount"] == 1_000_000
 
 
 def test_api_errors_are_typed(client, stack):

@@ -158,8 +158,8 @@ class Client:
         return self._request("GET", f"{API}/queue-stats")
 
     def limits(self) -> dict[str, dict[str, Any]]:
-        """The vendor's request limits by scope (``global``, ``image``, ``bulk``, ``bg-removal``): each
-        one's ``limit``, ``amount``, ``remaining`` and ``reset_in`` seconds."""
+        """The vendor's request limits by scope (``global``, ``image``, ``bulk``, ``bg-removal``,
+        ``session-reads``): each one's ``limit``, ``amount``, ``remaining`` and ``reset_in`` seconds."""
         return self._request("GET", f"{API}/limits")["limits"]
 
     # --- transport ------------------------------------------------------------
