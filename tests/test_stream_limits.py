@@ -138,10 +138,11 @@ def test_one_vendors_streams_leave_another_vendors_requests_alone_and_stop_at_th
         redis.close()
 
 
-def test_a_lease_of_a_process_that_died_lapses(redis_conn):
-    streams = OpenStreams(redis_conn, cap=2, lease=0.3)
-    assert streams.take("acme") and streams.take("acme")
-    assert streams.take("acme") is None and streams.take("globex") is not None
+def test_every_process_counts_the_same_places_and_a_dead_ones_lapse(redis_conn):
+    streams, elsewhere = OpenStreams(redis_conn, cap=2, lease=0.3), OpenStreams(redis_conn, cap=2, lease=0.3)
+    assert streams.take("acme") and elsewhere.take("acme")  # two API processes, one count
+    assert streams.take("acme") is None and elsewhere.take("acme") is None
+    assert streams.take("globex") is not None
     time.sleep(0.4)  # neither was renewed nor given back: their process was killed
     assert streams.count("acme") == 0
     lease = streams.take("acme")
