@@ -102,7 +102,7 @@ class EventReader:
         self.lock = threading.Lock()
         self.wake_key = KEY_WAKE.format(uuid.uuid4().hex)
         self._wake_id = "0-0"
-        self._subs: set[Subscription] = set()
+        self._subs: dict[str, set[Subscription]] = {}  # by key: an event is handed to its key's only
         self._reading: dict[str, str] = {}  # what the XREAD now waiting covers: key -> cursor
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -111,7 +111,7 @@ class EventReader:
         """Follow ``key`` from ``after``; use it as a context manager, which unsubscribes."""
         sub = Subscription(self, key, after)
         with self.lock:
-            self._subs.add(sub)
+            self._subs.setdefault(key, set()).add(sub)
             covered = key in self._reading and _order(self._reading[key]) <= _order(after)
             if self._thread is None:  # at first use: in the process that serves, after gunicorn's fork
                 self._thread = threading.Thread(target=self._run, name="imgproc-events", daemon=True)
@@ -127,7 +127,10 @@ class EventReader:
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop following (the next ``XREAD`` leaves the key out)."""
         with self.lock:
-            self._subs.discard(sub)
+            subs = self._subs.get(sub.key, set())
+            subs.discard(sub)
+            if not subs:
+                self._subs.pop(sub.key, None)
 
     def close(self) -> None:
         """Stop the thread and close the reader's connections."""
@@ -153,11 +156,10 @@ class EventReader:
             with self.lock:
                 if self._closed:
                     return
-                subs = list(self._subs)
-                self._reading = reading = {}
-                for sub in subs:
-                    if sub.key not in reading or _order(sub.after) < _order(reading[sub.key]):
-                        reading[sub.key] = sub.after
+                subs = [sub for same in self._subs.values() for sub in same]
+                self._reading = reading = {
+                    key: min((sub.after for sub in same), key=_order) for key, same in self._subs.items()
+                }
             try:
                 answer = self.conn.xread(
                     {self.wake_key: self._wake_id, **reading}, count=COUNT, block=BLOCK_MS
@@ -180,6 +182,5 @@ class EventReader:
                 if key == self.wake_key:
                     self._wake_id = entries[-1][0]
                     continue
-                for sub in self._subs:
-                    if sub.key == key:
-                        sub._deliver(entries)
+                for sub in self._subs.get(key, ()):
+                    sub._deliver(entries)
