@@ -173,7 +173,14 @@ def test_a_worker_in_a_container_warns_until_its_storage_and_database_are_on_a_v
         pytest.skip(reason)
     box = tmp_path / "box"
     box.mkdir()
-    env = dict(os.environ, REDIS_URL=settings.redis_url, ROOT=str(ROOT), PYTHON=sys.executable)
+    # With the API's address set, the only warnings left are the ones about storage and the database.
+    env = dict(
+        os.environ,
+        REDIS_URL=settings.redis_url,
+        ROOT=str(ROOT),
+        PYTHON=sys.executable,
+        IMGPROC_PUBLIC_URL="https://imgproc.example.com",
+    )
     result = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", CONTAINER, "sh", str(box)],
         env=env,
