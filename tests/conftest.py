@@ -57,6 +57,30 @@ def production_api(var, env: dict[str, str] | None = None, threads: int = 8, que
             os.environ["REDIS_URL"] = saved
 
 
+CHROMIUM = os.environ.get("IMGPROC_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (which never downloads a browser), one for the whole run.
+
+    Here rather than in tests/web: one Playwright per process, for the page's tests and the others'.
+    """
+    import shutil
+    from pathlib import Path
+
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        _service_missing("Chromium", FileNotFoundError(f"not at {CHROMIUM} (apt-get install chromium)"))
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _service_missing("Playwright for Python (pip install -e '.[dev]')", exc)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture
 def redis_conn():
     conn = redis_lib.Redis.from_url(REDIS_TEST_URL)

@@ -346,7 +346,7 @@ def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path, redis
         examples = re.findall(r"read: export API=(\S+) KEY=(\S+) PHOTOS=(\S+)$", printed, re.M)
         assert examples and examples[0][:2] == (api, demo_key[0]), printed
         assert httpx.get(f"{examples[0][2]}/astronaut.jpg").content[:2] == b"\xff\xd8"
-        assert redis_conn.dbsize() == 0  # REDIS_URL's Redis: the demo's jobs are elsewhere
+        assert redis_conn.dbsize() == 0, redis_conn.keys()  # REDIS_URL's Redis: the demo's jobs are elsewhere
         assert re.search(r"^\S+ +crop-face +coffee +failed .* no_face_found$", printed, re.M)
 
         assert httpx.get(f"{api}/health").status_code == 200
@@ -365,7 +365,8 @@ def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path, redis
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=30)[0]
         assert proc.returncode == 0, rest
-        assert time.monotonic() - stopped < 15 and "stopped the API, the workers and the demo's Redis" in rest
+        # Well inside the grace period a service manager gives (a loaded machine takes seconds more).
+        assert time.monotonic() - stopped < 30 and "stopped the API, the workers and the demo's Redis" in rest
         assert redis_conn.dbsize() == 0
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{api}/health")
@@ -373,6 +374,7 @@ def test_demo_serve_prints_the_page_and_keys_and_stops_on_ctrl_c(tmp_path, redis
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        proc.stdout.close()  # a failed test's open pipe would surface later as another test's ResourceWarning
 
 
 def test_crops_that_remove_the_background_are_cut_to_its_limit_too():

@@ -16,7 +16,7 @@ from rq.job import Job
 
 from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env
 from tests.faults.conftest import wait_for
-from tests.web.conftest import browser, screenshot  # noqa: F401 (browser: a fixture)
+from tests.web.conftest import screenshot
 from tests.webhook_receiver import Receiver
 
 LIGHT = "/api/image-queue/process-image-queue"
@@ -77,7 +77,7 @@ def test_plain_worker_replicas_deliver_webhooks(stack, request):
         assert job["state"] == "finished"
 
 
-def test_webhooks_waiting_with_nobody_to_deliver_them_are_reported(stack, request, browser):  # noqa: F811
+def test_webhooks_waiting_with_nobody_to_deliver_them_are_reported(stack, request, browser):
     # An operator who turned the image workers' delivery off and started no webhook worker.
     (image,) = stack.start_workers(1, "image-processing", IMGPROC_WEBHOOK_THREAD="0")
     stack.wait_workers([image])
