@@ -39,15 +39,22 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def production_api(var, env: dict[str, str] | None = None, threads: int = 8, queues: str = ""):
+def production_api(
+    var, env: dict[str, str] | None = None, threads: int = 8, queues: str = "", unset: tuple[str, ...] = ()
+):
     """A LocalStack with the API under ``deploy/gunicorn.conf.py`` (one process, ``threads`` threads),
-    on an embedded Redis of its own whatever ``REDIS_URL`` says; one worker of ``queues`` when given."""
+    on an embedded Redis of its own whatever ``REDIS_URL`` says; one worker of ``queues`` when given.
+
+    ``unset``: variables the stack would set that its processes must not get (``IMGPROC_PUBLIC_URL``).
+    """
     from imgproc.config import ROOT
     from imgproc.tools.stack import LocalStack, local_env
 
     saved = os.environ.pop("REDIS_URL", None)
     try:
         with LocalStack(var, {**local_env(var), **(env or {})}) as local:
+            for name in unset:
+                local.env.pop(name, None)
             local.start_api(processes=1, threads=threads, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
             if queues:
                 local.wait_workers(local.start_workers(1, queues))

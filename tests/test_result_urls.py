@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 
 import httpx
@@ -22,13 +21,12 @@ from rich.console import Console
 
 from imgproc.client import Client
 from imgproc.client.models import Job
-from imgproc.config import ROOT
 from imgproc.tools.cli import main
 from imgproc.tools.stack import free_port
 from imgproc.tools.submit import Submitter
 from imgproc.tools.submit_display import Display
 from imgproc.tools.submit_records import UPLOADS, Record
-from tests.conftest import close_app
+from tests.conftest import close_app, production_api
 
 FORWARDED = {
     "X-Forwarded-Proto": "https",
@@ -40,22 +38,11 @@ FORWARDED = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """gunicorn (production's configuration) on a free port and one face-crop worker, the URL unset."""
-    from imgproc.tools.stack import LocalStack, local_env
-
-    var = tmp_path_factory.mktemp("urls")
-    saved = os.environ.pop("REDIS_URL", None)
-    try:
-        env = {**local_env(var), "GUNICORN_CMD_ARGS": "--graceful-timeout 2"}
-        with LocalStack(var / "var", env) as local:
-            # As a new operator starts the parts: neither setting in the environment.
-            local.env.pop("IMGPROC_PUBLIC_URL", None)
-            local.env.pop("IMGPROC_TRUSTED_PROXIES", None)
-            local.start_api(processes=1, threads=4, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
-            local.wait_workers(local.start_workers(1, "face-crop"))
-            yield local
-    finally:
-        if saved is not None:
-            os.environ["REDIS_URL"] = saved
+    # As a new operator starts the parts: neither setting in the environment.
+    env = {"GUNICORN_CMD_ARGS": "--graceful-timeout 2"}
+    unset = ("IMGPROC_PUBLIC_URL", "IMGPROC_TRUSTED_PROXIES")
+    with production_api(tmp_path_factory.mktemp("urls"), env, 4, "face-crop", unset) as local:
+        yield local
 
 
 @pytest.fixture(scope="module")

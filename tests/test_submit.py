@@ -19,30 +19,19 @@ import pytest
 from PIL import Image
 
 from imgproc.client import Client
-from imgproc.config import ROOT
 from imgproc.tools.cli import main
 from imgproc.tools.submit_records import UsageError, load_records, parse_option, safe_name, shown
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import REDIS_TEST_URL, production_api
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """gunicorn (gthread, as in production) and one worker of light jobs, on an embedded Redis."""
-    from imgproc.tools.stack import LocalStack, local_env
-
-    var = tmp_path_factory.mktemp("submit")
-    saved = os.environ.pop("REDIS_URL", None)
-    try:
-        # A stream whose client has gone holds its gunicorn thread until its next keep-alive (15 s):
-        # the test's stack does not wait for it when it stops.
-        env = {**local_env(var), "GUNICORN_CMD_ARGS": "--graceful-timeout 2"}
-        with LocalStack(var / "var", env) as local:
-            local.start_api(processes=1, threads=8, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
-            local.wait_workers(local.start_workers(1, "image-processing"))
-            yield local
-    finally:
-        if saved is not None:
-            os.environ["REDIS_URL"] = saved
+    # A stream whose client has gone holds its gunicorn thread until its next keep-alive (15 s):
+    # the test's stack does not wait for it when it stops.
+    env = {"GUNICORN_CMD_ARGS": "--graceful-timeout 2"}
+    with production_api(tmp_path_factory.mktemp("submit"), env, 8, "image-processing") as local:
+        yield local
 
 
 @pytest.fixture
