@@ -7,7 +7,7 @@ QUEUES ?= bg-removal,face-crop,image-processing
 PORT   ?= 8000
 EXTRAS ?= cpu,dev
 
-.PHONY: install models demo lint test soak run-api run-workers bench gpu-check clean
+.PHONY: install models demo lint test soak run-api run-workers bench gpu-check images images-test clean
 
 # The virtualenv is rebuilt when setup.cfg changes.
 $(BIN)/.installed: setup.cfg setup.py
@@ -52,6 +52,18 @@ bench: models
 # pipeline with 1-4 GPU workers; writes bench/results-gpu.json (under 8 minutes). Without a GPU it says so.
 gpu-check: models
 	$(BIN)/python -m bench.gpu_check $(GPU_CHECK_ARGS)
+
+# The images, from the Debian archive and PyPI alone (no registry): stand-ins for the bases that are
+# missing, then imgproc:cpu and imgproc:gpu (README, Docker). IMAGES=cpu for one.
+IMAGES ?= cpu gpu
+images:
+	deploy/images/build.sh $(IMAGES)
+
+# The images and docker-compose.yml as operators run them (tests/containers): podman and docker-compose.
+# IMAGES_TESTS=tests/containers/test_image.py: the CPU image alone, one job (what CI runs).
+IMAGES_TESTS ?= tests/containers
+images-test: install
+	IMGPROC_IMAGES_TEST=1 $(BIN)/python -m pytest -o timeout=1800 $(IMAGES_TESTS) $(PYTEST_ARGS)
 
 run-api: install
 	$(BIN)/flask --app api run --port $(PORT)

@@ -33,3 +33,7 @@ backlog = 2048
 #: with X-Forwarded-Host and -Port); gunicorn's own trust of it from 127.0.0.1 would let any local client
 #: make results' URLs https.
 secure_scheme_headers = {}
+
+# gunicorn 25+'s control socket (for `gunicornc`) sits in $HOME/.gunicorn: one path for every gunicorn
+# of a user on the host, and unwritable on the images' read-only root. Nothing here uses it.
+control_socket_disable = True

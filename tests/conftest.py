@@ -15,6 +15,9 @@ import redis as redis_lib
 
 from imgproc.config import Settings
 
+# tests/containers runs the built images (`make images`, minutes): `make images-test` sets this.
+collect_ignore = [] if os.environ.get("IMGPROC_IMAGES_TEST") else ["containers"]
+
 REDIS_TEST_URL = os.environ.get("IMGPROC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 MARIADB_SERVER_URL = os.environ.get("IMGPROC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 

@@ -24,9 +24,14 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 
 
 class PhotoServer:
-    """Serves photo URLs on 127.0.0.1 from a background thread; use it as a context manager."""
+    """Serves photo URLs on 127.0.0.1 from a background thread; use it as a context manager.
 
-    def __init__(self):
+    ``bind`` and ``name``: where it listens and the host its URLs name (0.0.0.0 and
+    host.containers.internal for containers, which reach the host's addresses but not its loopback).
+    """
+
+    def __init__(self, bind: str = "127.0.0.1", name: str = "127.0.0.1"):
+        self.name = name
         self.hits: Counter[str] = Counter()
         #: Headers of the latest request to each path.
         self.headers: dict[str, Message] = {}
@@ -34,7 +39,7 @@ class PhotoServer:
         self._failures: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = ThreadingHTTPServer((bind, 0), _Handler)
         self._httpd.photos = self
         # A short poll keeps shutdown, which waits for the next poll, quick.
         self._thread = threading.Thread(
@@ -57,7 +62,7 @@ class PhotoServer:
 
     def url(self, path: str) -> str:
         """Return the absolute URL of ``path`` on this server."""
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.name}:{self.port}{path}"
 
     def serve(self, path: str, body: bytes, status: int = 200, headers: dict | None = None) -> None:
         """Answer ``path`` with ``body``; ``headers`` may override Content-Length."""

@@ -72,3 +72,20 @@ def test_every_job_type_is_complete():
         ]
         assert jt.column in records.c
         assert jt.schema(Settings())  # has options
+
+
+def test_every_folder_of_python_modules_is_a_package_the_wheel_carries():
+    """setup.cfg's find: takes folders with an __init__.py only; imgproc/tools once had none, so the
+    editable install worked and the images' `imgproc` command failed (ModuleNotFoundError)."""
+    from setuptools import find_packages
+
+    from imgproc.config import ROOT
+
+    found = set(find_packages(ROOT, include=["imgproc", "imgproc.*"]))
+    folders = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "imgproc").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert folders - found == set()
+    assert "imgproc.tools" in found

@@ -10,7 +10,13 @@ import time
 class Receiver:
     """``Receiver(statuses=[500, 500, 200])``: answers each POST with the next status (the last one after)."""
 
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0):
+    def __init__(
+        self,
+        statuses: list[int] | None = None,
+        delay: float = 0.0,
+        bind: str = "127.0.0.1",
+        name: str = "127.0.0.1",
+    ):
         self.statuses = list(statuses or [200])
         self.delay = delay
         self.received: list[dict] = []
@@ -35,11 +41,12 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((bind, 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.port = self.server.server_address[1]
+        self.url = f"http://{name}:{self.port}/hook"
 
     def close(self) -> None:
         self.server.shutdown()

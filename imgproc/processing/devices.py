@@ -109,7 +109,8 @@ def cuda_problems(
     if missing:
         problems.append(
             f"CUDA {major} / cuDNN 9 libraries missing: {', '.join(missing)} "
-            f"(an nvidia/cuda:{major}.x-cudnn-runtime base image, or pip's nvidia-*-cu{major} packages)"
+            f"(the gpu extra's nvidia-* wheels: pip install 'imgproc[gpu]'; "
+            f"or an nvidia/cuda:{major}.x-cudnn-runtime base)"
         )
     return problems
 

@@ -15,6 +15,8 @@ images' build) does it, so a worker's first matting job only loads them (1 s).
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -61,13 +63,30 @@ def load_pymatting(cache_dir: str | Path) -> ModuleType:
         if _pymatting is None:
             import numba
 
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
             # Read by numba when each cached kernel is declared, that is while pymatting imports.
-            numba.config.CACHE_DIR = str(cache_dir)
+            numba.config.CACHE_DIR = str(_writable_copy(Path(cache_dir)))
             import pymatting
 
             _pymatting = pymatting
         return _pymatting
+
+
+def _writable_copy(cache_dir: Path) -> Path:
+    """``cache_dir``, or a copy in the temp folder where it cannot be written.
+
+    numba uses a cache folder only if it can write there (it probes with a temporary file), even
+    to load kernels compiled earlier: on the images' read-only root (`read_only: true`) the kernels
+    that `imgproc models fetch` compiled at build time (a few MB) are copied to /tmp, a tmpfs.
+    """
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache_dir):
+            return cache_dir
+    except OSError:
+        copy = Path(tempfile.gettempdir()) / "imgproc-numba-cache"
+        if cache_dir.is_dir():
+            shutil.copytree(cache_dir, copy, dirs_exist_ok=True)
+        return copy
 
 
 def alpha_matte(
