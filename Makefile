@@ -35,12 +35,15 @@ lint: install
 test: models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The load and memory fault test at a larger scale (SOAK_JOBS light jobs), with its figures, and
-# the three-host test in network namespaces (tests/faults/test_many_hosts.py).
+# The load and memory fault test at a larger scale (SOAK_JOBS light jobs), with its figures, the
+# three-host test in network namespaces (tests/faults/test_many_hosts.py), then the images and the
+# compose stack (make images, make images-test).
 SOAK_JOBS ?= 10000
 soak: models
 	IMGPROC_SOAK_JOBS=$(SOAK_JOBS) $(BIN)/python -m pytest -s -o timeout=3600 tests/faults/test_load.py -k load
 	IMGPROC_SOAK=1 $(BIN)/python -m pytest -s tests/faults/test_many_hosts.py
+	$(MAKE) images
+	$(MAKE) images-test
 
 # Measures imgproc against the model's raw inference; prints a table, writes bench/results.json
 # (about 4 minutes on 2 cores). BENCH_ARGS=--quick for a run of under a minute.
@@ -57,7 +60,7 @@ gpu-check: models
 # missing, then imgproc:cpu and imgproc:gpu (README, Docker). IMAGES=cpu for one.
 IMAGES ?= cpu gpu
 images:
-	deploy/images/build.sh $(IMAGES)
+	BASES="$(BASES)" deploy/images/build.sh $(IMAGES)
 
 # The images and docker-compose.yml as operators run them (tests/containers): podman and docker-compose.
 # IMAGES_TESTS=tests/containers/test_image.py: the CPU image alone, one job (what CI runs).

@@ -112,6 +112,9 @@ class Settings:
     max_attempts: int = 3
     #: Seconds before the first retry; each later retry waits twice as long.
     retry_backoff: float = 5.0
+    #: Seconds a finished job waits for the database to write its record (a MariaDB restart takes
+    #: 5-30 s) before the attempt fails: an outage of ours should not spend the vendor's attempts.
+    database_wait: float = 30.0
     #: Seconds a finished job (and its result) stays pollable.
     result_ttl: int = 24 * 3600
     #: Seconds a failed job stays pollable.

@@ -7,6 +7,7 @@ These run on a machine without CUDA (CI's, this one): the CUDA side is proven by
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 
@@ -115,6 +116,9 @@ def test_health_and_workers_status_show_the_provider_each_worker_runs(client, ru
         assert show(settings) == 0
         out = capsys.readouterr().out
         assert worker.name in out and devices.CPU in out and "fp16" in out
+        # HOST: which machine or container runs it.
+        assert out.splitlines()[0].split()[:3] == ["WORKER", "HOST", "STATE"]
+        assert out.splitlines()[1].split()[1] == socket.gethostname()
         assert f"1 worker(s): 1 on {devices.CPU}" in out
     finally:
         worker.register_death()

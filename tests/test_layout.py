@@ -77,11 +77,20 @@ def test_every_job_type_is_complete():
 def test_every_folder_of_python_modules_is_a_package_the_wheel_carries():
     """setup.cfg's find: takes folders with an __init__.py only; imgproc/tools once had none, so the
     editable install worked and the images' `imgproc` command failed (ModuleNotFoundError)."""
-    from setuptools import find_packages
+    import subprocess
+    import sys
 
     from imgproc.config import ROOT
 
-    found = set(find_packages(ROOT, include=["imgproc", "imgproc.*"]))
+    # In a process of its own: importing setuptools here would replace distutils for the rest of the suite.
+    listed = subprocess.run(
+        [sys.executable, "-c", "import setuptools; print(*setuptools.find_packages(include=['imgproc*']))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = set(listed.stdout.split())
     folders = {
         ".".join(path.parent.relative_to(ROOT).parts)
         for path in (ROOT / "imgproc").rglob("*.py")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 from rq import Queue
 from rq.job import Job
 
+from imgproc.errors import TransientError
 from imgproc.jobtypes import QUEUE_BG, QUEUE_LIGHT, QUEUES, TASK, Payload
 from imgproc.worker import Runtime, build_worker
 
@@ -188,3 +190,42 @@ def test_payload_round_trip():
     assert payload.job_type.queue == "face-crop"
     with pytest.raises(Exception, match="type 'resize'"):
         Payload.decode({**payload.asdict(), "type": "resize"})
+
+
+class DownRecords(FakeRecords):
+    """A records store whose database refuses the first ``failures`` writes, as a restarting MariaDB."""
+
+    def __init__(self, failures: int):
+        super().__init__()
+        self.failures = failures
+        self.calls = 0
+
+    def save_result(self, *args, **kwargs) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise TransientError(
+                'database update record failed: (2003, "Can\'t connect to MySQL server")',
+                code="database_failed",
+            )
+        super().save_result(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("failures", "wait", "state"), [(2, 10.0, "finished"), (50, 2.0, "failed")])
+def test_a_record_waits_for_the_database_within_one_attempt(fakes, failures, wait, state):
+    """A short outage (1 + 2 s here) is waited out in the attempt; a longer one fails the attempt."""
+    runtime, photo = fakes
+    runtime.settings = runtime.settings.replace(database_wait=wait)
+    runtime.records = DownRecords(failures)
+    options = {"resize": None, "fit": "contain", "format": "png", "quality": 85, "strip_metadata": True}
+    payload = Payload("acme", "process-image", "emp/8", options, image_url=photo)
+    job = _enqueue(runtime.conn, QUEUE_LIGHT, TASK, payload.asdict())
+    started = time.monotonic()
+    build_worker(runtime.settings, QUEUES, runtime=runtime).work(burst=True)
+    job.refresh()
+    assert job.get_status() == state, job.meta
+    assert job.meta["attempts"] == 1
+    if state == "finished":
+        assert runtime.records.calls == 3 and len(runtime.records.saved) == 1
+        assert 3 <= time.monotonic() - started < 8
+    else:
+        assert job.meta["error"]["code"] == "database_failed" and runtime.records.saved == []

@@ -6,6 +6,8 @@
 # stand-in differs in from the real image: README, Docker, "Building without a registry".
 #
 #   deploy/images/bases.sh            makes the bases that are missing (FORCE=1: all of them again)
+#   deploy/images/bases.sh NAME...    only those (e.g. python:3.11-slim-bookworm node:20-bookworm-slim,
+#                                     all that imgproc:cpu needs)
 #
 # IMGPROC_APT_SOURCES  the apt sources to build from (default: this host's own, so a mirror it uses is
 #                      what the images use too)
@@ -18,6 +20,7 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
 sources=${IMGPROC_APT_SOURCES:-$( [ -s /etc/apt/sources.list.d/debian.sources ] \
   && echo /etc/apt/sources.list.d/debian.sources || echo /etc/apt/sources.list)}
 ca=${IMGPROC_BUILD_CA:-/etc/ssl/certs/ca-certificates.crt}
+wanted=" $* "
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -30,6 +33,9 @@ base() {
   while [ $# -gt 0 ] && [ "$1" != -- ]; do debopts+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   changes=("$@")
+  if [ "$wanted" != "  " ] && [[ "$wanted" != *" $name "* ]]; then
+    return
+  fi
   if [ -z "${FORCE:-}" ] && $engine image exists "$name"; then
     echo "$name: present (FORCE=1 makes it again)"
     return

@@ -13,10 +13,10 @@ images=("${@:-cpu gpu}")
 read -r -a images <<<"${images[*]}"
 
 started=$(date +%s)
-# Stand-ins only where the real bases are absent (pulled, or loaded from an internal registry).
-if [ -z "${IMGPROC_NO_BASES:-}" ]; then
-  "$here/bases.sh"
-fi
+# Stand-ins only where the real bases are absent (pulled, or loaded from an internal registry);
+# BASES names some of them (all by default: the compose file's too).
+read -r -a bases <<<"${BASES:-}"
+"$here/bases.sh" "${bases[@]}"
 for kind in "${images[@]}"; do
   begun=$(date +%s)
   # Docker's image format: podman's default (OCI) has no HEALTHCHECK, and drops Dockerfile.gpu's.

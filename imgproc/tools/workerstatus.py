@@ -13,15 +13,20 @@ from imgproc.queueing import placement, redis_for
 
 
 def show(settings: Settings, out=print) -> int:
-    """Print one line per worker (name, state, provider, precision, slots, queues); 1 when there is none."""
+    """Print one line per worker (name, host, state, provider, precision, slots, queues); 1 when none.
+
+    HOST is the worker's hostname: in a container, the container's, so an operator can tell which
+    replica runs what (`docker compose ps`, `docker kill`).
+    """
     rows = placement.rows(redis_for(settings))
     if not rows:
         out(f"no worker is registered with {settings.redis_url}")
         return 1
-    header = ("WORKER", "STATE", "PROVIDER", "PRECISION", "BATCH", "QUEUES")
+    header = ("WORKER", "HOST", "STATE", "PROVIDER", "PRECISION", "BATCH", "QUEUES")
     table = [header] + [
         (
             r["name"],
+            r["hostname"] or "-",
             r["state"],
             r["provider"] or "-",
             r["precision"] or "-",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
 import time
 
 import httpx
@@ -63,10 +65,10 @@ def client(stack):
 
 
 def _busy_container(stack) -> str:
-    """The worker container whose worker is busy now (`imgproc workers --status`, by hostname)."""
+    """The worker container whose worker is busy now (`imgproc workers --status`'s HOST column)."""
     compose = stack["compose"]
     status = compose("exec", "-T", "api", "imgproc", "workers", "--status", check=False).stdout
-    busy = {line.split()[0].split(".")[0] for line in status.splitlines() if " busy " in f" {line} "}
+    busy = {line.split()[1] for line in status.splitlines() if " busy " in f" {line} "}
     mine = [c for c in compose.containers("worker") if compose.hostname(c) in busy]
     assert len(mine) == 1, status
     return mine[0]
@@ -74,6 +76,10 @@ def _busy_container(stack) -> str:
 
 def _started(client, job_id: str) -> None:
     wait_for(lambda: client.job(job_id).state == "started", 120, f"job {job_id} started", interval=0.2)
+
+
+def _nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {state: n for state, n in counts.items() if n}
 
 
 def _replicas_healthy(compose, n: int) -> None:
@@ -154,7 +160,9 @@ def test_a_worker_killed_mid_background_removal_loses_and_repeats_nothing(
     _started(client, job.id)
     victim = _busy_container(stack)
     killed_at = time.monotonic()
-    podman("kill", victim)
+    # SIGKILL to the container's main process, as the OOM killer or a crash ends it: podman honours
+    # `restart: unless-stopped` then, not after `podman kill`, which it counts as the user's stop.
+    os.kill(int(podman("inspect", "--format", "{{.State.Pid}}", victim).stdout), signal.SIGKILL)
     done = job.wait(timeout=300)
     assert done.state == "finished", done.error
     assert done.attempts == 2  # the lost attempt counted, the job run again by the other worker
@@ -165,6 +173,7 @@ def test_a_worker_killed_mid_background_removal_loses_and_repeats_nothing(
     assert [f["data"]["job_id"] for f in finished] == [job.id], finished
     # restart: unless-stopped brings the killed replica back.
     _replicas_healthy(compose, 2)
+    assert podman("inspect", "--format", "{{.RestartCount}}", victim).stdout.strip() == "1"
 
 
 def test_a_stopped_worker_finishes_its_job_within_the_grace_period(stack, client, photo_urls):
@@ -196,23 +205,36 @@ def test_a_redis_restart_keeps_every_queued_job(stack, client, photo_urls):
     assert kept.total == 12 and kept.counts.get("queued") == 12, kept.counts
     compose("start", "worker", "webhooks")
     ended = client.batch(batch.id).wait(timeout=300)
-    assert ended.counts == {"finished": 12}, ended.counts
+    assert _nonzero(ended.counts) == {"finished": 12}, ended.counts
 
 
 def test_mariadb_restarted_mid_run_retries_and_loses_nothing(stack, client, photo_urls):
+    """Jobs run while MariaDB is down: each waits to write its record (IMGPROC_DATABASE_WAIT), all end."""
     compose = stack["compose"]
     _replicas_healthy(compose, 2)
-    batch = client.bulk("process-image", [photo_urls.url("/astronaut.jpg")] * 30, resize=[300, 300])
-    wait_for(lambda: client.batch(batch.id).counts.get("finished", 0) >= 3, 300, "the first jobs finished")
-    compose("restart", "--timeout=10", "mariadb")
+    workers = compose.containers("worker") + compose.containers("webhooks")
+    podman("pause", *workers)  # the jobs wait queued while the database goes
+    try:
+        batch = client.bulk("process-image", [photo_urls.url("/astronaut.jpg")] * 20, resize=[300, 300])
+        compose("stop", "--timeout=10", "mariadb")
+    finally:
+        podman("unpause", *workers)
+    down_s = 20
+    time.sleep(down_s)  # the workers take the jobs with no database to write their records to
+    compose("start", "mariadb")
     ended = client.batch(batch.id).wait(timeout=600)
-    assert ended.counts == {"finished": 30}, ended.counts
+    assert _nonzero(ended.counts) == {"finished": 20}, ended.counts
     results = ended.results()
-    assert len({job.result.url for job in results}) == 30
-    for job in results[::10]:
+    assert len({job.result.url for job in results}) == 20
+    for job in results[::5]:
         assert httpx.get(job.result.url, timeout=30).status_code == 200
     retried = [job for job in results if job.attempts > 1]
-    print(f"MariaDB restarted mid-run: 30 of 30 finished, {len(retried)} retried")
+    waits = sum(
+        (podman("logs", c).stderr + podman("logs", c).stdout).count("database update record failed")
+        for c in compose.containers("worker")
+    )
+    print(f"MariaDB down {down_s} s mid-run: 20 of 20 finished, {len(retried)} retried, {waits} record waits")
+    assert waits > 0  # the outage was met, and waited out
 
 
 def _throughput(client, photo_urls, n: int) -> float:
@@ -220,7 +242,7 @@ def _throughput(client, photo_urls, n: int) -> float:
     started = time.monotonic()
     batch = client.bulk("remove-bg", [photo_urls.url("/astronaut.jpg")] * n, max_size=512)
     ended = batch.wait(timeout=900)
-    assert ended.counts == {"finished": n}, ended.counts
+    assert _nonzero(ended.counts) == {"finished": n}, ended.counts
     return n / (time.monotonic() - started) * 60
 
 
@@ -232,14 +254,13 @@ def test_three_replicas_share_the_cores_and_do_at_least_what_two_do(stack, clien
     _replicas_healthy(compose, 3)
     time.sleep(12)  # each replica counts its siblings every heartbeat and retunes its threads
     three = _throughput(client, photo_urls, 8)
+    expected = max(1, (os.cpu_count() or 1) // 3)  # the replicas see the host's cores
     for container in compose.containers("worker"):
         logs = podman("logs", container).stderr + podman("logs", container).stdout
-        threads = re.findall(
-            r"(\d+) inference worker\(s\) on this host: sessions rebuilt with (\d+) thread", logs
-        )
-        loaded = re.findall(r"\((\d+) threads, batch", logs)
-        print(f"{container}: loaded with {loaded[-1] if loaded else '?'} threads, then {threads}")
-        assert threads and threads[-1][0] == "3", (container, threads, loaded)
+        said = re.findall(r"\((\d+) threads, batch|sessions rebuilt with (\d+) thread", logs)
+        threads = [int(loaded or rebuilt) for loaded, rebuilt in said]
+        print(f"{container}: threads {threads}")
+        assert threads and threads[-1] == expected, (container, threads)
     print(f"background removals per minute: 2 replicas {two:.1f}, 3 replicas {three:.1f}")
     assert three >= two * 0.9, (two, three)
 

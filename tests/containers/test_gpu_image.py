@@ -82,6 +82,6 @@ def test_the_image_size_is_within_bounds():
 
 def test_the_image_keeps_its_health_check():
     """Podman's own image format has no HEALTHCHECK: deploy/images/build.sh builds Docker's."""
-    found = podman("image", "inspect", "--format", "{{json .Healthcheck}}", IMAGE)
+    found = podman("image", "inspect", "--format", "{{json .Config.Healthcheck}}", IMAGE)
     check = json.loads(found.stdout or "null")
     assert check and "imgproc.tools.workerstatus" in " ".join(check["Test"]), check
