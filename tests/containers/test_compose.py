@@ -298,5 +298,12 @@ def test_prometheus_scrapes_the_api_and_fires_the_worker_down_alert(stack):
         return [a for a in alerts if a["labels"]["alertname"] == "ImgprocNoWorker" and a["state"] == "firing"]
 
     # `for: 5m` in deploy/prometheus/rules.yml, after a scrape (15 s) and an evaluation (15 s).
-    fired = wait_for(firing, 420, "ImgprocNoWorker firing", interval=10)
+    try:
+        fired = wait_for(firing, 420, "ImgprocNoWorker firing", interval=10)
+    except AssertionError:
+        print("alerts:", httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"])
+        workers = httpx.get(f"{api}/query", params={"query": "imgproc_workers"}, timeout=5).json()
+        print("imgproc_workers:", workers["data"]["result"])
+        print(compose("ps", check=False).stdout)
+        raise
     assert {a["labels"]["queue"] for a in fired} >= {"bg-removal"}
