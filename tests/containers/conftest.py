@@ -43,6 +43,12 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     return done
 
 
+def container_logs(container: str) -> str:
+    """Everything a container printed, both streams, from one `podman logs`."""
+    done = podman("logs", container)
+    return done.stdout + done.stderr
+
+
 def require_image(name: str) -> None:
     if podman("image", "exists", name, check=False).returncode != 0:
         pytest.fail(f"no image {name} here: build it first with `make images`")

@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 
 from imgproc.client import Client
 from imgproc.tools.stack import free_port
-from tests.containers.conftest import compose_stack, podman, require_image, wait_for
+from tests.containers.conftest import compose_stack, container_logs, podman, require_image, wait_for
 from tests.http_server import PhotoServer
 from tests.webhook_receiver import Receiver
 
@@ -98,10 +98,7 @@ def test_up_migrates_once_and_every_service_is_healthy(stack):
     assert len(migrations) == 1
     state = podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", migrations[0]).stdout
     assert state.split() == ["exited", "0"]
-    assert (
-        "database schema upgraded"
-        in podman("logs", migrations[0]).stdout + podman("logs", migrations[0]).stderr
-    )
+    assert "database schema upgraded" in container_logs(migrations[0])
     assert len(compose.containers("worker")) == 2
     for service in ("api", "worker", "webhooks", "redis", "mariadb"):
         for container in compose.containers(service):
@@ -230,8 +227,7 @@ def test_mariadb_restarted_mid_run_retries_and_loses_nothing(stack, client, phot
         assert httpx.get(job.result.url, timeout=30).status_code == 200
     retried = [job for job in results if job.attempts > 1]
     waits = sum(
-        (podman("logs", c).stderr + podman("logs", c).stdout).count("database update record failed")
-        for c in compose.containers("worker")
+        container_logs(c).count("database update record failed") for c in compose.containers("worker")
     )
     print(f"MariaDB down {down_s} s mid-run: 20 of 20 finished, {len(retried)} retried, {waits} record waits")
     assert waits > 0  # the outage was met, and waited out
@@ -256,7 +252,7 @@ def test_three_replicas_share_the_cores_and_do_at_least_what_two_do(stack, clien
     three = _throughput(client, photo_urls, 8)
     expected = max(1, (os.cpu_count() or 1) // 3)  # the replicas see the host's cores
     for container in compose.containers("worker"):
-        logs = podman("logs", container).stderr + podman("logs", container).stdout
+        logs = container_logs(container)
         said = re.findall(r"\((\d+) threads, batch|sessions rebuilt with (\d+) thread", logs)
         threads = [int(loaded or rebuilt) for loaded, rebuilt in said]
         print(f"{container}: threads {threads}")
