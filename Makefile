@@ -7,7 +7,7 @@ QUEUES ?= bg-removal,face-crop,image-processing
 PORT   ?= 8000
 EXTRAS ?= cpu,dev
 
-.PHONY: install models demo lint test soak run-api run-workers bench gpu-check images images-test clean
+.PHONY: install models demo lint docs test soak run-api run-workers bench gpu-check images images-test clean
 
 # The virtualenv is rebuilt when setup.cfg changes.
 $(BIN)/.installed: setup.cfg setup.py
@@ -25,12 +25,20 @@ models: install
 demo: models
 	$(BIN)/imgproc demo $(if $(SERVE),--serve)
 
-# Ruff (pyflakes, pycodestyle at 110 columns, import order, bugbear, pyupgrade; format) and the
-# package's floors: no import circles, no imports upward (tests/layout.py).
+# Ruff (pyflakes, pycodestyle at 110 columns, import order, bugbear, pyupgrade; format), the
+# package's floors: no import circles, no imports upward (tests/layout.py), and the documentation
+# site built strictly into build/docs/ (a broken link or anchor, or a settings table that is not
+# Settings' own, fails it). NO_MKDOCS_2_WARNING: Material's banner about MkDocs 2.0, not a warning.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m tests.layout
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The documentation site (docs/, mkdocs.yml) at http://127.0.0.1:$(DOCS_PORT)/, rebuilt on each change.
+DOCS_PORT ?= 8001
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:$(DOCS_PORT)
 
 test: models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
