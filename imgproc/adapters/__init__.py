@@ -3,7 +3,8 @@
     urls.py      which URLs may be reached: strict parsing, private addresses refused, the allow-list
     fetch.py     photos from vendors' URLs (and webhook POSTs): pinned to checked addresses, bounded
     storage.py   results on local disk or Cloudinary (Storage)
-    db.py        the tables, the engine, database errors translated
+    db.py        the tables, the engine
+    sqlerrors.py SQLAlchemy's errors translated, for db.py's tables and the vendors' own
     records.py   results written back to the vendor's records (ResultWriter)
     vendors.py   vendors and their API keys (VendorDirectory)
     writeback.py results written into the vendors' own tables too (ResultTargets), as

@@ -1,20 +1,19 @@
-"""The database: tables for vendors and records, the engine, and error translation."""
+"""The database: tables for vendors and records, the engine, and its errors translated (``sqlerrors``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from imgproc.adapters import schema
+from imgproc.adapters.sqlerrors import sql_errors
 from imgproc.config import Settings
-from imgproc.errors import PermanentError, TransientError
 from imgproc.jobtypes import JOB_TYPES
 
 MYSQL = ("mysql", "mariadb")
@@ -198,26 +197,6 @@ def make_engine(settings: Settings, *, check_schema: bool = True) -> sa.Engine:
     return engine
 
 
-#: Failures of the connection rather than the statement: another attempt may succeed.
-TRANSIENT = (
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    sa.exc.DisconnectionError,
-    sa.exc.TimeoutError,
-)
-
-
-@contextmanager
-def database_errors(engine: sa.Engine, action: str) -> Iterator[None]:
-    """Translate SQLAlchemy errors into TransientError / PermanentError ``database_failed``."""
-    try:
-        yield
-    except sa.exc.SQLAlchemyError as exc:
-        # The driver's own message only: SQLAlchemy's str() adds the statement and its parameters.
-        source = getattr(exc, "orig", None) or exc
-        detail = str(source).split("\n")[0]
-        if engine.url.password:
-            detail = detail.replace(str(engine.url.password), "***")
-        message = f"database {action} failed: {type(source).__name__}: {detail}"
-        error = TransientError if isinstance(exc, TRANSIENT) else PermanentError
-        raise error(message, code="database_failed") from exc
+def database_errors(engine: sa.Engine, action: str) -> AbstractContextManager[None]:
+    """SQLAlchemy's errors inside the block as ``database_failed``, transient or not (``sqlerrors``)."""
+    return sql_errors(engine.url, f"database {action}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from imgproc.config import Settings
-from imgproc.errors import PermanentError, TransientError, WritebackInvalid
+from imgproc.errors import PermanentError, WritebackInvalid
 from imgproc.identifiers import shown
 
 from . import writeback_config
-from .db import TRANSIENT
+from .sqlerrors import describe, translate
 from .writeback_columns import bind, key_value, problems_of
 from .writeback_config import Target
 
@@ -35,15 +34,21 @@ log = logging.getLogger("imgproc.writeback")
 
 #: A job's write-back state once it is settled: a retry of the job does not write again.
 FINAL = frozenset({"written", "not_found", "ambiguous"})
-#: MySQL/MariaDB errors another attempt may get past: gone away, lost, cannot connect, lock timeout, deadlock.
-MYSQL_TRANSIENT = frozenset({1040, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
 
 
 class ResultTargets(Protocol):
-    """The vendors' own tables: what a job asks of the write-back."""
+    """The vendors' own tables: what a job and its worker ask of the write-back."""
 
     def write(self, vendor: str, job_type: str, record_id: str, values: Mapping[str, Any]) -> dict | None:
         """Update the vendor's row with the result's ``values``; its state, None when none is configured."""
+        ...
+
+    def request_reload(self) -> None:
+        """Read the targets again before the next write (a worker's SIGHUP: safe from a signal handler)."""
+        ...
+
+    def close(self) -> None:
+        """Close the connections to the vendors' databases."""
         ...
 
 
@@ -64,19 +69,6 @@ class Report:
             )
             return [f"{head}: ok ({counts})"]
         return [f"{head}:"] + [f"  {problem}" for problem in self.problems]
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` without the URL's password, plain or percent-encoded."""
-    password = sa.make_url(url).password
-    if password:
-        for form in {
-            str(password),
-            urllib.parse.quote(str(password), safe=""),
-            urllib.parse.quote_plus(str(password)),
-        }:
-            text = text.replace(form, "***")
-    return text
 
 
 @dataclass
@@ -282,25 +274,13 @@ class Writeback:
                 f"write-back into {target.vendor}'s {message}", code="database_failed"
             ) from None
         except sa.exc.SQLAlchemyError as exc:
-            source = getattr(exc, "orig", None) or exc
-            detail = _scrub(
-                f"{type(source).__name__}: {str(source).splitlines()[0] if str(source) else ''}",
-                target.database_url,
-            )
             if setup:
-                raise WritebackInvalid(f"cannot reflect {target.table}: {detail}") from None
-            message = f"write-back {action} into {target.vendor}'s table {target.table} failed: {detail}"
-            error = TransientError if _transient(exc) else PermanentError
-            raise error(message, code="database_failed") from None
+                raise WritebackInvalid(
+                    f"cannot reflect {target.table}: {describe(exc, target.database_url)}"
+                ) from None
+            what = f"write-back {action} into {target.vendor}'s table {target.table}"
+            raise translate(exc, target.database_url, what) from None
 
     def close(self) -> None:
         for engine in self._engines.values():
             engine.dispose()
-
-
-def _transient(exc: sa.exc.SQLAlchemyError) -> bool:
-    """Whether another attempt may succeed: MySQL says by its error number (1054, unknown column, is not)."""
-    code = getattr(getattr(exc, "orig", None), "args", (None,))[0] if getattr(exc, "orig", None) else None
-    if isinstance(code, int):
-        return code in MYSQL_TRANSIENT
-    return isinstance(exc, TRANSIENT)
