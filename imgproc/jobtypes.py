@@ -5,7 +5,9 @@ name and endpoints, its queue, the operation that does it, its options, the
 models a worker loads for it, the file-name suffix of its results and the
 records column they are written to. Adding a job type is one ``JobType`` in
 ``JOB_TYPES`` plus its function in ``imgproc.processing.operations`` (the
-README's "Adding a job type" walks through it).
+README's "Adding a job type" walks through it): the page draws its form from
+the schemas, and the Python client's copy is written by ``python -m
+imgproc.clientgen`` (a test fails until it is).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class JobType:
     #: ``POST /api/image-queue/<single_endpoint>`` and ``/<bulk_endpoint>``.
     single_endpoint: str
     bulk_endpoint: str
+    #: What it does, in the page's words (the operation's name on the vendor's and operator's pages).
+    title: str
     #: Models a worker on its queue loads at start-up.
     models: frozenset[str] = frozenset()
     #: Whether a job of these (validated) options runs the background-removal model: each such job
@@ -68,6 +72,11 @@ class JobType:
     runs_matting: Callable[[dict], bool] = lambda options: False
     #: Checks between options, after each was checked alone: ``(given, validated) -> None``.
     cross_check: Callable[[dict, dict], None] | None = None
+
+    @property
+    def names_model(self) -> bool:
+        """Whether its results may name the model that made them (``model``: the matting model's)."""
+        return MATTING in self.models
 
 
 def _remove_bg_schema(settings: Settings) -> o.Schema:
@@ -151,6 +160,7 @@ JOB_TYPES: dict[str, JobType] = {
             column="bg_removed_url",
             single_endpoint="remove-bg-queue",
             bulk_endpoint="bulk-remove-bg",
+            title="Remove background",
             models=frozenset({MATTING}),
             runs_matting=lambda options: True,
             cross_check=_remove_bg_check,
@@ -165,6 +175,7 @@ JOB_TYPES: dict[str, JobType] = {
             column="face_crop_url",
             single_endpoint="crop-face-queue",
             bulk_endpoint="bulk-crop-face",
+            title="Crop to the face",
             models=frozenset({FACE, MATTING}),
             runs_matting=lambda options: options["remove_background"],  # a preset's too: it sets it
             cross_check=_crop_face_check,
@@ -178,6 +189,7 @@ JOB_TYPES: dict[str, JobType] = {
             column="processed_url",
             single_endpoint="process-image-queue",
             bulk_endpoint="bulk-process-image",
+            title="Resize and convert",
         ),
     )
 }

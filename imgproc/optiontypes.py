@@ -23,6 +23,19 @@ Checker = Callable[[str, Any], Any]
 #: Option name -> (checker, default); a default of None means "not set".
 Schema = dict[str, tuple[Checker, Any]]
 
+
+def _form(check: Checker, **form: Any) -> Checker:
+    """``check`` carrying ``form``: what a form field for it takes (kind, bounds, choices), so that the
+    page's fields are drawn from the checkers themselves (``imgproc.api.web.forms``) and cannot drift."""
+    check.form = form  # type: ignore[attr-defined]
+    return check
+
+
+def form_of(check: Checker) -> dict[str, Any]:
+    """The form of a checker made here: ``{"kind": ..., ...}``."""
+    return dict(check.form)  # type: ignore[attr-defined]
+
+
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _ASPECT = re.compile(r"^(\d{1,4}(?:\.\d{1,3})?):(\d{1,4}(?:\.\d{1,3})?)$")
 
@@ -33,10 +46,16 @@ def boolean(name: str, value: Any) -> bool:
     return value
 
 
+_form(boolean, kind="bool")
+
+
 def color(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _COLOR.match(value):
         raise InvalidOptions(name, "must be a colour like #rrggbb")
     return value.lower()
+
+
+_form(color, kind="color")
 
 
 def choice(*allowed: str) -> Checker:
@@ -45,7 +64,7 @@ def choice(*allowed: str) -> Checker:
             raise InvalidOptions(name, f"must be one of {', '.join(allowed)}")
         return value
 
-    return check
+    return _form(check, kind="choice", choices=list(allowed))
 
 
 def whole(low: int, high: int) -> Checker:
@@ -54,7 +73,7 @@ def whole(low: int, high: int) -> Checker:
             raise InvalidOptions(name, f"must be a whole number from {low} to {high}")
         return value
 
-    return check
+    return _form(check, kind="int", min=low, max=high)
 
 
 def fraction(low: float, high: float) -> Checker:
@@ -63,7 +82,7 @@ def fraction(low: float, high: float) -> Checker:
             raise InvalidOptions(name, f"must be a number from {low} to {high}")
         return float(value)
 
-    return check
+    return _form(check, kind="number", min=low, max=high)
 
 
 def size(max_pixels: int) -> Checker:
@@ -82,7 +101,7 @@ def size(max_pixels: int) -> Checker:
             )
         return [value[0], value[1]]
 
-    return check
+    return _form(check, kind="size", min=1, max=MAX_SIDE, max_pixels=max_pixels)
 
 
 def aspect(name: str, value: Any) -> str:
@@ -91,6 +110,9 @@ def aspect(name: str, value: Any) -> str:
         raise InvalidOptions(name, "must be a ratio like 3:4")
     within_aspect(name, aspect_ratio(value))
     return value
+
+
+_form(aspect, kind="aspect", max_ratio=MAX_ASPECT)
 
 
 def within_aspect(name: str, ratio: float) -> None:

@@ -290,3 +290,36 @@ def test_a_job_carries_its_writeback_state():
     job = Job.of({"job_id": "j1", "state": "finished", "writeback": {"state": "not_found"}})
     assert job.writeback == {"state": "not_found"}
     assert Job.of({"job_id": "j2", "state": "queued"}).writeback is None
+
+
+def test_the_clients_job_types_are_written_from_the_table():
+    """imgproc/client/jobtypes.py is what ``python -m imgproc.clientgen`` writes from the table now."""
+    from imgproc import clientgen
+    from imgproc.client import jobtypes
+    from imgproc.client.client import ENDPOINTS
+    from imgproc.jobtypes import JOB_TYPES
+
+    assert clientgen.TARGET.read_text() == clientgen.source(), "out of date: run python -m imgproc.clientgen"
+    assert ENDPOINTS == {jt.name: (jt.single_endpoint, jt.bulk_endpoint) for jt in JOB_TYPES.values()}
+    assert [jobtypes.REMOVE_BG, jobtypes.CROP_FACE, jobtypes.PROCESS_IMAGE] == list(JOB_TYPES)
+
+
+def test_a_table_changed_without_writing_the_clients_copy_again_is_caught(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from imgproc import clientgen
+    from imgproc.jobtypes import JOB_TYPES
+
+    target = tmp_path / "jobtypes.py"
+    target.write_text(clientgen.TARGET.read_text())  # today's module
+    monkeypatch.setattr(clientgen, "TARGET", target)
+    assert clientgen.main(["--check"]) == 0
+    blur = dataclasses.replace(
+        JOB_TYPES["process-image"], name="blur", single_endpoint="blur-queue", bulk_endpoint="bulk-blur"
+    )
+    monkeypatch.setitem(JOB_TYPES, "blur", blur)  # a job type added, the module not written again
+    assert clientgen.main(["--check"]) == 1 and "run python -m imgproc.clientgen" in capsys.readouterr().err
+    assert clientgen.main([]) == 0 and clientgen.main(["--check"]) == 0
+    written: dict = {}
+    exec(target.read_text(), written)
+    assert written["BLUR"] == "blur" and written["ENDPOINTS"]["blur"] == ("blur-queue", "bulk-blur")

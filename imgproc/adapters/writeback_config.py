@@ -43,8 +43,8 @@ PLACEHOLDERS = {
     "job_id": str,
     "now": dt.datetime,
 }
-#: Job types whose results carry no model name.
-NO_MODEL = frozenset({"process-image"})
+#: Job types whose results carry no model name (the table says: ``JobType.names_model``).
+NO_MODEL = frozenset(jt.name for jt in JOB_TYPES.values() if not jt.names_model)
 #: Literal values a column may be set to.
 SCALARS = (str, bool, int, float, dt.datetime, dt.date)
 VENDOR_KEYS = frozenset({"database_url", "table", "key", "where", "max_fields", "columns"})

@@ -4,6 +4,7 @@ client.py    Client: enqueue (single, bulk), job, batch, cancel, stats, event st
 models.py    Job, Batch, Result, JobError; ``wait`` follows the event stream, polls when it fails
 errors.py    ApiError and one subclass per kind, each with the API's ``code``
 webhooks.py  verify_webhook, for receivers
+jobtypes.py  the job types and their endpoints, written from the table by ``python -m imgproc.clientgen``
 """
 
 from .client import Client

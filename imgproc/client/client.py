@@ -23,14 +23,10 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from . import errors
+from .jobtypes import CROP_FACE, ENDPOINTS, PROCESS_IMAGE, REMOVE_BG
 from .models import Batch, Job
 
 API = "/api/image-queue"
-ENDPOINTS = {
-    "remove-bg": ("remove-bg-queue", "bulk-remove-bg"),
-    "crop-face": ("crop-face-queue", "bulk-crop-face"),
-    "process-image": ("process-image-queue", "bulk-process-image"),
-}
 
 
 class Client:
@@ -70,13 +66,13 @@ class Client:
 
     def remove_background(self, image: str | Path | bytes, *, record_id: str, **kwargs: Any) -> Job:
         """One background removal of a photo URL, a file or its bytes; ``kwargs`` are options (API.md)."""
-        return self.submit("remove-bg", image, record_id=record_id, **kwargs)
+        return self.submit(REMOVE_BG, image, record_id=record_id, **kwargs)
 
     def crop_face(self, image: str | Path | bytes, *, record_id: str, **kwargs: Any) -> Job:
-        return self.submit("crop-face", image, record_id=record_id, **kwargs)
+        return self.submit(CROP_FACE, image, record_id=record_id, **kwargs)
 
     def process_image(self, image: str | Path | bytes, *, record_id: str, **kwargs: Any) -> Job:
-        return self.submit("process-image", image, record_id=record_id, **kwargs)
+        return self.submit(PROCESS_IMAGE, image, record_id=record_id, **kwargs)
 
     def submit(
         self,

@@ -8,10 +8,10 @@ import secrets
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from imgproc.errors import NotFound
-from imgproc.presets import PRESETS
 
 from .. import sessions
 from ..services import services
+from .forms import fieldsets, operations
 
 #: No inline script, style or event handler runs; images may come from anywhere (vendors' originals).
 CSP = (
@@ -65,6 +65,11 @@ def build_web() -> Blueprint:
             response.headers["Cache-Control"] = "no-store"  # a page shows one vendor's data
         return response
 
+    @web.context_processor
+    def job_types() -> dict:
+        # Every page's scripts name the job types by the table's words (base.html's JSON block).
+        return {"operations": operations()}
+
     @web.get("/")
     def root():
         return redirect(url_for("web.home"))
@@ -73,9 +78,7 @@ def build_web() -> Blueprint:
     def home():
         if _signed_in() is None:
             return _sign_in_page()
-        settings = services().settings
-        presets = [p.asdict() for p in PRESETS.values()]
-        return _page("vendor.html", bg_models=settings.bg_models, presets=presets)
+        return _page("vendor.html", fieldsets=fieldsets(services().settings))
 
     @web.post("/ui/sign-in")
     def sign_in():

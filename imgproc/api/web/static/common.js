@@ -18,11 +18,8 @@ const ERROR_SENTENCES = {
   internal: "Something went wrong inside imgproc.",
 };
 
-const OPERATIONS = {
-  "remove-bg": { label: "Remove background", single: "remove-bg-queue", bulk: "bulk-remove-bg" },
-  "crop-face": { label: "Crop to the face", single: "crop-face-queue", bulk: "bulk-crop-face" },
-  "process-image": { label: "Resize and convert", single: "process-image-queue", bulk: "bulk-process-image" },
-};
+// Job type -> {label, single, bulk}: the server's table of job types, given in the page (base.html).
+const OPERATIONS = JSON.parse((document.getElementById("job-types") || {}).textContent || "{}");
 
 const ENDED = new Set(["finished", "failed", "canceled", "stopped", "expired"]);
 

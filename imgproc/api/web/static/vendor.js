@@ -33,27 +33,39 @@
     }
   }
 
+  // The options of the chosen operation's fields (drawn from its schema by the server): an empty field is
+  // left to the API's default. A field out of its bounds throws, naming it.
   function options() {
     const fieldset = form.querySelector(`fieldset.options[data-for="${operation.value}"]`);
     const found = {};
     const preset = fieldset.querySelector("[data-preset]");
-    // A preset decides the shape, background and format: only whether to remove the background goes with it.
-    const presetOnly = preset && preset.value;
+    // A preset decides what it sets (shape, background, format): of those only the checkboxes go with it.
+    const presetChosen = preset && preset.value;
     for (const input of fieldset.querySelectorAll("[data-option]")) {
-      if (presetOnly && input !== preset && input.dataset.kind !== "bool") continue;
-      if (input.dataset.when && !document.getElementById(input.dataset.when).checked) continue;
       const kind = input.dataset.kind;
+      if (presetChosen && "presetSets" in input.dataset && kind !== "bool") continue;
+      if (input.dataset.when && !document.getElementById(input.dataset.when).checked) continue;
       if (kind === "bool") {
         found[input.dataset.option] = input.checked;
         continue;
       }
       const value = input.value.trim();
       if (!value) continue;
-      if (kind === "int") found[input.dataset.option] = Number.parseInt(value, 10);
-      else if (kind === "size") found[input.dataset.option] = value.split(/\s*[x×,]\s*/i).map(Number);
+      if (kind === "int" || kind === "number") found[input.dataset.option] = within(input, [Number(value)])[0];
+      else if (kind === "size") found[input.dataset.option] = within(input, value.split(/\s*[x×,]\s*/i).map(Number));
       else found[input.dataset.option] = value;
     }
     return found;
+  }
+
+  function within(input, numbers) {
+    const low = Number(input.min || input.dataset.min || -Infinity);
+    const high = Number(input.max || input.dataset.max || Infinity);
+    if (numbers.some((n) => Number.isNaN(n) || n < low || n > high)) {
+      const label = form.querySelector(`label[for="${input.id}"]`).textContent;
+      throw new Error(`${label}: ${numbers.length > 1 ? "each side" : "a number"} from ${low} to ${high}.`);
+    }
+    return numbers;
   }
 
   // --- files and URLs -------------------------------------------------------------------------
@@ -83,7 +95,13 @@
   async function submit(event) {
     event.preventDefault();
     const op = OPERATIONS[operation.value];
-    const opts = options();
+    let opts;
+    try {
+      opts = options();
+    } catch (e) {
+      status.textContent = e.message;
+      return;
+    }
     const items = urlItems();
     if (!files.length && !items.length) {
       status.textContent = "Choose or drop photos, or paste image URLs, first.";
