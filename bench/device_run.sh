@@ -105,7 +105,7 @@ run() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$out/gpu-check.log"
   python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" \
     | tee -a "$out/gpu-check.log"
-  python3 -c "from imgproc.tools.derive import derive_models; derive_models('models')" 2>&1 \
+  python3 -c "from imgproc.modelfiles.derive import derive_models; derive_models('models')" 2>&1 \
     | tee -a "$out/gpu-check.log"
   timeout 480 python3 -m bench.gpu_check --out "$out/results-gpu.json" 2>&1 | tee -a "$out/gpu-check.log"
   # The workers' own logs (their provider line, any error) for the report.

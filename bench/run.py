@@ -150,7 +150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     """Run every phase and return results.json's content (before the verdicts)."""
-    from imgproc.tools import provision
+    from imgproc.modelfiles import check_models
 
     cores = os.cpu_count() or 1
     n = cores
@@ -159,7 +159,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     var.mkdir(parents=True)
     env = local_env(var)
     settings = Settings.from_env({**os.environ, **env})
-    problems = provision.check_models(settings.models_dir)
+    problems = check_models(settings.models_dir)
     if problems:
         raise StackError("models are missing; run `make models` first: " + "; ".join(problems))
     compare_sizes = [s for s in SIZES if s != args.size] if args.compare_photos else []

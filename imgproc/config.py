@@ -227,14 +227,6 @@ class Settings:
         """pymatting's compiled numba kernels (``alpha_matting``), built by ``imgproc models fetch``."""
         return Path(self.models_dir) / "numba-cache"
 
-    @property
-    def face_model_path(self) -> Path:
-        return Path(self.models_dir) / self.face_model
-
-    @property
-    def face_landmark_model_path(self) -> Path:
-        return Path(self.models_dir) / self.face_landmark_model
-
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 

@@ -4,8 +4,8 @@ Every import counts, a local one inside a function too (a local import that
 hides a circle still is one). A module belongs to a room (its first package
 under ``imgproc``, or itself at the top) and each room to a floor:
 
-    0  config, errors, jobtypes, optiontypes,      import nothing of imgproc above them
-       presets, identifiers
+    0  config, errors, jobtypes, optiontypes,      import nothing of imgproc above them (modelfiles:
+       presets, identifiers, modelfiles             config and errors only, so processing may ask it)
     1  queueing, processing, adapters, metrics      import floor 0 only, never one another
     2  api, worker, tools (and the tasks alias)     the entry points; api and worker never
                                                     import each other, nor tools (api/web/ is
@@ -34,6 +34,7 @@ FLOORS = {
     "optiontypes": 0,
     "presets": 0,
     "identifiers": 0,
+    "modelfiles": 0,
     "queueing": 1,
     "metrics": 1,
     "processing": 1,
@@ -52,8 +53,9 @@ APART = {
     ("api", "tools"),
     ("worker", "tools"),
 }
-#: The Python client stands alone: it imports nothing of imgproc, so it needs none of the worker's libraries.
-ALONE = {"client"}
+#: Rooms that import only the rooms named: the Python client nothing of imgproc (it needs none of the
+#: worker's libraries); the model files config and errors (``make models`` runs them before the rest).
+ALONE = {"client": set(), "modelfiles": {"config", "errors"}}
 
 #: The flat layout before the role packages, each module in the room it moved to.
 FLAT_ROOMS = {
@@ -190,7 +192,7 @@ def crossings(edges: dict[str, set[str]], flat: bool = False) -> dict[str, list[
                 found["upward"].append((source, target))
             elif FLOORS[a] == FLOORS[b] == 1:
                 found["sideways"].append((source, target))
-            elif (a, b) in APART or a in ALONE:
+            elif (a, b) in APART or b not in ALONE.get(a, {b}):
                 found["apart"].append((source, target))
     return found
 

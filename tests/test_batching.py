@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from imgproc.config import ROOT, Settings
-from imgproc.processing.batching import MicroBatcher, isnet_file
+from imgproc.modelfiles import isnet_file
+from imgproc.processing.batching import MicroBatcher
 
 
 def _together(calls):
@@ -150,7 +151,7 @@ def test_a_worker_with_four_slots_finishes_four_jobs_one_photo_broken(
 
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_batched_files_are_derived_and_verified(precision):
-    from imgproc.tools.manifest import file_problem, load_manifest
+    from imgproc.modelfiles import file_problem, load_manifest
 
     entry = next(e for e in load_manifest(ROOT / "models")["derived"] if precision in e["name"])
     assert (

@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx", reason="onnx comes with the base install (set
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from imgproc.errors import ChecksumMismatch  # noqa: E402
-from imgproc.tools import derive  # noqa: E402
+from imgproc.modelfiles import derive  # noqa: E402
 
 
 def _float16_conversion() -> onnx.ModelProto:

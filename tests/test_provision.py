@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from imgproc.tools import provision
-from imgproc.tools.provision import (
+from imgproc.modelfiles import provision
+from imgproc.modelfiles.provision import (
     ChecksumMismatch,
     ModelMissing,
     check_models,

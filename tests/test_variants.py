@@ -16,9 +16,9 @@ import pytest
 from bench.maskquality import boundary_f, iou
 from bench.variants import GATE_BOUNDARY_F, GATE_IOU, REFERENCE, gate_photo
 from imgproc.config import Settings
+from imgproc.modelfiles import file_problem, load_manifest
+from imgproc.modelfiles.variants import derive_variants
 from imgproc.processing.models import BackgroundRemover, _first_output
-from imgproc.tools.manifest import file_problem, load_manifest
-from imgproc.tools.variants import derive_variants
 
 
 def _square(shift: int = 0) -> np.ndarray:
@@ -100,7 +100,7 @@ def test_quantizing_says_nothing_that_reads_like_an_error(tmp_path, caplog):
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from imgproc.tools.variants import _without_preprocessing_advice
+    from imgproc.modelfiles.variants import _without_preprocessing_advice
 
     weights = numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "w")
     graph = helper.make_graph(

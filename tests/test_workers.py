@@ -16,18 +16,35 @@ from imgproc.worker.failures import classify
 from tests.conftest import REDIS_TEST_URL
 
 
-def test_missing_model_stops_the_worker_at_boot(tmp_path):
-    env = dict(os.environ, IMGPROC_MODELS_DIR=str(tmp_path), REDIS_URL=REDIS_TEST_URL)
-    proc = subprocess.run(
-        [sys.executable, "worker.py", "--queues", "face-crop", "--burst"],
+def _boot(models_dir, queues: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, IMGPROC_MODELS_DIR=str(models_dir), REDIS_URL=REDIS_TEST_URL)
+    return subprocess.run(
+        [sys.executable, "worker.py", "--queues", queues, "--burst"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_missing_model_stops_the_worker_at_boot(tmp_path):
+    proc = _boot(tmp_path, "face-crop")
     assert proc.returncode == 2
     assert "isnet-general-use" in proc.stderr and "make models" in proc.stderr
+
+
+def test_a_corrupt_model_file_stops_the_worker_at_boot(tmp_path):
+    """The manifest's size and sha256 are checked at start (imgproc.modelfiles), not only the name."""
+    models = ROOT / "models"
+    for name in ("face_detection_short_range.tflite", "face_landmark.tflite"):
+        (tmp_path / name).symlink_to(models / name)
+    with open(tmp_path / "isnet-general-use.onnx", "wb") as f:
+        f.truncate((models / "isnet-general-use.onnx").stat().st_size)  # the right size, all zeros
+    proc = _boot(tmp_path, "bg-removal")
+    assert proc.returncode == 2, proc.stderr
+    assert "isnet-general-use.onnx" in proc.stderr and "hash matches none in the manifest" in proc.stderr
+    assert "make models" in proc.stderr
 
 
 def test_unknown_queue_is_refused():

@@ -1,7 +1,6 @@
 """One ``session.run`` for the inferences of several jobs: a micro-batcher in front of a session.
 
     MicroBatcher(run, size, wait)   ``infer(x)`` from any thread; ``runs`` counts the session's runs
-    isnet_file(model, precision, batch)   which ISNet file a worker loads for its settings
 
 A worker with ``IMGPROC_BATCH`` job slots calls ``infer`` from each slot's
 thread with one image's input (1, C, H, W). The first caller of a round waits
@@ -19,21 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 import numpy as np
-
-#: ISNet models whose file ``make models`` derives with a symbolic batch dimension.
-PRECISIONS = ("fp16", "fp32")
-
-
-def isnet_file(model: str, precision: str, batch: int) -> str:
-    """The file name of ``model`` for a precision and batch size (the provisioned one for fp16 at batch 1).
-
-    The provisioned ISNet is already a float16 export with a batch dimension fixed at 1; ``make
-    models`` writes ``<model>.fp16.onnx`` (the same graph, batch dimension symbolic) and
-    ``<model>.fp32.onnx`` (weights upcast to float32, casts to float16 removed, batch symbolic).
-    """
-    if precision == "fp16" and batch == 1:
-        return f"{model}.onnx"
-    return f"{model}.{precision}.onnx"
 
 
 class MicroBatcher:

@@ -19,21 +19,18 @@ from typing import Protocol
 import numpy as np
 
 from imgproc.config import Settings
-from imgproc.errors import ModelMissing, PermanentError
+from imgproc.errors import PermanentError
+from imgproc.modelfiles import ISNET_MODELS, bg_model_file, face_model_files
 
 from . import devices
-from .batching import MicroBatcher, isnet_file
+from .batching import MicroBatcher
 from .crop import Face, merge_faces, windows
 from .landmarks import MESH_INPUT, MESH_SCALE, Head, square_to_image, then
 
 log = logging.getLogger(__name__)
 
-#: Models whose pre/post-processing this module does itself, vectorised with OpenCV
-#: (rembg's DisSession does the same maths with Pillow LANCZOS and float64, 2-3x slower).
-#: ISNet variants a job may name (listed in IMGPROC_BG_MODELS) and their files, made by `make models`
-#: (imgproc/tools/variants.py; speed and masks in the README's model table, from bench/variants.py).
-VARIANT_FILES = {"isnet-general-use-int8": "isnet-general-use.int8.onnx"}
-ISNET_MODELS = {"isnet-general-use", "isnet-anime", *VARIANT_FILES}
+# ISNET_MODELS (imgproc.modelfiles): models whose pre/post-processing this module does itself, vectorised
+# with OpenCV (rembg's DisSession does the same maths with Pillow LANCZOS and float64, 2-3x slower).
 #: Minimum score of a face found in a window of the photo rather than the whole frame.
 WINDOW_MIN_CONFIDENCE = 0.8
 
@@ -83,10 +80,9 @@ class BackgroundRemover:
         #: The provider each model's session really runs on (its first active one).
         self.active: dict[str, str] = {}
         self.batchers: dict[str, MicroBatcher] = {}
-        models_dir = Path(settings.models_dir)
         # rembg finds model files through U2NET_HOME only; pointing it at our
         # folder makes it load the provisioned file instead of downloading.
-        os.environ["U2NET_HOME"] = str(models_dir)
+        os.environ["U2NET_HOME"] = str(settings.models_dir)
         #: Worker processes sharing this host's cores, as this one last knew (``retune``).
         self.workers = max(1, settings.workers_per_host or workers)
         self.threads = settings.threads_among(self.workers)
@@ -95,19 +91,9 @@ class BackgroundRemover:
         self.paths: dict[str, Path] = {}
         self.load_seconds = {}
         for name in settings.bg_models:
-            isnet = name in ISNET_MODELS
-            file = f"{name}.onnx"
-            if isnet:
-                file = VARIANT_FILES.get(name) or isnet_file(name, settings.precision, settings.batch)
-            path = models_dir / file
-            if not path.is_file():
-                raise ModelMissing(
-                    f"background-removal model {name!r} is missing: expected {path}. "
-                    + ("Run `make models`." if isnet else f"Run `imgproc models fetch --model {name}`.")
-                )
-            self.paths[name] = path
+            path = self.paths[name] = bg_model_file(settings, name)  # missing or corrupt: stops here
             session = self._load(name)
-            if isnet and settings.batch > 1:
+            if name in ISNET_MODELS and settings.batch > 1:
                 self.batchers[name] = MicroBatcher(
                     _first_output(session), settings.batch, settings.batch_wait_ms / 1000
                 )
@@ -246,10 +232,7 @@ class FaceDetector:
         import cv2
         from mediapipe.tasks.python import BaseOptions, vision
 
-        path, mesh_path = settings.face_model_path, settings.face_landmark_model_path
-        for what, file in (("face-detection", path), ("face-landmark", mesh_path)):
-            if not file.is_file():
-                raise ModelMissing(f"{what} model is missing: expected {file}. Run `make models`.")
+        path, mesh_path = face_model_files(settings)  # missing or corrupt: stops here
         options = vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.IMAGE,

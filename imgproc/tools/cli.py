@@ -19,7 +19,7 @@ from .vendor_admin import add_parser as add_vendors_parser
 
 
 def cmd_models(args, settings: Settings) -> int:
-    from . import derive, provision, variants
+    from imgproc.modelfiles import derive, provision, variants
 
     if args.action == "fetch":
         try:

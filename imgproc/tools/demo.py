@@ -65,10 +65,11 @@ def run_demo(
     ``imgproc submit`` sends meanwhile runs too; each loads ISNet and BlazeFace and runs a warm-up
     inference before it takes a job.
     """
-    from . import provision
+    from imgproc.modelfiles import check_models
+
     from .stack import ApiClient, LocalStack, PhotoServer, wait_until
 
-    problems = provision.check_models(Settings.from_env().models_dir)
+    problems = check_models(Settings.from_env().models_dir)
     if problems:
         print("models are missing; run `make models` first:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

@@ -6,8 +6,9 @@ pins both, with their hashes and licences. Downloads stay in ``cache_dir``, so a
 clone extracts the weights again without fetching 170 MB. Everything here but the rembg
 fallback is standard library, so it runs before the heavy dependencies are installed.
 
-``fetch_models`` is `imgproc models fetch`; ``check_models`` / ``require_models`` run at
-worker start; ``fetch_rembg_model`` gets rembg's other models through rembg itself.
+``fetch_models`` is `imgproc models fetch`; ``check_models`` is `imgproc models check` (``paths``
+verifies the files a worker loads at its start); ``fetch_rembg_model`` gets rembg's other models
+through rembg itself.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def make_section(
     """Write every file of the manifest's ``section`` that is missing or wrong: its source, verified, put
     through its ``transforms`` in order, then checked against the sha256 the manifest pins.
 
-    Shared by ``derived`` (here) and ``variants`` (``imgproc.tools.variants``); an entry whose
+    Shared by ``derived`` (here) and ``variants`` (``variants``); an entry whose
     ``needs`` (a package) is missing is left out with a line saying so.
     """
     import importlib.util

@@ -1,6 +1,7 @@
 """``models/manifest.json``: which model files a worker needs, and whether those on disk are them.
 
-Standard library only, like the provisioning beside it (``imgproc.tools.provision``).
+Standard library only, like the provisioning beside it (``provision``); ``paths`` verifies a
+worker's files with it at start.
 """
 
 from __future__ import annotations
