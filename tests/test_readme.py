@@ -1,12 +1,13 @@
-"""The README's examples, run as written against a real stack: The API, Python client, Live events.
+"""The documentation's examples, run as written against a real stack: The API, Python client, Live events.
 
-A block marked ``<!-- readme-test: NAME -->`` on the line before its fence is run here, in the
-README's order, in a scratch folder whose ``.venv`` is the checkout's, as a newcomer on a fresh
-machine runs it after "The API"'s set-up: the ``photos`` block serves the demo's photos with
+A block of docs/api.md, docs/client.md or docs/events.md marked ``<!-- docs-test: NAME -->`` on the
+line before its fence is run here, in that order, in a scratch folder whose ``.venv`` is the
+checkout's, as a newcomer on a fresh machine runs it after "The API"'s set-up (the README sends
+them there once the stack runs): the ``photos`` block serves the demo's photos with
 ``python -m http.server`` (its port 8081 swapped for a free one), a ``python worker.py`` on every
-queue fetches from it with ``IMGPROC_FETCH_ALLOW_HOSTS=127.0.0.1:<port>`` as the README says, the
+queue fetches from it with ``IMGPROC_FETCH_ALLOW_HOSTS=127.0.0.1:<port>`` as The API says, the
 API runs under gunicorn on a port of its own, and the limits are the defaults. Every curl answer
-must be a 2xx (a DELETE may answer 409, as the README says), the Python block must exit 0, and
+must be a 2xx (a DELETE may answer 409, as The API says), the Python block must exit 0, and
 every job the examples made must end ``finished``. One background removal (and the worker's
 warm-up) is the whole model cost.
 """
@@ -30,10 +31,12 @@ from imgproc.queueing.keys import KEY_LIMIT
 
 pytestmark = pytest.mark.timeout(300)
 
-#: The marked blocks, in the README's order: what each must hold.
+#: The pages holding the examples, in the order a newcomer reads them.
+PAGES = ("docs/api.md", "docs/client.md", "docs/events.md")
+#: The marked blocks, in that order: what each must hold.
 BLOCKS = ("photos", "api", "client", "events")
 MARKED = re.compile(
-    r"^<!-- readme-test: (?P<name>[\w-]+) -->\n```(?P<lang>\w+)\n(?P<body>.*?)^```$", re.M | re.S
+    r"^<!-- docs-test: (?P<name>[\w-]+) -->\n```(?P<lang>\w+)\n(?P<body>.*?)^```$", re.M | re.S
 )
 #: Every curl of a block reports its answer on stderr (the examples' own output is left alone).
 PRELUDE = """set -euo pipefail
@@ -41,14 +44,14 @@ curl() { command curl -w '%{stderr}HTTP %{http_code} %{method} %{url_effective}\
 """
 
 
-def readme_blocks() -> dict[str, tuple[str, str]]:
+def example_blocks() -> dict[str, tuple[str, str]]:
     """The marked blocks by name: (language, code)."""
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join((ROOT / page).read_text() for page in PAGES)
     return {m["name"]: (m["lang"], m["body"]) for m in MARKED.finditer(text)}
 
 
-def test_the_readme_marks_its_runnable_examples():
-    blocks = readme_blocks()
+def test_the_docs_mark_their_runnable_examples():
+    blocks = example_blocks()
     assert tuple(blocks) == BLOCKS, "a marked example was removed or renamed: update BLOCKS"
     assert {lang for lang, _ in blocks.values()} == {"sh", "python"}
     for _, code in blocks.values():
@@ -81,14 +84,14 @@ def check_answers(answers: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def newcomer(tmp_path_factory):
-    """A scratch folder with the README's photo server running; a stack whose workers may fetch from it."""
+    """A scratch folder with The API's photo server running; a stack whose workers may fetch from it."""
     from imgproc.tools.stack import LocalStack, free_port
 
     scratch = tmp_path_factory.mktemp("readme")
     (scratch / ".venv").symlink_to(ROOT / ".venv")
     var = scratch / "var"
     port = free_port()
-    lang, photos = readme_blocks()["photos"]
+    lang, photos = example_blocks()["photos"]
     assert lang == "sh" and "8081" in photos
     server = subprocess.Popen(
         ["bash", "-c", PRELUDE + photos.replace("8081", str(port))],
@@ -110,10 +113,10 @@ def newcomer(tmp_path_factory):
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "the README's photo server did not answer"
+            assert time.monotonic() < deadline, "The API's photo server did not answer"
             time.sleep(0.1)
         with LocalStack(var, env, own_redis=True) as stack:
-            # As the README says: the workers, not the API, are allowed to fetch from the photo server.
+            # As The API says: the workers, not the API, are allowed to fetch from the photo server.
             workers = stack.start_workers(1, QUEUES, IMGPROC_FETCH_ALLOW_HOSTS=f"127.0.0.1:{port}")
             stack.start_api(processes=1, threads=16, config=str(ROOT / "deploy" / "gunicorn.conf.py"))
             stack.wait_workers(workers, timeout=180)
@@ -133,7 +136,7 @@ def newcomer(tmp_path_factory):
 
 
 def test_the_api_client_and_events_examples_run_as_written(newcomer):
-    blocks = readme_blocks()
+    blocks = example_blocks()
     stack, scratch, env = newcomer["stack"], newcomer["scratch"], newcomer["env"]
 
     out, answers = run_sh(blocks["api"][1], scratch, env)
@@ -158,7 +161,7 @@ def test_the_api_client_and_events_examples_run_as_written(newcomer):
     states = re.findall(r'^data: \{.*?"state":\s*"(\w+)"', out, re.M)
     assert states and states[-1] == "finished", out
 
-    # What the walk cost the vendor, before this test's own reads add to it (the README says ~20).
+    # What the walk cost the vendor, before this test's own reads add to it (The API says ~20).
     conn = stack.redis()
     try:
         used = conn.zcard(KEY_LIMIT.format("global", "acme"))

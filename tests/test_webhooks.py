@@ -195,14 +195,14 @@ def test_during_a_rotation_both_secrets_sign(client, acme, light, work, deliver,
     assert WebhookStore(store._engine, grace=0).signing_secrets("acme") == [new]
 
 
-def test_the_readme_receiver_example_verifies_a_real_message(client, acme, light, work, deliver, store):
+def test_the_docs_receiver_example_verifies_a_real_message(client, acme, light, work, deliver, store):
     from imgproc.config import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("import base64, hashlib, hmac, time")
-    code = readme[start : readme.index("```", start)]
+    page = (ROOT / "docs" / "webhooks.md").read_text()
+    start = page.index("import base64, hashlib, hmac, time")
+    code = page[start : page.index("```", start)]
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/webhooks.md", "exec"), namespace)
     verify = namespace["verify"]
     with Receiver() as receiver:
         client.post(LIGHT, json={**light, "record_id": "r1", "webhook_url": receiver.url}, headers=acme)

@@ -67,6 +67,7 @@ MORE = {
     "frame over it fails `image_too_large` ([Limits](limits.md)).",
     "max_request_bytes": "Refused with `413 payload_too_large` before it is read.",
     "max_bulk_items": "More is `413 too_many_items`.",
+    "fetch_deadline": "The whole fetch includes its redirects.",
     "fetch_allow_hosts": "Comma-separated.",
     "fetch_blocked_ports": "The default: SSH, telnet, SMTP, POP3/IMAP, LDAP, SMB, memcached, Redis, MySQL, "
     "PostgreSQL, MSSQL, Oracle, MongoDB, Elasticsearch, etcd, ZooKeeper, Kafka, AMQP, MQTT, NATS "
