@@ -14,6 +14,9 @@ under ``imgproc``, or itself at the top) and each room to a floor:
 ``python -m tests.layout`` prints the figures for this checkout; ``python -m
 tests.layout OLD/imgproc --flat`` reads a tree of the old flat layout (before
 the role packages), each of its modules placed on the floor of its new room.
+It also lists every copy of the job-type table outside ``imgproc/jobtypes.py``
+(``table_copies``: a job type's name or endpoint written in a string) but the
+allowed ones.
 ``tests/test_layout.py`` asserts them; ``make lint`` runs this.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,6 +47,7 @@ FLOORS = {
     "worker": 2,
     "tools": 2,
     "client": 2,
+    "clientgen": 2,
     "tasks": 2,
     "__main__": 2,
 }
@@ -197,6 +202,74 @@ def crossings(edges: dict[str, set[str]], flat: bool = False) -> dict[str, list[
     return found
 
 
+#: The one table of job types (``imgproc/jobtypes.py``) and the copies of it allowed, with why: a
+#: whole file, or ``(file, literal)``. Anything else of ``imgproc/`` that names a job type or an
+#: endpoint in a string (a .py string that is not a docstring, a quoted .js or .html value) is a copy.
+TABLE = "jobtypes.py"
+COPIES_ALLOWED: dict[str | tuple[str, str], str] = {
+    "client/jobtypes.py": "the client's copy, written by python -m imgproc.clientgen; tests/test_client.py "
+    "fails when it differs from what the table writes",
+    # Item 6 of issue 24 moves tools/; these go with it (JOB_TYPES[...].bulk_endpoint, jt.names_model).
+    ("tools/demo.py", "remove-bg"): "the demo's bulks (BULKS), until tools/ moves",
+    ("tools/demo.py", "crop-face"): "the demo's bulks (BULKS), until tools/ moves",
+    ("tools/demo.py", "/api/image-queue/bulk-remove-bg"): "the demo's bulks (BULKS), until tools/ moves",
+    ("tools/demo.py", "/api/image-queue/bulk-crop-face"): "the demo's bulks (BULKS), until tools/ moves",
+    ("tools/cli.py", "remove-bg,crop-face"): "imgproc demo's default bulks, until tools/ moves",
+    ("tools/submit.py", "remove-bg"): "imgproc submit's background-removal limit, until tools/ moves",
+}
+_QUOTED = [re.compile(q + "([^" + q + "\\n]*)" + q) for q in ('"', "'", "`")]
+
+
+def _names_a_job_type(text: str, names: set[str], endpoints: set[str]) -> bool:
+    """A job type's name (or a comma-separated list of them), or any string with an endpoint in it."""
+    if all(part.strip() in names for part in text.split(",")):
+        return True
+    return any(re.search(rf"(?<![\w-]){re.escape(e)}(?![\w-])", text) for e in endpoints)
+
+
+def _strings(path: Path) -> Iterable[tuple[int, str]]:
+    """``(line, text)`` of the strings of a module (docstrings left out), a script or a template."""
+    text = path.read_text()
+    if path.suffix != ".py":
+        for number, line in enumerate(text.splitlines(), 1):
+            for quoted in _QUOTED:
+                yield from ((number, m[1]) for m in quoted.finditer(line))
+        return
+    tree = ast.parse(text, str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def table_copies(
+    root: Path = ROOT, names: Iterable[str] | None = None, endpoints: Iterable[str] | None = None
+) -> list[tuple[str, int, str]]:
+    """``(file, line, literal)`` of every job-type name or endpoint written outside the table."""
+    if names is None or endpoints is None:
+        from imgproc.jobtypes import JOB_TYPES
+
+        names = list(JOB_TYPES)
+        endpoints = [e for jt in JOB_TYPES.values() for e in (jt.single_endpoint, jt.bulk_endpoint)]
+    names, endpoints = set(names), set(endpoints)
+    found = []
+    for path in sorted(p for ext in ("py", "js", "html") for p in root.rglob(f"*.{ext}")):
+        where = path.relative_to(root).as_posix()
+        if where == TABLE or where in COPIES_ALLOWED:
+            continue
+        for line, text in _strings(path):
+            if _names_a_job_type(text, names, endpoints) and (where, text) not in COPIES_ALLOWED:
+                found.append((where, line, text))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.layout", description=__doc__.split("\n")[0])
     parser.add_argument("root", nargs="?", type=Path, default=ROOT, help="the imgproc package folder")
@@ -215,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind} imports: {len(pairs)}")
         for source, target in pairs:
             print(f"  {source} -> {target}")
-    return 1 if found or any(crossed.values()) else 0
+    copies = [] if args.flat else table_copies(args.root)
+    print(f"copies of the job-type table outside {TABLE}: {len(copies)}")
+    for where, line, text in copies:
+        print(f"  {where}:{line}: {text!r}")
+    return 1 if found or any(crossed.values()) or copies else 0
 
 
 if __name__ == "__main__":

@@ -104,3 +104,37 @@ def test_every_folder_of_python_modules_is_a_package_the_wheel_carries():
     }
     assert folders - found == set()
     assert "imgproc.tools" in found
+
+
+def test_the_job_type_table_has_no_copy_outside_it():
+    assert layout.table_copies() == []
+
+
+def test_the_checker_finds_a_copy_of_the_job_type_table(tmp_path):
+    names, endpoints = ["remove-bg", "crop-face"], ["remove-bg-queue", "bulk-remove-bg", "bulk-crop-face"]
+    root = _tree(
+        tmp_path,
+        {
+            "jobtypes.py": 'JOB_TYPES = {"remove-bg": ("remove-bg-queue", "bulk-remove-bg")}\n',
+            "client/jobtypes.py": 'ENDPOINTS = {"remove-bg": ("remove-bg-queue", "bulk-remove-bg")}\n',
+            "adapters/config.py": '''\
+                """Columns per job type: [vendors.acme.columns.remove-bg]."""
+                NO_MODEL = frozenset({"crop-face"})
+                def f():
+                    """Prose may name remove-bg."""
+                    return f"{API}/bulk-crop-face?x=1"
+                ''',
+            "tools/cli.py": 'DEFAULT = "remove-bg,crop-face"\n',  # on the allow-list, with its reason
+            "worker/cli.py": 'DEFAULT = "remove-bg,crop-face"\nHELP = "the remove-bg bulks"\n',
+            "api/web/static/x.js": "// remove-bg\nconst OPS = {'remove-bg': {b: `/api/bulk-remove-bg`}};\n",
+            "api/web/templates/page.html": '<option value="crop-face">Crop</option>\n<p>remove-bg</p>\n',
+        },
+    )
+    assert layout.table_copies(root, names, endpoints) == [
+        ("adapters/config.py", 2, "crop-face"),
+        ("adapters/config.py", 5, "/bulk-crop-face?x=1"),
+        ("api/web/static/x.js", 2, "remove-bg"),
+        ("api/web/static/x.js", 2, "/api/bulk-remove-bg"),
+        ("api/web/templates/page.html", 1, "crop-face"),
+        ("worker/cli.py", 1, "remove-bg,crop-face"),
+    ]
