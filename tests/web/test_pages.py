@@ -52,7 +52,7 @@ def test_a_vendor_uploads_two_photos_watches_them_finish_and_downloads_one(page_
 
     page.get_by_label("Operation").select_option("process-image")
     page.get_by_label("Resize to").fill("320x320")
-    page.locator("#pi-format").select_option("png")
+    page.locator("fieldset[data-for='process-image']").get_by_label("Format").select_option("png")
     files = web_stack["files"]
     page.locator("#files").set_input_files([files / "astronaut.jpg", files / "coffee.jpg"])
     page.evaluate("() => { window.notReloaded = true; }")  # gone if the page reloads
@@ -197,7 +197,8 @@ def test_signing_in_and_submitting_with_the_keyboard_alone(browser, web_stack):
             names.append(page.evaluate("() => document.activeElement.tagName"))
             if page.evaluate("() => document.activeElement.id") == "submit-button":
                 break
-        assert names[-1] == "BUTTON" and set(names) <= {"INPUT", "SELECT", "TEXTAREA", "BUTTON", "A"}
+        assert names[-1] == "BUTTON"
+        assert set(names) <= {"INPUT", "SELECT", "TEXTAREA", "BUTTON", "A", "SUMMARY"}  # More options
         page.keyboard.press("Enter")
         page.get_by_text("1 job queued.").wait_for()
         record = page.locator("#job-rows tr[data-job-id]", has=page.locator("td.record", has_text="kbd-1"))
@@ -205,6 +206,77 @@ def test_signing_in_and_submitting_with_the_keyboard_alone(browser, web_stack):
         assert record.locator("td").nth(1).inner_text() == "Resize and convert"
     finally:
         context.close()
+
+
+def test_the_form_is_the_tables_and_sends_what_its_fields_say(page_for, web_stack):
+    """The fieldsets are drawn from the job types' schemas: bounds, defaults, a preset's options.
+
+    The crop's enqueue is answered here (its body kept), so no face-crop worker is needed.
+    """
+    import json
+
+    from imgproc.jobtypes import JOB_TYPES
+    from imgproc.optiontypes import MAX_SIDE
+
+    page = page_for("acme")
+    operations = page.locator("#operation option")
+    assert operations.all_inner_texts() == [jt.title for jt in JOB_TYPES.values()]
+    removal = page.locator("fieldset[data-for='remove-bg']")
+    assert removal.get_by_label("Longest side (px)").get_attribute("max") == str(MAX_SIDE)  # was 8000
+    crop = page.locator("fieldset[data-for='crop-face']")
+    assert crop.get_by_label("Output size").get_attribute("data-max") == str(MAX_SIDE)
+
+    sent = []
+
+    def enqueue(route):
+        sent.append(route.request.post_data_json)
+        route.fulfill(status=202, content_type="application/json", body=json.dumps({"job_id": "c" * 32}))
+
+    page.route("**/api/image-queue/" + JOB_TYPES["crop-face"].single_endpoint, enqueue)
+    page.get_by_label("Operation").select_option("crop-face")
+    urls = page.get_by_label("Or image URLs, one per line")
+    url = f"emp-7,{web_stack['server'].url('/astronaut.jpg')}"
+    urls.fill(url)
+    crop.get_by_label("Output size").fill(f"{MAX_SIDE + 1}x400")
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text(f"Output size: each side from 1 to {MAX_SIDE}.").wait_for()
+    assert sent == []  # refused on the page, nothing sent
+
+    crop.get_by_label("Output size").fill("300 x 400")
+    crop.get_by_label("Also remove the background").check()
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text("1 job queued.").wait_for()
+    # Only what the fields say: the empty aspect, face height and file size are left to the API.
+    assert sent[-1]["options"] == {
+        "size": [300, 400],
+        "format": "jpg",
+        "bgcolor": "#ffffff",
+        "remove_background": True,
+        "select": "largest",
+        "upscale": True,
+        "sheet": False,
+    }
+
+    crop.locator("summary", has_text="More options").click()
+    crop.get_by_label("ID-photo preset").select_option("icao-35x45")
+    crop.get_by_label("Largest file (KB)").fill("240")
+    urls.fill(url)  # a submitted list is cleared
+    page.get_by_role("button", name="Submit").click()
+    for _ in range(100):  # the route's handler runs while Playwright waits
+        if len(sent) == 2:
+            break
+        page.wait_for_timeout(50)
+    assert len(sent) == 2
+    # A preset sets the shape, background and format: the fields for those stay behind, the rest go.
+    assert sent[-1]["options"] == {
+        "preset": "icao-35x45",
+        "remove_background": True,
+        "select": "largest",
+        "upscale": True,
+        "max_kb": 240,
+        "sheet": False,
+    }
+    screenshot(page, "vendor-crop-options")
 
 
 def test_a_failed_jobs_error_is_said_once_and_a_past_upload_is_named(page_for, web_stack):
