@@ -24,11 +24,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from PIL import Image
 
-from imgproc.adapters.db import make_engine
-from imgproc.adapters.fetch import Fetcher
-from imgproc.adapters.records import Records
-from imgproc.adapters.storage import make_storage
-from imgproc.adapters.writeback import Writeback
 from imgproc.api import create_app
 from imgproc.config import Settings
 from imgproc.jobtypes import QUEUES
@@ -93,15 +88,8 @@ def main() -> None:
     app = create_app(settings)
     client = app.test_client()
     headers = {"X-API-Key": app.extensions["imgproc"].vendors.add("acme")}
-    engine = make_engine(settings)
-    runtime = Runtime(
-        settings=settings,
-        conn=conn,
-        fetcher=Fetcher(settings),
-        storage=make_storage(settings),
-        records=Records(engine, max_fields=settings.db_max_fields),
-    )
-    writeback = Writeback.from_settings(settings).require()
+    runtime = Runtime.build(settings, conn=conn)  # the write-back's target checked, as a worker's is
+    writeback = runtime.writeback
     inner: list[float] = []
     cpu: list[float] = []
     write = writeback.write
@@ -153,7 +141,7 @@ def main() -> None:
         )
     finally:
         writeback.close()
-        engine.dispose()
+        runtime.close()
         app.extensions["imgproc"].engine.dispose()
         conn.flushdb()
         platform.dispose()

@@ -233,27 +233,13 @@ def models():
 @contextmanager
 def worker_runtime(settings: Settings, redis_conn, models=(None, None)):
     """A worker's runtime on the test's Redis, database and storage; ``models``: (remover, detector)."""
-    from imgproc.adapters.db import make_engine
-    from imgproc.adapters.fetch import Fetcher
-    from imgproc.adapters.records import Records
-    from imgproc.adapters.storage import make_storage
-    from imgproc.adapters.webhooks import WebhookStore
     from imgproc.worker import Runtime
 
-    engine = make_engine(settings)
+    runtime = Runtime.build(settings, conn=redis_conn, remover=models[0], detector=models[1])
     try:
-        yield Runtime(
-            settings=settings,
-            conn=redis_conn,
-            fetcher=Fetcher(settings),
-            storage=make_storage(settings),
-            records=Records(engine, max_fields=settings.db_max_fields),
-            remover=models[0],
-            detector=models[1],
-            webhooks=WebhookStore(engine),
-        )
+        yield runtime
     finally:
-        engine.dispose()
+        runtime.close()  # not the session's models: they were handed in
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def result_image(settings, job) -> Image.Image:
     key = job["result"]["url"].split("/media/", 1)[1]
     from imgproc.adapters.storage import LocalStorage
 
-    path = LocalStorage(settings.storage_dir).path_of(key)
+    path = LocalStorage(settings.storage_dir).local_path(key)
     return Image.open(io.BytesIO(path.read_bytes()))
 
 

@@ -70,8 +70,8 @@ def test_local_put_writes_file_and_returns_media_url(local, tmp_path):
     data = png()
     url = local.put("jobs/j1/result.png", data, "image/png")
     assert url == "/media/jobs/j1/result.png"  # relative to the API, which makes it absolute when it answers
-    assert local.path_of("jobs/j1/result.png") == tmp_path / "media" / "jobs" / "j1" / "result.png"
-    assert local.path_of("jobs/j1/result.png").read_bytes() == data
+    assert local.local_path("jobs/j1/result.png") == tmp_path / "media" / "jobs" / "j1" / "result.png"
+    assert local.local_path("jobs/j1/result.png").read_bytes() == data
 
 
 def test_local_url_of_only_for_stored_keys(local):
@@ -83,7 +83,7 @@ def test_local_url_of_only_for_stored_keys(local):
 def test_local_put_overwrites_and_leaves_no_temporary_files(local):
     local.put("jobs/j3/result.png", b"first", "image/png")
     url = local.put("jobs/j3/result.png", b"second", "image/png")
-    path = local.path_of("jobs/j3/result.png")
+    path = local.local_path("jobs/j3/result.png")
     assert path.read_bytes() == b"second"
     assert url == local.url_of("jobs/j3/result.png")
     assert [p.name for p in path.parent.iterdir()] == ["result.png"]
@@ -96,8 +96,20 @@ def test_local_rejects_bad_keys(local, key, tmp_path):
     with pytest.raises(ValueError):
         local.url_of(key)
     with pytest.raises(ValueError):
-        local.path_of(key)
+        local.local_path(key)
     assert not (tmp_path / "up.png").exists()
+
+
+def test_each_storage_says_where_its_files_are_and_whether_it_deletes_them(local, tmp_path):
+    """What the API's /media/ and zips, and a vendor's purge, ask of any storage (no probing for methods)."""
+    for job in ("j1", "j2"):
+        local.put(f"acme/{job}/result.png", png(), "image/png")
+    assert local.local_path("acme/j1/result.png").read_bytes() == png()
+    assert local.delete_folder("acme") == 2 and not (tmp_path / "media" / "acme").exists()
+    remote = storage_for("cloudinary://k:s@c")
+    assert remote.local_path("acme/j1/result.png") is None and remote.delete_folder("acme") is None
+    with pytest.raises(ValueError):
+        remote.local_path("../up.png")
 
 
 def test_local_write_failure_is_transient(tmp_path):

@@ -50,7 +50,13 @@ class FakeRecords:
 
 
 class SquareMatting:
-    """A background-removal model that keeps the middle half of every photo."""
+    """A background-removal model that keeps the middle half of every photo (a worker's ``Remover``)."""
+
+    provider = "fake"
+    batchers: dict = {}
+
+    def retune(self, workers: int) -> bool:
+        return False
 
     def mask(self, rgb: np.ndarray, model: str) -> np.ndarray:
         height, width = rgb.shape[:2]

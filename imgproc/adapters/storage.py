@@ -60,6 +60,18 @@ class Storage(Protocol):
         """Return the URL of ``key`` if it is already stored, else None."""
         ...
 
+    def local_path(self, key: str) -> Path | None:
+        """The file that holds ``key`` where results are files here (the API serves and zips them), else None.
+
+        ``ValueError`` for a key that is not a safe relative path.
+        """
+        ...
+
+    def delete_folder(self, prefix: str) -> int | None:
+        """Delete every result under ``prefix/`` (a purged vendor's): how many; None where they are kept
+        elsewhere and not deleted from here."""
+        ...
+
 
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative path, else raise ``ValueError``."""
@@ -79,7 +91,7 @@ class LocalStorage:
     def __repr__(self) -> str:
         return f"LocalStorage(root={str(self.root)!r})"
 
-    def path_of(self, key: str) -> Path:
+    def local_path(self, key: str) -> Path:
         """Return the file that holds ``key`` (which may not exist yet)."""
         return self.root / check_key(key)
 
@@ -89,7 +101,7 @@ class LocalStorage:
     def put(self, key: str, data: bytes, content_type: str) -> str:
         """Write ``data`` to the key's file atomically and return its URL, ``/media/<key>``."""
         # content_type is not stored: the API serves /media/ by the key's extension.
-        path = self.path_of(key)
+        path = self.local_path(key)
         # A unique temporary name in the same folder, so os.replace is atomic and
         # two attempts writing the same key at once never share a half-written file.
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -113,11 +125,11 @@ class LocalStorage:
 
     def url_of(self, key: str) -> str | None:
         """Return the key's URL if its file exists, else None."""
-        return self._url(key) if self.path_of(key).is_file() else None
+        return self._url(key) if self.local_path(key).is_file() else None
 
     def delete_folder(self, prefix: str) -> int:
         """Delete every file under ``prefix/`` (a removed vendor's results); how many there were."""
-        folder = self.path_of(prefix)
+        folder = self.local_path(prefix)
         count = sum(1 for path in folder.rglob("*") if path.is_file())
         shutil.rmtree(folder, ignore_errors=True)
         return count
@@ -210,6 +222,15 @@ class CloudinaryStorage:
     def url_of(self, key: str) -> str | None:
         """Return None: results are uploaded again, not looked up (see the class docstring)."""
         check_key(key)
+        return None
+
+    def local_path(self, key: str) -> None:
+        """Return None: results are Cloudinary's, served from its CDN, not from a file here."""
+        check_key(key)
+        return None
+
+    def delete_folder(self, prefix: str) -> None:
+        """Return None: deleting takes the Admin API (rate-limited per hour); deleted there by hand."""
         return None
 
     @staticmethod

@@ -140,12 +140,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/media/<path:key>")
     def media(key: str):
-        storage = services().storage
-        if not hasattr(storage, "path_of"):
-            abort(404)
         try:
-            path = storage.path_of(key)
+            path = services().storage.local_path(key)
         except ValueError:
+            abort(404)
+        if path is None:  # results kept elsewhere (Cloudinary): nothing is served from here
             abort(404)
         return send_from_directory(path.parent, path.name, max_age=86400)
 

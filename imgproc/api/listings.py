@@ -70,8 +70,9 @@ def result_file(url: str) -> Iterator[tuple[BinaryIO, int | None]]:
     storage, public_url = svc.storage, svc.settings.public_url.rstrip("/")
     if public_url and url.startswith(public_url + MEDIA):  # stored absolute by an earlier version
         url = url[len(public_url) :]
-    if hasattr(storage, "path_of") and url.startswith(MEDIA):
-        with storage.path_of(url[len(MEDIA) :]).open("rb") as file:
+    path = storage.local_path(url[len(MEDIA) :]) if url.startswith(MEDIA) else None
+    if path is not None:
+        with path.open("rb") as file:
             yield file, os.fstat(file.fileno()).st_size
         return
     response = urllib3.request("GET", url, timeout=30, retries=2, preload_content=False)

@@ -102,8 +102,9 @@ def _purge(name: str, vendors, settings: Settings) -> int:
         return 1
     counts = {"jobs": purge.purge(conn, name)}
     storage = make_storage(settings)
-    if hasattr(storage, "delete_folder"):
-        counts["result files"] = storage.delete_folder(name)
+    deleted = storage.delete_folder(name)
+    if deleted is not None:
+        counts["result files"] = deleted
     else:  # results kept elsewhere (Cloudinary): only their addresses were ours, and they are gone
         print(f"its results in {storage!r} under {name}/ are not deleted: delete them there", file=sys.stderr)
     counts.update(vendors.purge(name))

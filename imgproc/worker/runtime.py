@@ -3,7 +3,9 @@
 Each field is typed by the contract of the part it stands for (a Protocol at
 the head of its module), so a test can build a ``Runtime`` of fakes. A job's
 data goes ``tasks.run`` -> ``fetcher`` (or the upload in Redis) -> the
-operation with ``tools`` -> ``storage`` -> ``records``.
+operation with ``tools`` -> ``storage`` -> ``records``. ``Runtime.build``
+wires one from the settings (the worker's ``load``, the tests, the bench);
+only fakes are put together by hand.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis
+import sqlalchemy as sa
 
 from imgproc.adapters.db import make_engine
 from imgproc.adapters.fetch import Fetcher, PhotoFetcher
@@ -28,6 +32,7 @@ from imgproc.adapters.writeback import ResultTargets, Writeback
 from imgproc.config import Settings
 from imgproc.jobtypes import FACE, MATTING, QUEUES, models_for
 from imgproc.metrics import Discard, Metrics, Recorder
+from imgproc.processing.batching import MicroBatcher
 from imgproc.processing.models import BackgroundRemover, FaceDetector, FaceFinder, Matting
 from imgproc.processing.operations import Tools
 from imgproc.queueing import redis_for
@@ -42,6 +47,22 @@ RECOUNT_INTERVAL = 5
 current: ContextVar[Runtime] = ContextVar("imgproc_runtime")
 
 
+class Remover(Matting, Protocol):
+    """The background-removal models as their worker uses them (``BackgroundRemover``): masks, and more."""
+
+    #: The micro-batcher of each model (``IMGPROC_BATCH`` > 1); empty without batching.
+    batchers: dict[str, MicroBatcher]
+
+    @property
+    def provider(self) -> str:
+        """The execution provider the models really run on (``CPUExecutionProvider``, ...)."""
+        ...
+
+    def retune(self, workers: int) -> bool:
+        """Rebuild the sessions for one of ``workers`` processes on this host; whether anything changed."""
+        ...
+
+
 @dataclass
 class Runtime:
     """The services and models of one worker process."""
@@ -51,7 +72,7 @@ class Runtime:
     fetcher: PhotoFetcher
     storage: Storage
     records: ResultWriter
-    remover: Matting | None = None
+    remover: Remover | None = None
     detector: FaceFinder | None = None
     metrics: Metrics = field(default_factory=Discard)
     webhooks: WebhookMessages | None = None
@@ -60,19 +81,52 @@ class Runtime:
     #: This process among its host's inference workers, whose count sets its threads (``retune``);
     #: None where the threads are fixed (``IMGPROC_THREADS``, ``IMGPROC_WORKERS_PER_HOST``, GPU, batching).
     peers: HostPeers | None = None
+    #: The records' database, disposed by ``close`` (None in a runtime of fakes).
+    engine: sa.Engine | None = None
+    #: Whether ``close`` closes the models too: those ``load`` loaded, not those a caller handed in.
+    owns_models: bool = False
     _counted: float = 0.0
     _workers: int = 1
 
     @classmethod
-    def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> Runtime:
-        """Connect the services, load the models of the queues' job types (a missing one stops here)."""
-        models = models_for(queues)
-        # A broken target stops the worker here, like a missing model, never at its first job.
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        conn: redis.Redis | None = None,
+        remover: Remover | None = None,
+        detector: FaceFinder | None = None,
+        queues: tuple[str, ...] = QUEUES,
+    ) -> Runtime:
+        """Connect the services of ``settings``; Redis and the models as given (None: Redis from the
+        settings, no models). ``queues``: those of the image job types write back (webhooks' do not).
+
+        A broken write-back target stops here (``WritebackInvalid``), at start, never at a first job.
+        """
         writeback = Writeback.from_settings(settings) if set(queues) & set(QUEUES) else None
         if writeback is not None:
             writeback.require()
-        conn = redis_for(settings)
+        conn = conn if conn is not None else redis_for(settings)
         engine = make_engine(settings)
+        return cls(
+            settings=settings,
+            conn=conn,
+            fetcher=Fetcher(settings),
+            storage=make_storage(settings),
+            records=Records(engine, max_fields=settings.db_max_fields),
+            remover=remover,
+            detector=detector,
+            metrics=Recorder(conn).start() if settings.metrics else Discard(),
+            webhooks=WebhookStore(engine, grace=settings.webhook_secret_grace),
+            writeback=writeback,
+            engine=engine,
+        )
+
+    @classmethod
+    def load(cls, settings: Settings, queues: tuple[str, ...] = QUEUES) -> Runtime:
+        """A worker's runtime: the models of its queues' job types loaded (a missing one stops here)."""
+        models = models_for(queues)
+        conn = redis_for(settings)
         peers, workers, remover = None, 1, None
         if MATTING in models:
             if settings.workers_per_host == 0 and settings.threads == 0:
@@ -83,24 +137,20 @@ class Runtime:
             if peers is not None and not remover.follows_host:  # on a GPU, or batching: threads fixed
                 _leave(peers)
                 peers = None
-        return cls(
-            settings=settings,
-            conn=conn,
-            fetcher=Fetcher(settings),
-            storage=make_storage(settings),
-            records=Records(engine, max_fields=settings.db_max_fields),
-            remover=remover,
-            detector=FaceDetector(settings) if FACE in models else None,
-            metrics=Recorder(conn).start() if settings.metrics else Discard(),
-            webhooks=WebhookStore(engine, grace=settings.webhook_secret_grace),
-            writeback=writeback,
-            peers=peers,
-        )
+        detector = FaceDetector(settings) if FACE in models else None
+        try:
+            runtime = cls.build(settings, conn=conn, remover=remover, detector=detector, queues=queues)
+        except Exception:
+            if peers is not None:  # a broken write-back target, say: this process is not one of the host's
+                _leave(peers)
+            raise
+        runtime.peers, runtime.owns_models = peers, True
+        return runtime
 
     @property
     def provider(self) -> str:
         """The execution provider this process's ONNX models really run on (``none`` without one)."""
-        return self.remover.provider if hasattr(self.remover, "provider") else "none"
+        return self.remover.provider if self.remover is not None else "none"
 
     @property
     def tools(self) -> Tools:
@@ -127,7 +177,7 @@ class Runtime:
 
     def reload_writeback(self) -> None:
         """Read ``IMGPROC_WRITEBACK_FILE`` again before the next write-back (a worker's SIGHUP)."""
-        if isinstance(self.writeback, Writeback):
+        if self.writeback is not None:
             self.writeback.request_reload()
 
     def follow_host(self, *, retune: bool = True) -> None:
@@ -141,7 +191,7 @@ class Runtime:
         if time.monotonic() - self._counted >= RECOUNT_INTERVAL:
             self._counted = time.monotonic()
             self._workers = _count(self.peers)
-        if retune and hasattr(self.remover, "retune"):  # a no-op while the count stays the same
+        if retune and self.remover is not None:  # a no-op while the count stays the same
             self.remover.retune(self._workers)
 
     def close(self) -> None:
@@ -149,9 +199,11 @@ class Runtime:
             _leave(self.peers)
         self.metrics.close()
         self.fetcher.close()
-        if isinstance(self.writeback, Writeback):
+        if self.writeback is not None:
             self.writeback.close()
-        if self.detector is not None:
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.owns_models and self.detector is not None:
             self.detector.close()
 
 

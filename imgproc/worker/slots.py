@@ -124,7 +124,8 @@ class Slots:
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)  # a short join: the main thread must stay free to take signals
-        for model, batcher in getattr(self.runtime.remover, "batchers", {}).items():
+        remover = self.runtime.remover
+        for model, batcher in (remover.batchers if remover is not None else {}).items():
             sizes = ", ".join(f"{n} x {size}" for size, n in sorted(batcher.sizes.items()))
             log.info("%s: %d session runs, by batch size: %s", model, batcher.sizes.total(), sizes or "none")
         return 0
