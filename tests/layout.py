@@ -16,7 +16,8 @@ tests.layout OLD/imgproc --flat`` reads a tree of the old flat layout (before
 the role packages), each of its modules placed on the floor of its new room.
 It also lists every copy of the job-type table outside ``imgproc/jobtypes.py``
 (``table_copies``: a job type's name or endpoint written in a string) but the
-allowed ones.
+allowed ones, and every probe of a Protocol-typed field (``protocol_probes``:
+``hasattr(storage, ...)`` where the Protocol should name what callers use).
 ``tests/test_layout.py`` asserts them; ``make lint`` runs this.
 """
 
@@ -270,6 +271,67 @@ def table_copies(
     return found
 
 
+#: Calls that ask whether an object has what its type already promises.
+PROBES = {"hasattr", "getattr", "isinstance"}
+
+
+def _mentions(annotation: ast.AST | None, names: set[str]) -> bool:
+    """Whether a type annotation names one of ``names`` (``Storage``, ``Remover | None``, ``"Storage"``)."""
+    for node in ast.walk(annotation) if annotation is not None else ():
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                if _mentions(ast.parse(node.value, mode="eval"), names):
+                    return True
+            except SyntaxError:
+                continue
+        elif (isinstance(node, ast.Name) and node.id in names) or (
+            isinstance(node, ast.Attribute) and node.attr in names
+        ):
+            return True
+    return False
+
+
+def _probe(node: ast.Call, fields: set[str]) -> bool:
+    """``hasattr(x, ...)``, ``getattr(x, name, default)``, ``isinstance(x.field, ...)``; x Protocol-typed."""
+    if not (isinstance(node.func, ast.Name) and node.func.id in PROBES and node.args):
+        return False
+    if node.func.id == "getattr" and len(node.args) < 3:
+        return False  # no default: a dynamic attribute that must exist (a delegating __getattr__)
+    target = node.args[0]
+    if node.func.id == "isinstance":  # on fields only (x.storage): a local of that name may be plain data
+        return isinstance(target, ast.Attribute) and target.attr in fields
+    name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
+    return name in fields
+
+
+def protocol_probes(root: Path = ROOT) -> list[tuple[str, int, str]]:
+    """``(file, line, call)`` of every probe of a Protocol-typed field: a Protocol names what callers use.
+
+    A field is Protocol-typed where any annotation under ``root`` gives its name a Protocol (a class
+    with ``Protocol`` among its bases): ``storage: Storage`` makes every ``storage`` and ``x.storage``.
+    """
+    trees = {path: ast.parse(path.read_text(), str(path)) for path in sorted(root.rglob("*.py"))}
+    protocols = {
+        node.name
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and any(_mentions(base, {"Protocol"}) for base in node.bases)
+    }
+    fields = set()
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.AnnAssign) and _mentions(node.annotation, protocols):
+                fields.add(getattr(node.target, "id", None) or getattr(node.target, "attr", None))
+            elif isinstance(node, ast.arg) and _mentions(node.annotation, protocols):
+                fields.add(node.arg)
+    return sorted(
+        (path.relative_to(root).as_posix(), node.lineno, ast.unparse(node))
+        for path, tree in trees.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and _probe(node, fields)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.layout", description=__doc__.split("\n")[0])
     parser.add_argument("root", nargs="?", type=Path, default=ROOT, help="the imgproc package folder")
@@ -292,7 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"copies of the job-type table outside {TABLE}: {len(copies)}")
     for where, line, text in copies:
         print(f"  {where}:{line}: {text!r}")
-    return 1 if found or any(crossed.values()) or copies else 0
+    probes = [] if args.flat else protocol_probes(args.root)
+    print(f"probes of Protocol-typed fields (hasattr, getattr with a default, isinstance): {len(probes)}")
+    for where, line, call in probes:
+        print(f"  {where}:{line}: {call}")
+    return 1 if found or any(crossed.values()) or copies or probes else 0
 
 
 if __name__ == "__main__":

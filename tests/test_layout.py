@@ -138,3 +138,43 @@ def test_the_checker_finds_a_copy_of_the_job_type_table(tmp_path):
         ("api/web/templates/page.html", 1, "crop-face"),
         ("worker/cli.py", 1, "remove-bg,crop-face"),
     ]
+
+
+def test_no_probe_of_a_protocol_typed_field():
+    assert layout.protocol_probes() == []
+
+
+def test_the_checker_finds_probes_of_protocol_typed_fields(tmp_path):
+    root = _tree(
+        tmp_path,
+        {
+            "adapters/storage.py": """\
+                from typing import Protocol
+                class Storage(Protocol):
+                    def put(self, key: str) -> str: ...
+                """,
+            "worker/runtime.py": """\
+                from typing import Protocol, Optional
+                class Remover(Matting, Protocol): ...
+                class Runtime:
+                    storage: "Storage"
+                    remover: Optional[Remover] = None
+                    def provider(self):
+                        return self.remover.provider if hasattr(self.remover, "provider") else "none"
+                    def close(self, exc):
+                        if isinstance(self.storage, LocalStorage):
+                            return getattr(exc, "orig", None), getattr(self.remover, "batchers", {})
+                """,
+            "api/media.py": """\
+                def serve(storage, key, vendors: dict):
+                    if not hasattr(storage, "path_of") or isinstance(vendors, dict):
+                        return getattr(storage, "path_of")(key), getattr(vendors, "x", None)
+                """,
+        },
+    )
+    assert layout.protocol_probes(root) == [
+        ("api/media.py", 2, "hasattr(storage, 'path_of')"),
+        ("worker/runtime.py", 7, "hasattr(self.remover, 'provider')"),
+        ("worker/runtime.py", 9, "isinstance(self.storage, LocalStorage)"),
+        ("worker/runtime.py", 10, "getattr(self.remover, 'batchers', {})"),
+    ]
