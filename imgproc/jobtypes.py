@@ -231,6 +231,20 @@ class Payload:
         return dataclasses.asdict(self)
 
     @classmethod
+    def of(cls, job: Any) -> Payload | None:
+        """The payload of a stored rq job; None for one that holds none (a webhook delivery, a damaged one).
+
+        Every reader of a stored job goes through here, so that no stored value makes a read fail.
+        """
+        data = job.args[0] if job.args and isinstance(job.args[0], dict) else None
+        if data is None:
+            return None
+        try:
+            return cls.decode(data)
+        except PermanentError:
+            return None
+
+    @classmethod
     def decode(cls, data: dict[str, Any]) -> Payload:
         """The payload of a stored dict; PermanentError ``internal`` when it is not one."""
         known = {f.name for f in dataclasses.fields(cls)}

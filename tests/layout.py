@@ -7,9 +7,10 @@ under ``imgproc``, or itself at the top) and each room to a floor:
     0  config, errors, jobtypes, optiontypes,      import nothing of imgproc above them (modelfiles:
        presets, identifiers, modelfiles             config and errors only, so processing may ask it)
     1  queueing, processing, adapters, metrics      import floor 0 only, never one another
-    2  api, worker, tools (and the tasks alias)     the entry points; api and worker never
-                                                    import each other, nor tools (api/web/ is
-                                                    the page: part of the API it is served by)
+    2  api, worker, tools, testing (and the         the entry points; api and worker never
+       tasks alias)                                 import each other, nor tools or testing (the
+                                                    harness); api/web/ is the page: part of the
+                                                    API it is served by
 
 ``python -m tests.layout`` prints the figures for this checkout; ``python -m
 tests.layout OLD/imgproc --flat`` reads a tree of the old flat layout (before
@@ -30,6 +31,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests import jobstate_layout
+
 ROOT = Path(__file__).resolve().parent.parent / "imgproc"
 
 FLOORS = {
@@ -47,6 +50,7 @@ FLOORS = {
     "api": 2,
     "worker": 2,
     "tools": 2,
+    "testing": 2,
     "client": 2,
     "clientgen": 2,
     "tasks": 2,
@@ -58,6 +62,8 @@ APART = {
     ("worker", "api"),
     ("api", "tools"),
     ("worker", "tools"),
+    ("api", "testing"),
+    ("worker", "testing"),
 }
 #: Rooms that import only the rooms named: the Python client nothing of imgproc (it needs none of the
 #: worker's libraries); the model files config and errors (``make models`` runs them before the rest).
@@ -358,7 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"probes of Protocol-typed fields (hasattr, getattr with a default, isinstance): {len(probes)}")
     for where, line, call in probes:
         print(f"  {where}:{line}: {call}")
-    return 1 if found or any(crossed.values()) or copies or probes else 0
+    keys = [] if args.flat else jobstate_layout.meta_keys(args.root)
+    print(f"modules naming a meta key outside {jobstate_layout.STATE}: {len(keys)}")
+    readers = [] if args.flat else jobstate_layout.payload_readers(args.root)
+    print(f"readers of a stored payload outside Payload.of ({jobstate_layout.PAYLOAD}): {len(readers)}")
+    for where, line in keys + readers:
+        print(f"  {where}:{line}")
+    return 1 if found or any(crossed.values()) or copies or probes or keys or readers else 0
 
 
 if __name__ == "__main__":

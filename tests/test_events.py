@@ -14,9 +14,9 @@ BULK_LIGHT = "/api/image-queue/bulk-process-image"
 @pytest.fixture(autouse=True)
 def quick(monkeypatch):
     from imgproc.api import streams
-    from imgproc.worker import tasks
+    from imgproc.worker import stages
 
-    monkeypatch.setattr(tasks, "SAVE_EVERY", 0)  # every stage saved, so every stage is an event
+    monkeypatch.setattr(stages, "SAVE_EVERY", 0)  # every stage saved, so every stage is an event
     monkeypatch.setattr(streams, "BLOCK_MS", 300)
 
 

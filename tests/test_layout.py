@@ -3,7 +3,7 @@
 import inspect
 import textwrap
 
-from tests import layout
+from tests import jobstate_layout, layout
 
 
 def test_no_import_circles_and_no_imports_across_floors():
@@ -178,3 +178,30 @@ def test_the_checker_finds_probes_of_protocol_typed_fields(tmp_path):
         ("worker/runtime.py", 9, "isinstance(self.storage, LocalStorage)"),
         ("worker/runtime.py", 10, "getattr(self.remover, 'batchers', {})"),
     ]
+
+
+def test_only_the_job_state_names_meta_keys_and_only_payload_reads_a_stored_job():
+    assert jobstate_layout.meta_keys() == []
+    assert jobstate_layout.payload_readers() == []
+
+
+def test_the_checker_finds_meta_keys_and_raw_payload_reads(tmp_path):
+    (tmp_path / "queueing").mkdir()
+    (tmp_path / "queueing" / "state.py").write_text('def of(job):\n    return job.meta.get("vendor")\n')
+    (tmp_path / "jobtypes.py").write_text("def of(job):\n    return job.args[0]\n")
+    (tmp_path / "worker.py").write_text(
+        textwrap.dedent(
+            """
+            def run(job, meta, other):
+                job.meta["attempts"] = 1
+                stage = meta.get("stage")
+                meta.pop("error", None)
+                data = job.args[0]
+                keep = job.meta  # handing the dict on names no key
+                fine = other.get("stage")  # not a meta
+                return stage, data, keep, fine
+            """
+        )
+    )
+    assert jobstate_layout.meta_keys(tmp_path) == [("worker.py", 3), ("worker.py", 4), ("worker.py", 5)]
+    assert jobstate_layout.payload_readers(tmp_path) == [("worker.py", 6)]

@@ -40,7 +40,7 @@ from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, RateLimited
-from imgproc.jobtypes import BULK_ENDPOINTS, JOB_TYPES, MATTING, SINGLE_ENDPOINTS, JobType
+from imgproc.jobtypes import BULK_ENDPOINTS, MATTING, SINGLE_ENDPOINTS, JobType, Payload
 from imgproc.queueing import usage
 from imgproc.queueing.keys import KEY_LIMIT
 
@@ -183,12 +183,11 @@ class RequestLimits:
             job = Job.fetch(job_id, connection=self.conn)
         except (NoSuchJobError, ValueError):  # the view answers 404, which costs nothing
             return False
-        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
-        job_type = JOB_TYPES.get(payload.get("type"))
-        if job_type is None or (payload.get("vendor") != g.vendor.name and not g.vendor.operator):
+        payload = Payload.of(job)
+        if payload is None or (payload.vendor != g.vendor.name and not g.vendor.operator):
             return False  # another vendor's job is a 404: its options must not show in the headers
         try:
-            return bool(job_type.runs_matting(payload.get("options") or {}))
+            return bool(payload.job_type.runs_matting(payload.options or {}))
         except (KeyError, TypeError):  # options stored before the option existed
             return False
 

@@ -23,6 +23,7 @@ from imgproc.errors import (
 )
 from imgproc.jobtypes import BULK_ENDPOINTS, JOB_TYPES, QUEUE_WEBHOOKS, SINGLE_ENDPOINTS, TASK_COMPLETE_BATCH
 from imgproc.queueing import JobSpec, batches, events
+from imgproc.queueing.state import JobState
 
 from . import options as opts
 from . import sessions
@@ -93,7 +94,7 @@ def _cancelled_in_batch(svc, job) -> None:
 
     By a webhook worker, through its function's name (the API never imports the worker).
     """
-    batch_id = job.meta.get("batch_id")
+    batch_id = JobState.of(job).batch_id
     record = batches.batch(svc.conn, batch_id) if batch_id else None
     if not record or not record.get("webhook_url"):  # nobody to tell
         return

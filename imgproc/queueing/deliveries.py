@@ -20,6 +20,7 @@ from imgproc.jobtypes import QUEUE_WEBHOOKS, TASK_DELIVER
 
 from .fairshare import for_queue
 from .jobs import LaneQueue
+from .state import JobState
 
 
 def enqueue_delivery(conn: redis.Redis, settings: Settings, message_id: str, vendor: str) -> Job:
@@ -48,7 +49,7 @@ def admit(pipe: redis.client.Pipeline, conn: redis.Redis, settings: Settings, jo
     fair = for_queue(conn, settings, QUEUE_WEBHOOKS)
     by_vendor: dict[str, list[str]] = defaultdict(list)
     for job in jobs:
-        by_vendor[job.meta.get("vendor") or ""].append(job.id)
+        by_vendor[JobState.of(job).vendor].append(job.id)
     for vendor, ids in by_vendor.items():
         fair.admit(pipe, QUEUE_WEBHOOKS, vendor, ids)
     fair.feed(Queue(QUEUE_WEBHOOKS, connection=conn), pipe)

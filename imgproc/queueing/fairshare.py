@@ -236,9 +236,15 @@ class FairShare:
             return None
         return int(self._feed(keys=keys, args=args))
 
-    def release(self, queue: str, vendor: str, job_id: str) -> bool:
-        """A job of ``vendor`` has left the RQ queue for good (ended, or scheduled for a retry)."""
+    def release(self, queue: str, vendor: str, job_id: str, pipe=None) -> bool | None:
+        """A job of ``vendor`` has left the RQ queue for good (ended, or scheduled for a retry).
+
+        With ``pipe``, queued in the caller's transaction (as EVAL, see ``admit``); else run now.
+        """
         keys = [KEY_READY.format(queue=queue), self.active.format(vendor=vendor)]
+        if pipe is not None:
+            pipe.eval(_RELEASE, len(keys), *keys, vendor, job_id)
+            return None
         return bool(self._release(keys=keys, args=[vendor, job_id]))
 
     def withdraw(self, queue: str, vendor: str, job_id: str) -> bool:

@@ -22,6 +22,7 @@ from imgproc.jobtypes import JOB_TYPES, QUEUES, TASK, Payload
 from . import uploads, usage
 from .fairshare import FairShare
 from .keys import KEY_BATCH, KEY_IDEMPOTENCY, KEY_VENDOR_JOBS
+from .state import JobState
 from .views import JobViews
 
 
@@ -94,23 +95,20 @@ class JobQueue(JobViews):
                     upload=spec.upload is not None,
                     webhook_url=spec.webhook_url,
                 )
-                meta = {
-                    "vendor": vendor,
-                    "type": spec.type,
-                    "record_id": spec.record_id,
-                    "batch_id": batch_id,
-                    "progress": 0,
-                    "stage": "queued",
-                    "attempts": 0,
-                    "max_attempts": self.settings.max_attempts,
-                }
+                state = JobState.new(
+                    vendor=vendor,
+                    job_type=spec.type,
+                    record_id=spec.record_id,
+                    batch_id=batch_id,
+                    max_attempts=self.settings.max_attempts,
+                )
                 datas.append(
                     Queue.prepare_data(
                         # The payload as a plain dict: rq pickles it, and a dict outlives a renamed class.
                         TASK,
                         args=(payload.asdict(),),
                         job_id=job_id,
-                        meta=meta,
+                        meta=state.meta,
                         retry=self._retry(),
                         timeout=self.settings.job_timeout,
                         result_ttl=self.settings.result_ttl,
@@ -169,7 +167,7 @@ class JobQueue(JobViews):
         job.started_at = job.ended_at = None
         with self.conn.pipeline() as pipe:
             queue.enqueue_job(job, pipeline=pipe)  # saved as queued; its id is kept for the lane
-            self.fair.admit(pipe, queue.name, job.meta.get("vendor", ""), queue.pushed)
+            self.fair.admit(pipe, queue.name, JobState.of(job).vendor, queue.pushed)
             self.fair.feed(self.queues[queue.name], pipe)
             pipe.execute()
         return job
@@ -178,7 +176,7 @@ class JobQueue(JobViews):
         """Cancel a job that has not started; one still in its vendor's lane leaves it at once."""
         job.cancel()
         uploads.drop_for(self.conn, job)  # it has ended: its photo is no longer needed
-        vendor = job.meta.get("vendor")
+        vendor = JobState.of(job).vendor
         if vendor and not self.fair.withdraw(job.origin, vendor, job.id):
             self.fair.release(job.origin, vendor, job.id)  # it had reached the RQ queue
 

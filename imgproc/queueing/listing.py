@@ -8,6 +8,8 @@ from typing import Any
 from rq.job import Job
 from rq.worker import Worker
 
+from imgproc.jobtypes import Payload
+
 from .keys import KEY_VENDOR_JOBS
 from .views import JobViews, _iso
 
@@ -38,13 +40,13 @@ def vendor_jobs(
         if job is None:
             items.append({"job_id": job_id, "state": "expired"})
             continue
-        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+        payload = Payload.of(job)
         items.append(
             {
                 **jobs.job_view(job, base),
                 "queue": job.origin,
-                "image_url": payload.get("image_url"),
-                "upload": bool(payload.get("upload")),
+                "image_url": payload.image_url if payload else None,
+                "upload": payload.upload if payload else False,
             }
         )
     return {

@@ -32,6 +32,7 @@ from .keys import (
     KEY_VENDOR_JOBS,
 )
 from .openstreams import KEY_OPEN_STREAMS
+from .state import JobState
 
 #: Keys named by the vendor alone.
 VENDOR_KEYS = (KEY_VENDOR_JOBS, KEY_UPLOAD_HELD, KEY_UPLOAD_SIZES, KEY_UPLOAD_EXPIRIES, KEY_OPEN_STREAMS)
@@ -53,13 +54,13 @@ def _deliveries(conn: redis.Redis, vendor: str) -> list[Job]:
     ids = [i.decode() for i in conn.lrange(KEY_LANE.format(queue=QUEUE_WEBHOOKS, vendor=vendor), 0, -1)]
     ids += queue.job_ids + queue.scheduled_job_registry.get_job_ids()
     found = Job.fetch_many(ids, connection=conn)
-    return [job for job in found if job is not None and job.meta.get("vendor") == vendor]
+    return [job for job in found if job is not None and JobState.of(job).vendor == vendor]
 
 
 def purge(conn: redis.Redis, vendor: str) -> int:
     """Delete the vendor's jobs (their uploads, events and batches too) and its keys; how many jobs."""
     ids, jobs = _jobs(conn, vendor)
-    batches = {job.meta.get("batch_id") for job in jobs} - {None}
+    batches = {JobState.of(job).batch_id for job in jobs} - {None}
     for job in jobs + _deliveries(conn, vendor):
         job.delete(remove_from_queue=True)  # from its queue and its registries too
     # The patterns hold the name whole: a name has no glob character, and each key ends with it or ':'.

@@ -19,6 +19,7 @@ from imgproc.jobtypes import QUEUES
 
 from . import uploads
 from .jobs import JobQueue
+from .state import JobState
 
 
 class RetryRefused(Exception):
@@ -33,9 +34,9 @@ def failed_jobs(
     for name in [queue] if queue else QUEUES:
         ids = FailedJobRegistry(name, connection=jobs.conn).get_job_ids()
         for job in Job.fetch_many(ids, connection=jobs.conn):
-            if job is None or (vendor is not None and job.meta.get("vendor") != vendor):
+            if job is None or (vendor is not None and JobState.of(job).vendor != vendor):
                 continue  # expired since it was listed, or another vendor's
-            found.append({**jobs.job_view(job), "queue": job.origin, "vendor": job.meta.get("vendor")})
+            found.append({**jobs.job_view(job), "queue": job.origin, "vendor": JobState.of(job).vendor})
     # ISO-8601 UTC strings sort as the times they name.
     found.sort(key=lambda view: view["ended_at"] or "", reverse=True)
     return found
@@ -54,12 +55,7 @@ def retry(jobs: JobQueue, job_or_id: Job | str) -> Job:
         raise RetryRefused(f"job {job.id} is {getattr(status, 'value', status)}, not failed")
     if not uploads.kept(jobs.conn, job):
         raise RetryRefused(f"job {job.id}'s uploaded photo was dropped when it failed: upload it again")
-    meta = job.meta
-    meta.pop("error", None)
-    meta.pop("output", None)  # the retried run processes the photo again
-    meta["stage"] = "queued"  # progress stays: it never goes down
-    # Attempts are history; the retried run gets the current settings' attempts on top of them.
-    meta["max_attempts"] = meta.get("attempts", 0) + jobs.settings.max_attempts
+    JobState.of(job).reset_for_retry(jobs.settings.max_attempts)
     job.retries_left = jobs.settings.max_retries  # a permanent error had set it to 0
     job.retry_intervals = jobs.settings.retry_intervals
     # Out of the registry first, as rq's requeue does: of two retries at once, one runs.

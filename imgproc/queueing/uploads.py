@@ -16,6 +16,7 @@ import redis
 from rq.job import Job
 
 from imgproc.errors import TooManyUploads
+from imgproc.jobtypes import Payload
 
 from .keys import KEY_UPLOAD, KEY_UPLOAD_EXPIRIES, KEY_UPLOAD_HELD, KEY_UPLOAD_SIZES
 
@@ -82,8 +83,8 @@ def get(conn: redis.Redis, job_id: str) -> bytes | None:
 
 def kept(conn: redis.Redis, job: Job) -> bool:
     """Whether the job's photo can still be read: False for an upload dropped when its job ended."""
-    payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
-    return not payload.get("upload") or bool(conn.exists(KEY_UPLOAD.format(job.id)))
+    payload = Payload.of(job)
+    return payload is None or not payload.upload or bool(conn.exists(KEY_UPLOAD.format(job.id)))
 
 
 def held(conn: redis.Redis, vendor: str) -> int:
@@ -98,6 +99,6 @@ def drop(conn: redis.Redis, vendor: str, job_id: str) -> None:
 
 def drop_for(conn: redis.Redis, job: Job) -> None:
     """Forget the photo of a job that has ended for good, if it had one (its payload says)."""
-    payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
-    if payload.get("upload"):
-        drop(conn, payload.get("vendor") or job.meta.get("vendor", ""), job.id)
+    payload = Payload.of(job)
+    if payload is not None and payload.upload:
+        drop(conn, payload.vendor, job.id)

@@ -17,7 +17,6 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
-from rq.serializers import resolve_serializer
 from rq.worker import Worker
 
 from imgproc.config import Settings
@@ -27,11 +26,10 @@ from imgproc.jobtypes import QUEUE_WEBHOOKS
 from .fairshare import FairShare
 from .keys import DONE, KEY_BATCH, KEY_VENDOR_JOBS, STATES
 from .plain import plain
+from .state import JobState
 
 #: The states counted per queue in ``stats``, as API.md lists them.
 QUEUE_STATES = ("queued", "started", "scheduled", "deferred", "finished", "failed")
-#: rq's default serializer, which stores every job's meta.
-SERIALIZER = resolve_serializer()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -64,7 +62,7 @@ def job_view(job: Job, settings: Settings, result: Any = None, base: str = "") -
     the address the API answers on, which only the reader knows.
     """
     # What was stored may not be JSON (a bug, an older worker): shown as text, never a failed read.
-    meta = plain(job.meta, strict=False)
+    state_of = JobState(plain(JobState.of(job).meta, strict=False))
     state = job.get_status(refresh=False) or JobStatus.QUEUED
     state = state.value if hasattr(state, "value") else str(state)
     error = None
@@ -75,28 +73,28 @@ def job_view(job: Job, settings: Settings, result: Any = None, base: str = "") -
     result = plain(result, strict=False)
     if state == JobStatus.FAILED:
         # A job killed by a timeout or a lost worker has no error of ours: still give a code.
-        error = meta.get("error") or {"code": "internal", "message": "the job failed", "retryable": False}
+        error = state_of.error or {"code": "internal", "message": "the job failed", "retryable": False}
     elif state == JobStatus.SCHEDULED:
-        error = meta.get("error")  # why it waits for a retry
+        error = state_of.error  # why it waits for a retry
     view = {
         "job_id": job.id,
-        "type": meta.get("type"),
-        "record_id": meta.get("record_id"),
-        "batch_id": meta.get("batch_id"),
+        "type": state_of.type,
+        "record_id": state_of.record_id,
+        "batch_id": state_of.batch_id,
         "state": state,
-        "progress": meta.get("progress", 0),
-        "stage": meta.get("stage", "queued"),
-        "attempts": meta.get("attempts", 0),
-        "max_attempts": meta.get("max_attempts", settings.max_attempts),
+        "progress": state_of.progress,
+        "stage": state_of.stage,
+        "attempts": state_of.attempts,
+        "max_attempts": state_of.max_attempts(settings.max_attempts),
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "ended_at": _iso(job.ended_at),
         "result": result,
         "error": error,
         # Its webhook's delivery, when the request named a webhook_url and the job has ended.
-        "webhook": meta.get("webhook"),
+        "webhook": state_of.webhook,
         # Its row in the vendor's own table (IMGPROC_WRITEBACK_FILE): written, not_found, ambiguous...
-        "writeback": meta.get("writeback"),
+        "writeback": state_of.writeback,
     }
     return with_base(view, base)
 
@@ -121,7 +119,7 @@ class JobViews:
             job = Job.fetch(job_id, connection=self.conn)
         except (NoSuchJobError, ValueError):  # missing, or a malformed id or hash (rq's ValueError)
             raise NotFound(f"no job {job_id}") from None
-        if job.meta.get("vendor") != vendor and not operator:
+        if JobState.of(job).vendor != vendor and not operator:
             raise NotFound(f"no job {job_id}")
         return job
 
@@ -149,15 +147,15 @@ class JobViews:
                 progress += 100
                 continue
             state = status.decode()
-            meta = SERIALIZER.loads(raw_meta) if raw_meta else {}
+            job_state = JobState.loads(raw_meta)
             counts[state] = counts.get(state, 0) + 1
-            progress += 100 if state in DONE else meta.get("progress", 0)
+            progress += 100 if state in DONE else job_state.progress
             item = {
                 "job_id": job_id,
-                "record_id": meta.get("record_id"),
+                "record_id": job_state.record_id,
                 "state": state,
-                "progress": meta.get("progress", 0),
-                "stage": meta.get("stage", "queued"),
+                "progress": job_state.progress,
+                "stage": job_state.stage,
             }
             items.append(plain(item, strict=False))  # as job_view: a stored value never fails the view
         total = len(batch["job_ids"])

@@ -31,6 +31,8 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.utils import current_timestamp
 
+from imgproc.queueing.state import JobState
+
 log = logging.getLogger("imgproc.worker")
 
 Handler = Callable[..., object]
@@ -62,9 +64,7 @@ def requeue_abandoned(
             for handler in handlers:
                 handler(job, AbandonedJobError, AbandonedJobError(), None)
             # The lost attempt counts, also when it died before saving its first stage.
-            max_attempts = job.meta.get("max_attempts")
-            if max_attempts:
-                job.meta["attempts"] = max(job.meta.get("attempts", 0), max_attempts - job.retries_left)
+            JobState.of(job).count_lost_attempt(job.retries_left)
             job.retries_left -= 1
             with conn.pipeline() as pipe:
                 queue.enqueue_job(job, pipeline=pipe, at_front=True)  # saves the job: retries_left too

@@ -16,6 +16,7 @@ from rq.timeouts import JobTimeoutException
 
 from imgproc.errors import JobError, PermanentError, TransientError
 from imgproc.queueing import uploads
+from imgproc.queueing.state import JobState
 
 log = logging.getLogger("imgproc.worker")
 
@@ -41,7 +42,7 @@ def record_error(job, exc_type, exc_value, traceback) -> bool:
     A job that is not retried has ended for good: its uploaded photo is dropped.
     """
     error = classify(exc_value, job.timeout)
-    job.meta["error"] = error.to_dict()
+    JobState.of(job).error = error.to_dict()
     if not error.retryable:
         job.retries_left = 0  # rq reads this right after the handlers to decide on a retry
     try:

@@ -15,22 +15,21 @@ import time
 
 import redis
 from rq import Queue, worker_registration
-from rq.job import Job, JobStatus
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, now
 from rq.worker import SimpleWorker
 
 from imgproc.config import Settings
-from imgproc.errors import ImgprocError
-from imgproc.identifiers import shown
 from imgproc.jobtypes import JOB_TYPES, QUEUE_WEBHOOKS
-from imgproc.queueing import events, fairshare, placement, uploads
-from imgproc.queueing.views import job_view
+from imgproc.queueing import events, fairshare, placement
+from imgproc.queueing.state import JobState
 
-from . import abandoned, webhooks
+from . import abandoned
 from .failures import record_error
+from .outcomes import JobEnds
 from .runtime import Runtime
 from .scheduler import SpawnedScheduler
+from .stages import ImgprocJob, Stages
 
 log = logging.getLogger("imgproc.worker")
 
@@ -38,20 +37,7 @@ log = logging.getLogger("imgproc.worker")
 RECONNECT_MAX = 10
 
 
-class ImgprocJob(Job):
-    """An rq job read with its description's control characters escaped (rq logs it at each dequeue).
-
-    The description holds the record id: one stored before the API refused control
-    characters forged a line of the worker's log.
-    """
-
-    def restore(self, raw_data) -> None:
-        super().restore(raw_data)
-        if self.description:
-            self.description = shown(self.description)
-
-
-class ImgprocWorker(SimpleWorker):
+class ImgprocWorker(JobEnds, SimpleWorker):
     """A non-forking rq worker that hands every job this process's ``Runtime``.
 
     Before each dequeue it feeds its queues from the vendors' lanes
@@ -227,77 +213,23 @@ class ImgprocWorker(SimpleWorker):
             except (redis.RedisError, AttributeError) as exc:  # Redis away, or the job ended meanwhile
                 log.debug("heartbeat skipped: %s", exc)
 
-    def perform_job(self, job, queue) -> bool:
+    def perform_job(self, job: ImgprocJob, queue) -> bool:
+        image_job = JobState.of(job).type in JOB_TYPES
+        if image_job:
+            job.stages = Stages(job, self.runtime.settings)
         with self.runtime.serving():  # read by imgproc.worker.tasks.run and imgproc.worker.webhooks
             done = super().perform_job(job, queue)
-            if job.meta.get("type") in JOB_TYPES:
-                self._ended(job)
+            if image_job:
+                self.ended(job)
             elif job.origin == QUEUE_WEBHOOKS:
-                self._release(job)  # the vendor's next delivery may go
+                self.release(job)  # the vendor's next delivery may go
+        job.stages = None
         return done
 
-    def _ended(self, job) -> None:
-        """After an image job's attempt: its webhook (if it ended for good), its last event, its metrics."""
-        # rq keeps the return value on the job it just ran: the view needs no round trip for it.
-        view = job_view(job, self.runtime.settings, result=getattr(job, "_result", None))
-        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
-        if job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED) and payload.get(
-            "webhook_url"
-        ):
-            try:
-                webhooks.announce(self.runtime, job, view, payload["webhook_url"])
-                view = {**view, "webhook": job.meta.get("webhook")}
-            except (ImgprocError, redis.RedisError) as exc:  # the job's own outcome stands
-                log.warning("could not announce the end of job %s: %s", job.id, exc)
-        self._publish(job, events.STATE, view)  # finished, failed, or scheduled for a retry
-        self._count(job)
-        if job.get_status(refresh=False) == JobStatus.STOPPED:  # a failure drops it in record_error
-            try:
-                uploads.drop_for(self.connection, job)
-            except redis.RedisError as exc:  # it expires with the result's lifetime
-                log.warning("could not drop the upload of job %s: %s", job.id, exc)
-        self._release(job)  # the vendor's next job may go
-
-    def _release(self, job) -> None:
-        """A job that left its queue (ended, or scheduled for a retry) no longer counts for its vendor."""
-        vendor = job.meta.get("vendor")
-        if vendor and job.get_status(refresh=False) != JobStatus.QUEUED:  # not back in the queue at once
-            try:
-                self.fairs[job.origin].release(job.origin, vendor, job.id)
-            except (redis.RedisError, KeyError) as exc:  # the feed's re-count finds it later
-                log.warning("could not release job %s from its vendor's count: %s", job.id, exc)
-
-    def _count(self, job) -> None:
-        """The attempt's outcome, duration and wait, into the process's metrics."""
-        metrics = self.runtime.metrics
-        labels = {"queue": job.origin, "type": str(job.meta.get("type"))}
-        status = job.get_status(refresh=False)
-        code = str((job.meta.get("error") or {}).get("code", "internal"))
-        if status == JobStatus.FINISHED:
-            metrics.inc("imgproc_jobs_finished_total", **labels)
-        elif status == JobStatus.FAILED:
-            metrics.inc("imgproc_jobs_failed_total", code=code, **labels)
-        elif status in (JobStatus.SCHEDULED, JobStatus.QUEUED):  # rq put it back for another attempt
-            metrics.inc("imgproc_jobs_retried_total", code=code, **labels)
-        if job.started_at and job.ended_at:
-            metrics.observe(
-                "imgproc_job_duration_seconds", (job.ended_at - job.started_at).total_seconds(), **labels
-            )
-        if job.started_at and job.enqueued_at:
-            wait = max(0.0, (job.started_at - job.enqueued_at).total_seconds())
-            metrics.observe("imgproc_job_queue_wait_seconds", wait, **labels)
-
-    def _publish(self, job, kind: str, view: dict | None = None) -> None:
-        """The job's status to its event stream; a Redis error here never fails the job."""
-        try:
-            view = view or job_view(job, self.runtime.settings)
-            events.publish(self.connection, view, kind, self.runtime.settings.failure_ttl)
-        except redis.RedisError as exc:
-            log.warning("could not publish an event of job %s: %s", job.id, exc)
-
-    def feed(self) -> None:
-        for queue in self.queues:
-            self.fairs[queue.name].feed(queue)
+    def handle_execution_ended(self, job, queue, heartbeat_ttl) -> None:
+        # rq's beats the job in a round trip of its own; the end's transaction, just after, saves
+        # the whole job hash, this last heartbeat with it.
+        job.ended_at = job.last_heartbeat = now()
 
     def sweep_abandoned(self) -> None:
         """At most every heartbeat interval: requeue at once the jobs of workers that died (``abandoned``)."""
@@ -305,7 +237,7 @@ class ImgprocWorker(SimpleWorker):
             return
         self._swept = time.monotonic()
         for job in abandoned.requeue_safely(self.queues, self._exc_handlers):
-            self._publish(job, events.STATE)
+            self.publish(job, events.STATE)
 
     def clean_registries(self) -> None:
         # rq's, but the started registry's abandoned jobs are first requeued at once (``abandoned``), and
@@ -317,7 +249,7 @@ class ImgprocWorker(SimpleWorker):
             self.log.debug("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
             until = current_timestamp()
             for job in abandoned.requeue_abandoned([queue], self._exc_handlers, until):
-                self._publish(job, events.STATE)
+                self.publish(job, events.STATE)
             kwargs = {"name": queue.name, "connection": queue.connection, "serializer": queue.serializer}
             FinishedJobRegistry(**kwargs).cleanup()
             StartedJobRegistry(**kwargs).cleanup(until, exception_handlers=self._exc_handlers)

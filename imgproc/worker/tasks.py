@@ -16,58 +16,17 @@ from rq import get_current_job
 from rq.job import Job
 
 from imgproc.adapters.writeback import FINAL
-from imgproc.config import Settings
 from imgproc.errors import JobError, PermanentError, TransientError
 from imgproc.jobtypes import Payload
 from imgproc.processing import operations
-from imgproc.queueing import events, uploads, usage
+from imgproc.queueing import uploads
 from imgproc.queueing.plain import plain
-from imgproc.queueing.views import absolute_url, job_view
+from imgproc.queueing.views import absolute_url
 
 from . import runtime as runtimes
+from .stages import Stages
 
 log = logging.getLogger("imgproc.worker")
-
-#: Progress of each stage, 0-100, as API.md lists them.
-STAGES = {"fetching": 10, "inference": 30, "uploading": 80, "saving": 90, "done": 100}
-
-#: A stage reached sooner than this after the last one saved stays in memory until the next save:
-#: nobody can poll that fast, and each save is a Redis round trip (a light job has five stages).
-SAVE_EVERY = 0.1
-
-
-class Stages:
-    """A job's stage and progress, saved to Redis at most every ``SAVE_EVERY`` seconds unless forced.
-
-    Each save also appends the job's status to its event stream, in the same round trip; the first
-    one is the job's ``state`` event (it started), the others ``progress``. The start has no event of
-    its own: a light job's whole run fits in one save interval, and a round trip less per job is
-    7% more light jobs a second (measured with bench's light phase).
-    """
-
-    def __init__(self, job: Job, settings: Settings):
-        self.job = job
-        self.settings = settings
-        self.saved = time.monotonic()  # rq has just saved the job: stages before 100 ms stay in memory
-        self.kind = events.STATE
-
-    def reach(self, stage: str, force: bool = False, megapixels: float | None = None) -> None:
-        """Save the stage (with ``megapixels``: also the vendor's usage of today, in the same round trip)."""
-        # Progress never goes down, not even when a retry starts over.
-        meta = self.job.meta
-        meta["stage"] = stage
-        meta["progress"] = max(meta.get("progress", 0), STAGES[stage])
-        now = time.monotonic()
-        if force or now - self.saved >= SAVE_EVERY:
-            job = self.job
-            with job.connection.pipeline(transaction=False) as pipe:
-                # What rq's Job.save_meta does, in a pipeline with the event.
-                pipe.hset(job.key, "meta", job.serializer.dumps(meta))
-                events.publish(pipe, job_view(job, self.settings), self.kind, self.settings.failure_ttl)
-                if megapixels:
-                    usage.add(pipe, meta.get("vendor", ""), megapixels=megapixels)
-                pipe.execute()
-            self.saved, self.kind = now, events.PROGRESS
 
 
 def storage_key(job: Job, payload: Payload, fmt: str) -> str:
@@ -85,10 +44,10 @@ def run(data: dict) -> dict:
     payload = Payload.decode(data)
     job_type = payload.job_type
     started = time.perf_counter()
-    stages = Stages(job, runtime.settings)
-    job.meta["attempts"] = job.meta.get("attempts", 0) + 1
-    job.meta.pop("error", None)
-    output = job.meta.get("output")
+    stages = job.stages
+    state = stages.state
+    state.begin_attempt()
+    output = state.output
     timer = _StageTimer(runtime, job_type.name)
     if output is None:
         stages.reach("fetching")
@@ -104,7 +63,7 @@ def run(data: dict) -> dict:
         timer.record("encode", out.encode_seconds)
         runtime.metrics.inc("imgproc_megapixels_processed_total", out.source_pixels / 1e6, type=job_type.name)
         # For the operator's page, counted when the job is done (in the done stage's round trip).
-        job.meta["megapixels"] = out.source_pixels / 1e6
+        state.megapixels = out.source_pixels / 1e6
         stages.reach("uploading")
         url = runtime.storage.put(storage_key(job, payload, out.format), out.data, out.content_type)
         timer.done("upload")
@@ -118,8 +77,8 @@ def run(data: dict) -> dict:
         }
         # Kept with the job: a retry after a failed write-back reuses the upload (the failure's
         # handler saves the meta, output included).
-        job.meta["output"] = output
-    if not job.meta.get("saved"):
+        state.output = output
+    if not state.saved:
         stages.reach("saving")
         # No request here to take an address from: IMGPROC_PUBLIC_URL, else relative to the API.
         url = absolute_url(output["url"], runtime.settings.public_url)
@@ -129,12 +88,11 @@ def run(data: dict) -> dict:
                 payload.vendor, payload.record_id, payload.type, url, original_url=payload.image_url
             ),
         )
-        job.meta["saved"] = True  # a retry from here on (Redis hiccup at the end) writes nothing again
+        state.mark_saved()  # a retry from here on (Redis hiccup at the end) writes nothing again
         timer.done("save")
     _write_back(job, payload, output, runtime, stages, timer)
-    stages.reach("done", force=True, megapixels=job.meta.get("megapixels"))
-    if payload.upload:
-        uploads.drop(runtime.conn, payload.vendor, job.id)
+    # Saved by the worker with the job's end, the vendor's usage and its upload's drop (one round trip).
+    stages.reach("done")
     return {
         **output,
         "record_id": payload.record_id,
@@ -165,21 +123,22 @@ def _write_back(
     job: Job, payload: Payload, output: dict, runtime: runtimes.Runtime, stages: Stages, timer: _StageTimer
 ) -> None:
     """The vendor's own row (``IMGPROC_WRITEBACK_FILE``), after imgproc's: once, as ``saved`` is."""
-    done = job.meta.get("writeback") or {}
+    state = stages.state
+    done = state.writeback or {}
     if runtime.writeback is None or done.get("state") in FINAL:
         return
     stages.reach("saving")
     values = {name: output.get(name) for name in ("url", "width", "height", "format", "bytes", "model")}
     values["url"] = absolute_url(output["url"], runtime.settings.public_url)
     try:
-        state = runtime.writeback.write(
+        written = runtime.writeback.write(
             payload.vendor, payload.type, payload.record_id, {**values, "job_id": job.id}
         )
     except JobError as exc:  # the failure's handler saves the meta: the status shows it
-        job.meta["writeback"] = {"state": "pending" if exc.retryable else "failed"}
+        state.writeback = {"state": "pending" if exc.retryable else "failed"}
         raise
-    if state is not None:
-        job.meta["writeback"] = state
+    if written is not None:
+        state.writeback = written
         timer.done("writeback")
 
 

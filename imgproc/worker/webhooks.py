@@ -34,6 +34,7 @@ from imgproc.errors import PermanentError, TransientError
 from imgproc.queueing import batches
 from imgproc.queueing.deliveries import enqueue_delivery as enqueue_delivery  # also the CLI's
 from imgproc.queueing.jobs import JobQueue
+from imgproc.queueing.state import JobState
 from imgproc.queueing.views import with_base
 
 from . import runtime as runtimes
@@ -47,17 +48,18 @@ def _iso_now() -> str:
 
 def announce(runtime: runtimes.Runtime, job: Job, view: dict[str, Any], webhook_url: str | None) -> None:
     """After a job ended for good: its message (if it named a webhook), its batch's (if it was the last)."""
-    vendor = job.meta.get("vendor")
+    state = JobState.of(job)
+    vendor = state.vendor
     if webhook_url:
         kind = "job.finished" if view["state"] == JobStatus.FINISHED else "job.failed"
         message_id = "msg_" + uuid.uuid4().hex
         # On the job before the delivery can start, so that the delivery's own update comes last.
-        job.meta["webhook"] = {"state": PENDING, "attempts": 0, "last_status": None, "id": message_id}
+        state.webhook = {"state": PENDING, "attempts": 0, "last_status": None, "id": message_id}
         job.save_meta()
         # A receiver has no API to resolve a relative URL against: IMGPROC_PUBLIC_URL when it is set.
-        view = with_base({**view, "webhook": job.meta["webhook"]}, runtime.settings.public_url)
+        view = with_base({**view, "webhook": state.webhook}, runtime.settings.public_url)
         _message(runtime, message_id, vendor, kind, webhook_url, view, job_id=job.id)
-    batch_id = job.meta.get("batch_id")
+    batch_id = state.batch_id
     if batch_id:
         record = batches.batch(runtime.conn, batch_id)
         total = len(record["job_ids"]) if record else 0
@@ -183,7 +185,7 @@ def _show_on_job(
     shown = {"state": state, "attempts": attempts, "last_status": status, "id": message["id"]}
     try:
         job = Job.fetch(job_id, connection=runtime.conn)
-        job.meta["webhook"] = shown
+        JobState.of(job).webhook = shown
         job.save_meta()
     except (NoSuchJobError, ValueError):  # expired meanwhile (rq's ValueError: a malformed id or hash)
         return
