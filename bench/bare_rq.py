@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.jobs import last_ended
 from imgproc.config import ROOT
-from imgproc.tools.stack import StackError, wait_until
+from imgproc.testing import StackError, wait_for
 
 QUEUE = "bench-noop"
 
@@ -48,11 +48,11 @@ def bare_rq(b, count: int, n: int = 2) -> dict:
     conn = b.stack.redis()
     try:
         queue = Queue(QUEUE, connection=conn)
-        wait_until(lambda: Worker.count(connection=conn, queue=queue) >= n, 60, f"{n} bare rq workers", procs)
+        wait_for(lambda: Worker.count(connection=conn, queue=queue) >= n, 60, f"{n} bare rq workers", procs)
         finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
         started = time.time()
         done = queue.enqueue_many([Queue.prepare_data("bench.noop.noop") for _ in range(count)])
-        wait_until(
+        wait_for(
             lambda: finished.count >= count or failed.count,
             300,
             f"{count} no-op jobs",

@@ -26,7 +26,7 @@ import redis
 from rq import Queue
 
 from imgproc.queueing import FairShare
-from imgproc.tools.stack import free_port, start_redis
+from imgproc.testing import free_port, start_redis
 
 QUEUE = "image-processing"
 JOBS_PER_VENDOR = 3

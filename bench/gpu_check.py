@@ -198,7 +198,7 @@ def pipeline(
 ) -> dict:
     """The whole path: ``count`` photos in one bulk, for each number of GPU workers (into ``results``)."""
     from imgproc.queueing import connect
-    from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env, wait_until
+    from imgproc.testing import LocalStack, PhotoServer, local_env, wait_for
 
     var = ROOT / "var" / "gpu-check"
     shutil.rmtree(var, ignore_errors=True)
@@ -209,22 +209,23 @@ def pipeline(
         "IMGPROC_BATCH": str(batch),
         "IMGPROC_METRICS": "0",
     }
-    server = PhotoServer(lambda path: jpeg if path.startswith("/p/") else None)
+    server = PhotoServer(lambda path: jpeg if path.startswith("/p/") else None, keep_alive=True)
     results = {} if results is None else results
     try:
         with LocalStack(var, env) as stack:
             key = stack.add_vendor("gpu-check")
             stack.start_api(processes=4, threads=4)
-            client = ApiClient(stack.api, key)
+            client = stack.client(key, timeout=60)
+            stack.callback(client.close)
             conn = connect(stack.redis_url)
             stack.callback(conn.close)
             for n in worker_counts:
                 procs = stack.start_workers(n, "bg-removal")
                 # A worker with job slots registers one rq worker per slot: <name>.slot0, .slot1, ...
                 slot = ".slot0" if batch > 1 else ""
-                wait_until(
+                wait_for(
                     lambda procs=procs, slot=slot: all(
-                        conn.exists(f"rq:worker:{p.worker_name}{slot}") for p in procs
+                        conn.exists(f"rq:worker:{p.name}{slot}") for p in procs
                     ),
                     300,
                     f"{n} GPU worker(s) to load their models",
@@ -235,19 +236,19 @@ def pipeline(
                     for i in range(count)
                 ]
                 posted = time.time()
-                bulk = client.post("/api/image-queue/bulk-remove-bg", {"items": items})
-                while (view := client.get(bulk["status_url"]))["done"] < view["total"]:
+                bulk = client.bulk("remove-bg", items)
+                while (view := client.batch(bulk.id)).done < view.total:
                     time.sleep(0.2)
                 from rq.job import Job
 
-                jobs = Job.fetch_many(bulk["job_ids"], connection=conn)
+                jobs = Job.fetch_many(bulk.job_ids, connection=conn)
                 seconds = max(j.ended_at.timestamp() for j in jobs) - posted
                 results[str(n)] = {
                     "workers": n,
                     "batch": batch,
                     "precision": precision,
                     "photos": count,
-                    "finished": view["counts"]["finished"],
+                    "finished": view.counts.get("finished", 0),
                     "seconds": round(seconds, 2),
                     "images_per_s": round(count / seconds, 1),
                     "gpu_memory_mib": gpu_memory_mib(),

@@ -19,7 +19,7 @@ from pathlib import Path
 from imgproc.config import Settings
 from imgproc.jobtypes import QUEUES
 
-from .jobs import API, _finished, wait_job, workers
+from .jobs import _finished, wait_job, workers
 
 #: The photo of the largest background removal: a scikit-image sample enlarged to the input bound.
 BIG = "max-input"
@@ -49,24 +49,24 @@ def _big_photo(pixels: int) -> bytes:
 
 
 def jobs(settings: Settings, scale: float) -> list[tuple[str, str, str, dict]]:
-    """(name, endpoint, photo, options) of the largest job of each kind, at ``scale`` of the bounds."""
+    """(name, job type, photo, options) of the largest job of each kind, at ``scale`` of the bounds."""
     side = math.isqrt(int(settings.max_output_pixels * scale))  # 5000x5000 by default
     return [
         (
             "remove-bg, input bound, alpha_matting + post_process_mask, png",
-            "remove-bg-queue",
+            "remove-bg",
             BIG,
             {"alpha_matting": True, "post_process_mask": True, "format": "png"},
         ),
         (
             "crop-face, output bound, remove_background, png",
-            "crop-face-queue",
+            "crop-face",
             "512x512",
             {"size": [side, side], "remove_background": True, "format": "png"},
         ),
         (
             "process-image, resize to the output bound, png",
-            "process-image-queue",
+            "process-image",
             "small",
             {"resize": [side, side], "format": "png"},
         ),  # fmt: skip
@@ -82,17 +82,16 @@ def measure(b, quick: bool) -> dict:
     try:
         pid = proc.pid
         idle = _rss_kib(pid)
-        for name, endpoint, photo, options in jobs(b.settings, scale):
+        for name, job_type, photo, options in jobs(b.settings, scale):
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := the RSS now
             before = _rss_kib(pid)
-            body = {"record_id": f"peak-{endpoint}", "image_url": b.photos.url(photo), "options": options}
-            job = b.client.post(f"{API}/{endpoint}", body)
-            view = _finished(b.client, wait_job(b.client, job["job_id"], b.args.bulk_poll))
+            job = b.client.submit(job_type, b.photos.url(photo), record_id=f"peak-{job_type}", **options)
+            view = _finished(wait_job(b.client, job.id, b.args.bulk_poll))
             peak = _peak_kib(pid)
-            result = view["result"]
+            result = view.result
             results[name] = {
-                "output": f"{result['width']}x{result['height']}",
-                "seconds": round(result["duration_ms"] / 1000, 2),
+                "output": f"{result.width}x{result.height}",
+                "seconds": round(result.duration_ms / 1000, 2),
                 "rss_before_mib": round(before / 1024, 1),
                 "peak_rss_mib": round(peak / 1024, 1),
                 "peak_rise_mib": round((peak - before) / 1024, 1),

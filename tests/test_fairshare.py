@@ -1,16 +1,13 @@
 """Fair share: one vendor's big bulk does not starve another vendor's single job."""
 
-import subprocess
-import sys
 import time
 
 from rq import Queue
 from rq.job import Job
 
-from imgproc.config import ROOT
 from imgproc.queueing import JobQueue, JobSpec
 from imgproc.queueing.fairshare import KEY_ACTIVE
-from imgproc.tools.stack import stop_processes
+from imgproc.testing import WorkerProcess, stop_processes
 from tests.conftest import process_env
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
@@ -114,17 +111,9 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
     _, bulk = jobs.enqueue("vendor-a", specs(40, url), batch=True)
     _, (single,) = jobs.enqueue("vendor-b", specs(1, url))
     env = process_env(settings, IMGPROC_WORKERS_PER_HOST="2")
-    logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "worker.py", "--queues", "image-processing"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a kill takes its scheduler with it
-        )
-        for log in logs
+    names = [f"fair-{i}-{time.monotonic_ns()}" for i in range(2)]
+    workers = [  # each a group of its own: a kill takes its scheduler with it
+        WorkerProcess.start(env, "image-processing", name, tmp_path, new_session=True) for name in names
     ]
     try:
         deadline = time.monotonic() + 120
@@ -133,14 +122,12 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
             states = [j.get_status(refresh=True) for j in everything]
             if all(s == "finished" for s in states):
                 break
-            assert not any(s == "failed" for s in states), (tmp_path / "worker0.log").read_text()
+            assert not any(s == "failed" for s in states), workers[0].log()
             time.sleep(0.2)
         else:
             raise AssertionError(f"not finished: {states}")
     finally:
         codes = stop_processes(workers, 30)  # SIGTERM: a warm shutdown; killed after 30 s
-        for log in logs:
-            log.close()
     assert codes == [0, 0]
     starts = sorted(Job.fetch(j.id, connection=redis_conn).started_at for j in bulk)
     single_start = Job.fetch(single.id, connection=redis_conn).started_at

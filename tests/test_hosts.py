@@ -2,13 +2,10 @@
 
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
-from imgproc.config import ROOT
 from imgproc.queueing.hosts import KEY_HOST, TTL, HostPeers, host_id
 
 
@@ -36,16 +33,9 @@ def _start(settings, name):
     env = process_env(settings)
     env.pop("IMGPROC_WORKERS_PER_HOST", None)  # started as a plain `python worker.py`: the defaults
     env.pop("IMGPROC_THREADS", None)
-    log = open(settings_log(settings, name), "w")
-    proc = subprocess.Popen(
-        [sys.executable, "worker.py", "--queues", "bg-removal", "--name", name],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return proc
+    from imgproc.testing import WorkerProcess
+
+    return WorkerProcess.start(env, "bg-removal", name, settings.storage_dir)  # its log: settings_log
 
 
 def settings_log(settings, name):

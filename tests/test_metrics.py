@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from imgproc.tools.stack import ApiClient, LocalStack, local_env, wait_until
+from imgproc.testing import LocalStack, local_env, wait_for
 from tests.test_prometheus_rules import METRIC_NAMES
 
 API = "/api/image-queue"
@@ -60,39 +60,30 @@ def test_counts_equal_what_ran_across_two_api_and_two_worker_processes(tmp_path,
             job_ids = []
             # A fresh connection per request, so that both gunicorn processes take some.
             for i in range(6):
-                client = ApiClient(base, key)
-                job_ids.append(
-                    client.post(
-                        f"{API}/process-image-queue",
-                        {"record_id": f"g{i}", "image_url": good, "options": options},
-                    )["job_id"]
-                )
-                client.close()
+                with stack.http(key) as http:
+                    body = {"record_id": f"g{i}", "image_url": good, "options": options}
+                    job_ids.append(http.post(f"{API}/process-image-queue", json=body).json()["job_id"])
             for i in range(2):
-                client = ApiClient(base, key)
-                job_ids.append(
-                    client.post(f"{API}/process-image-queue", {"record_id": f"m{i}", "image_url": missing})[
-                        "job_id"
-                    ]
-                )
-                client.close()
-            client = ApiClient(base, key)
+                with stack.http(key) as http:
+                    body = {"record_id": f"m{i}", "image_url": missing}
+                    job_ids.append(http.post(f"{API}/process-image-queue", json=body).json()["job_id"])
+            client = stack.http(key)
             items = [{"record_id": f"b{i}", "image_url": good} for i in range(3)]
-            job_ids += client.post(f"{API}/bulk-process-image", {"items": items, "options": options})[
-                "job_ids"
-            ]
+            job_ids += client.post(
+                f"{API}/bulk-process-image", json={"items": items, "options": options}
+            ).json()["job_ids"]
 
             polls = 0  # every GET of a job this test makes, counted here to compare with the API's own count
 
             def state(job_id: str) -> str:
                 nonlocal polls
                 polls += 1
-                return client.get(f"{API}/job/{job_id}")["state"]
+                return client.get(f"{API}/job/{job_id}").json()["state"]
 
             def ended() -> bool:
                 return all(state(j) in ("finished", "failed") for j in job_ids)
 
-            wait_until(ended, 60, "11 jobs to end", workers)
+            wait_for(ended, 60, "11 jobs to end", workers)
             states = [state(j) for j in job_ids]
             conn = stack.redis()
             ran_on = {conn.hget(f"rq:job:{j}", "worker_name") for j in job_ids}

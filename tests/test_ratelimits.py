@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from imgproc.api import create_app
-from imgproc.tools.stack import free_port
+from imgproc.testing import free_port
 
 BG = "/api/image-queue/remove-bg-queue"
 LIGHT = "/api/image-queue/process-image-queue"

@@ -85,7 +85,7 @@ def check_answers(answers: list[str]) -> None:
 @pytest.fixture(scope="module")
 def newcomer(tmp_path_factory):
     """A scratch folder with The API's photo server running; a stack whose workers may fetch from it."""
-    from imgproc.tools.stack import LocalStack, free_port
+    from imgproc.testing import LocalStack, free_port
 
     scratch = tmp_path_factory.mktemp("readme")
     (scratch / ".venv").symlink_to(ROOT / ".venv")

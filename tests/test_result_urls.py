@@ -21,8 +21,8 @@ from rich.console import Console
 
 from imgproc.client import Client
 from imgproc.client.models import Job
+from imgproc.testing import free_port
 from imgproc.tools.cli import main
-from imgproc.tools.stack import free_port
 from imgproc.tools.submit import Submitter
 from imgproc.tools.submit_display import Display
 from imgproc.tools.submit_records import UPLOADS, Record

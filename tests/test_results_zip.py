@@ -59,20 +59,20 @@ def download(api: str, key: str, path: str, keep: list | None = None) -> int:
 
 
 def test_four_downloads_at_once_hold_no_result_in_memory(stack, photo_server):
-    from imgproc.tools.stack import ApiClient, wait_until
+    from imgproc.testing import wait_for
 
     key = stack.add_vendor("zipper")
-    client = ApiClient(stack.api, key)
     photo_server.serve("/noise.jpg", noise_jpeg())
     items = [{"record_id": f"n{i}", "image_url": photo_server.url("/noise.jpg")} for i in range(RESULTS)]
-    batch = client.post(f"{API}/bulk-process-image", {"items": items, "options": {"format": "png"}})
-    states = lambda: [j["state"] for j in client.get(f"{API}/batch/{batch['batch_id']}")["jobs"]]  # noqa: E731
-    wait_until(lambda: states() == ["finished"] * RESULTS, 180, "the batch's jobs")
+    with stack.client(key) as client:
+        batch = client.bulk("process-image", items, format="png")
+        states = lambda: [j["state"] for j in client.batch(batch.id).jobs]  # noqa: E731
+        wait_for(lambda: states() == ["finished"] * RESULTS, 180, "the batch's jobs")
     results = sorted((stack.var / "media").rglob("*.png"))
     sizes = [p.stat().st_size for p in results]
     assert len(results) == RESULTS and min(sizes) > 5_000_000
 
-    path = f"{API}/batch/{batch['batch_id']}/results.zip"
+    path = f"{API}/batch/{batch.id}/results.zip"
     body: list[bytes] = []
     download(stack.api, key, path, body)  # once alone: the zip as it comes, and the process warmed up
     with zipfile.ZipFile(io.BytesIO(b"".join(body))) as archive:
@@ -103,7 +103,6 @@ def test_four_downloads_at_once_hold_no_result_in_memory(stack, photo_server):
         t.join(120)
     done.set()
     sampler.join()
-    client.close()
     grown = peak[0] - before
     mib = 1024 * 1024
     print(

@@ -57,30 +57,27 @@ def read_to_end(sock: socket.socket) -> bytes:
     return seen
 
 
-def enqueue(client, record_id: str) -> str:
-    status, answer = client.request(
-        "POST",
-        f"{API}/process-image-queue",
-        {"record_id": record_id, "image_url": "http://127.0.0.1:9/p.jpg", "options": {"resize": [8, 8]}},
-    )
-    assert status == 202, answer
-    return answer["job_id"]
+def enqueue(http, record_id: str) -> str:
+    body = {"record_id": record_id, "image_url": "http://127.0.0.1:9/p.jpg", "options": {"resize": [8, 8]}}
+    answer = http.post(f"{API}/process-image-queue", json=body)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["job_id"]
 
 
-def timed_gets(client, path: str, n: int) -> tuple[list[int], list[float]]:
+def timed_gets(http, path: str, n: int) -> tuple[list[int], list[float]]:
     statuses, ms = [], []
     for _ in range(n):
         started = time.perf_counter()
-        statuses.append(client.request("GET", path)[0])
+        statuses.append(http.get(path).status_code)
         ms.append((time.perf_counter() - started) * 1000)
     return statuses, ms
 
 
 def test_one_vendors_streams_leave_another_vendors_requests_alone_and_stop_at_the_cap(stack):
-    from imgproc.tools.stack import ApiClient, wait_until
+    from imgproc.testing import wait_for
 
     streamer_key, other_key = stack.add_vendor("streamer"), stack.add_vendor("other")
-    streamer, other = ApiClient(stack.api, streamer_key), ApiClient(stack.api, other_key)
+    streamer, other = stack.http(streamer_key), stack.http(other_key)  # statuses and timings: plain HTTP
     redis = stack.redis()
     opened: list[socket.socket] = []
     try:
@@ -96,12 +93,15 @@ def test_one_vendors_streams_leave_another_vendors_requests_alone_and_stop_at_th
 
         # Another vendor, meanwhile: its reads, an enqueue and a stream of its own.
         other_statuses, busy_ms = timed_gets(other, f"{API}/job/{mine}", GETS)
-        listed = other.request("GET", f"{API}/jobs?per_page=100")[0]
-        enqueued = other.request(
-            "POST",
+        listed = other.get(f"{API}/jobs?per_page=100").status_code
+        enqueued = other.post(
             f"{API}/process-image-queue",
-            {"record_id": "during", "image_url": "http://127.0.0.1:9/p.jpg", "options": {"resize": [8, 8]}},
-        )[0]
+            json={
+                "record_id": "during",
+                "image_url": "http://127.0.0.1:9/p.jpg",
+                "options": {"resize": [8, 8]},
+            },
+        ).status_code
         own_stream, own_sock, _ = open_stream(stack.api, other_key, f"/job/{mine}/events")
         opened.append(own_sock)
         print(
@@ -122,10 +122,10 @@ def test_one_vendors_streams_leave_another_vendors_requests_alone_and_stop_at_th
         assert OpenStreams(redis, STREAMS).count("streamer") == STREAMS
 
         # The job ends: every stream ends with it and gives its place back.
-        assert streamer.request("DELETE", f"{API}/job/{job_id}")[0] == 200
+        assert streamer.delete(f"{API}/job/{job_id}").status_code == 200
         for sock in opened[:STREAMS]:
             assert b'"state":"canceled"' in read_to_end(sock)
-        wait_until(lambda: redis.zcard(KEY_OPEN_STREAMS.format("streamer")) == 0, 10, "the places back")
+        wait_for(lambda: redis.zcard(KEY_OPEN_STREAMS.format("streamer")) == 0, 10, "the places back")
         again = enqueue(streamer, "again")
         status, sock, _ = open_stream(stack.api, streamer_key, f"/job/{again}/events")
         opened.append(sock)

@@ -6,12 +6,12 @@ vendor_admin.py ``imgproc vendors``: add, list, remove, purge, limits
 migrate.py      ``imgproc db upgrade``
 workerstatus.py ``imgproc workers --status`` and the workers' health check
 apihealth.py    the API container's health check
-provision.py, manifest.py, derive.py, variants.py
-                ``imgproc models fetch``: model files verified against models/manifest.json
 submit.py, submit_display.py, submit_records.py
                 ``imgproc submit``
-stack.py, demo.py
-                a local stack (Redis, API, workers) for the demo, the bench and the tests
+demo.py         ``imgproc demo`` (``make demo``), on the harness's local stack (``imgproc.testing``)
+
+The model files are ``imgproc.modelfiles`` (``imgproc models``); the local stack of the demo, the
+bench and the tests is ``imgproc.testing``.
 
 A package, not a namespace: without this file the wheel (and so the images) left it out.
 """

@@ -12,7 +12,6 @@ until Ctrl-C; stops everything it started.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
@@ -23,32 +22,10 @@ from pathlib import Path
 
 from imgproc.config import ROOT, Settings
 
-
-def sample_photos() -> dict[str, bytes]:
-    """astronaut() (a face), a two-person composite, and coffee() (no face), as JPEG bytes."""
-    from PIL import Image
-    from skimage import data
-
-    astronaut = Image.fromarray(data.astronaut())
-    composite = Image.new("RGB", (1024, 512), (200, 200, 200))
-    composite.paste(astronaut, (0, 0))  # the larger face, on the left
-    composite.paste(astronaut.resize((320, 320)), (600, 150))
-    photos = {}
-    for name, img in (
-        ("astronaut", astronaut),
-        ("two-people", composite),
-        ("coffee", Image.fromarray(data.coffee())),
-    ):
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=92)
-        photos[name] = buf.getvalue()
-    return photos
-
-
-#: The demo's bulks: each operation's endpoint and options.
+#: The demo's bulks: each job type's options.
 BULKS = {
-    "remove-bg": ("/api/image-queue/bulk-remove-bg", {}),
-    "crop-face": ("/api/image-queue/bulk-crop-face", {"size": [300, 400]}),
+    "remove-bg": {},
+    "crop-face": {"size": [300, 400]},
 }
 
 
@@ -66,8 +43,7 @@ def run_demo(
     inference before it takes a job.
     """
     from imgproc.modelfiles import check_models
-
-    from .stack import ApiClient, LocalStack, PhotoServer, wait_until
+    from imgproc.testing import LocalStack, PhotoServer, sample_photos, wait_for
 
     problems = check_models(Settings.from_env().models_dir)
     if problems:
@@ -77,7 +53,7 @@ def run_demo(
     shutil.rmtree(var, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = sample_photos()
-    photo_server = PhotoServer(lambda path: photos.get(path.strip("/").removesuffix(".jpg")))
+    photo_server = PhotoServer(lambda path: photos.get(path.strip("/").removesuffix(".jpg")), keep_alive=True)
     # SIGTERM as Ctrl-C: a demo stopped by `kill` stops its API, workers and Redis too.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     rows: list[tuple] = []
@@ -110,22 +86,21 @@ def run_demo(
             stack.wait_workers(procs)
             print(f"ready in {time.monotonic() - started:.1f}s: API on {api}, {n} loaded their models")
             _print_access(api, keys, photos=photo_server.base)
-            client = ApiClient(api, keys["demo"])
+            client = stack.client(keys["demo"])
+            stack.callback(client.close)
             items = [{"record_id": name, "image_url": photo_server.url(f"/{name}.jpg")} for name in photos]
-            batches = {
-                op: client.post(BULKS[op][0], {"items": items, "options": BULKS[op][1]}) for op in operations
-            }
+            batches = {op: client.bulk(op, items, **BULKS[op]) for op in operations}
             print(
-                f"enqueued {sum(len(b['job_ids']) for b in batches.values())} jobs "
+                f"enqueued {sum(len(b.job_ids) for b in batches.values())} jobs "
                 f"in {len(batches)} bulk{'s' if len(batches) != 1 else ''}; progress:"
             )
-            wait_until(
+            wait_for(
                 lambda: _show_progress(client, batches), 600, "the jobs to finish", stack.procs, interval=0
             )
             print()
             for operation, batch in batches.items():
-                for job_id in batch["job_ids"]:
-                    rows.append(_row(operation, client.get(f"/api/image-queue/job/{job_id}"), out_dir))
+                for job_id in batch.job_ids:
+                    rows.append(_row(operation, client.job(job_id), out_dir))
             _print_table(rows)
             print(f"\nresults written under {out_dir}/")
             if serve:
@@ -179,35 +154,36 @@ def _serve(stack) -> int:
 def _show_progress(client, batches: dict) -> bool:
     parts, done = [], True
     for operation, batch in batches.items():
-        view = client.get(batch["status_url"])
-        parts.append(f"{operation} {view['progress']:3d}% ({view['done']}/{view['total']} done)")
-        done = done and view["done"] == view["total"]
+        view = client.batch(batch.id)
+        parts.append(f"{operation} {view.progress:3d}% ({view.done}/{view.total} done)")
+        done = done and view.done == view.total
     print("  " + "   ".join(parts), flush=True)
     if not done:
         time.sleep(1.5)
     return done
 
 
-def _row(operation: str, job: dict, out_dir: Path) -> tuple:
+def _row(operation: str, job, out_dir: Path) -> tuple:
+    """The table's row of an ``imgproc.client.Job``; a finished one's result is saved in ``out_dir``."""
     from datetime import datetime
 
     seconds = ""
-    if job["started_at"] and job["ended_at"]:
+    if job.started_at and job.ended_at:
         start, end = (
-            datetime.fromisoformat(job[k].replace("Z", "+00:00")) for k in ("started_at", "ended_at")
+            datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (job.started_at, job.ended_at)
         )
         seconds = f"{(end - start).total_seconds():.1f}"
-    if job["state"] == "finished":
-        result = job["result"]
-        target = out_dir / f"{job['record_id']}-{operation}.{result['format']}"
-        with urllib.request.urlopen(result["url"], timeout=30) as response:
+    if job.state == "finished":
+        result = job.result
+        target = out_dir / f"{job.record_id}-{operation}.{result.format}"
+        with urllib.request.urlopen(result.url, timeout=30) as response:
             target.write_bytes(response.read())
-        outcome = f"{result['url']}  -> {target}"
-        if "faces" in result:
-            outcome += f"  (faces: {result['faces']})"
+        outcome = f"{result.url}  -> {target}"
+        if "faces" in result.extra:
+            outcome += f"  (faces: {result.extra['faces']})"
     else:
-        outcome = (job["error"] or {}).get("code", "")
-    return job["job_id"][:8], operation, job["record_id"], job["state"], seconds, outcome
+        outcome = job.error.code if job.error else ""
+    return job.id[:8], operation, job.record_id, job.state, seconds, outcome
 
 
 def _print_table(rows: list[tuple]) -> None:

@@ -12,6 +12,7 @@ running each container's check at its own interval, as systemd would.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -19,13 +20,14 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from imgproc import testing
 from imgproc.config import ROOT
-from imgproc.tools.stack import free_port
+from imgproc.testing import free_port
 
 CONTAINERS_CONF = ROOT / "deploy" / "images" / "containers.conf"
 
@@ -54,19 +56,8 @@ def require_image(name: str) -> None:
         pytest.fail(f"no image {name} here: build it first with `make images`")
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"; the last one is reported
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+#: The harness's wait_for, as patient as containers need: a look every second, any error of it "not yet".
+wait_for = functools.partial(testing.wait_for, interval=1.0, ignore=(Exception,))
 
 
 class HealthChecks(threading.Thread):

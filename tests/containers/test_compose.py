@@ -22,9 +22,8 @@ from PIL import Image
 from standardwebhooks import Webhook
 
 from imgproc.client import Client
-from imgproc.tools.stack import free_port
+from imgproc.testing import PhotoServer, StackError, free_port
 from tests.containers.conftest import compose_stack, container_logs, podman, require_image, wait_for
-from tests.http_server import PhotoServer
 from tests.webhook_receiver import Receiver
 
 #: What a container calls this host (podman writes it into each container's /etc/hosts).
@@ -296,7 +295,7 @@ def test_prometheus_scrapes_the_api_and_fires_the_worker_down_alert(stack):
     # `for: 5m` in deploy/prometheus/rules.yml, after a scrape (15 s) and an evaluation (15 s).
     try:
         fired = wait_for(firing, 420, "ImgprocNoWorker firing", interval=10)
-    except AssertionError:
+    except StackError:
         print("alerts:", httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"])
         workers = httpx.get(f"{api}/query", params={"query": "imgproc_workers"}, timeout=5).json()
         print("imgproc_workers:", workers["data"]["result"])

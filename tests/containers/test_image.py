@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from imgproc.client import Client
-from imgproc.tools.stack import free_port
+from imgproc.testing import free_port
 from tests.containers.conftest import podman, require_image, wait_for
 
 IMAGE = "imgproc:cpu"

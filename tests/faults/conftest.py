@@ -1,77 +1,20 @@
-"""Fault-test machinery: worker processes, a Redis of our own that can restart, a cuttable TCP link."""
+"""Fault-test machinery: worker processes and a Redis of our own that can restart (the harness's,
+``imgproc.testing``), with the test's settings; a cuttable TCP link."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
-from imgproc.config import ROOT
-from imgproc.tools.stack import free_port, stop_processes
+from imgproc.testing import RedisServer, WorkerProcess, free_port, stop_processes
 from tests.conftest import process_env
 
 #: Seconds a stopped worker gets to leave before it is killed (Kubernetes' default grace period is 30).
 STOP_GRACE = 30
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``check`` until it returns something true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class WorkerProcess:
-    """A real ``python worker.py`` process with the test's settings."""
-
-    def __init__(self, env: dict, queues: str, name: str, log_dir: Path):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "worker.py", "--queues", queues, "--name", name],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a kill takes its scheduler (a spawned child) with it
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def ready(self, conn: redis_lib.Redis) -> bool:
-        return conn.exists(f"rq:worker:{self.name}") == 1
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        """SIGTERM (a warm stop), SIGKILL after ``STOP_GRACE`` seconds; the exit code."""
-        (code,) = stop_processes([self.proc], STOP_GRACE)
-        self._log.close()
-        return code
 
 
 @pytest.fixture
@@ -94,12 +37,19 @@ def worker_env(settings):
 
 @pytest.fixture
 def workers(tmp_path):
-    """``workers(env, queues, n)`` starts worker processes, stopped (SIGTERM) after the test."""
+    """``workers(env, queues, n)`` starts worker processes (each a group of its own, so that a kill takes
+    its scheduler too), stopped (SIGTERM, SIGKILL after ``STOP_GRACE``) after the test."""
     started: list[WorkerProcess] = []
 
     def start(env: dict, queues: str = "image-processing", n: int = 1) -> list[WorkerProcess]:
         new = [
-            WorkerProcess(env, queues, f"w{len(started) + i}-{os.getpid()}-{time.monotonic_ns()}", tmp_path)
+            WorkerProcess.start(
+                env,
+                queues,
+                f"w{len(started) + i}-{os.getpid()}-{time.monotonic_ns()}",
+                tmp_path,
+                new_session=True,
+            )
             for i in range(n)
         ]
         started.extend(new)
@@ -107,58 +57,13 @@ def workers(tmp_path):
 
     yield start
     # All at once, one deadline: an idle worker leaves within a second or two, even on a busy host.
-    stop_processes([worker.proc for worker in started], STOP_GRACE)
-    for worker in started:
-        worker.stop()  # its log closed
-
-
-class RedisServer:
-    """A redis-server of our own, with AOF persistence, that a test can stop and start again."""
-
-    def __init__(self, directory: Path):
-        self.port = free_port()
-        self.dir = directory
-        self.proc: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for(lambda: self._answers(), 10, "redis-server to start")
-
-    def _answers(self) -> bool:
-        try:
-            return redis_lib.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-        except redis_lib.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: redis flushes the AOF and exits
-            self.proc.wait(timeout=10)
+    stop_processes(started, STOP_GRACE)
 
 
 @pytest.fixture
 def own_redis(tmp_path):
-    server = RedisServer(tmp_path)
+    """A redis-server of the test's own (AOF, fsync always) that it may stop and start again."""
+    server = RedisServer(tmp_path / "redis")
     server.start()
     yield server
     server.stop()

@@ -1,17 +1,19 @@
-"""A Redis master, its replica and three sentinels on 127.0.0.1, each a redis-server of our own."""
+"""A Redis master, its replica and three sentinels on 127.0.0.1, each a redis-server of our own.
+
+The master and the replica are the harness's ``RedisServer``s (AOF, fsync every second); the
+sentinels run from a file each, which they rewrite.
+"""
 
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import redis as redis_lib
 
-from imgproc.tools.stack import free_port
-from tests.faults.conftest import wait_for
+from imgproc.testing import RedisServer, free_port, stop_processes, wait_for
 
 MASTER_NAME = "imgproc"
 
@@ -28,44 +30,24 @@ class SentinelGroup:
 
     def __init__(self, directory: Path):
         self.dir = directory
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.ports = {"master": free_port(), "replica": free_port()}
+        self.master = RedisServer(directory / "master", fsync="everysec")
+        self.replica = RedisServer(
+            directory / "replica", "--replicaof", "127.0.0.1", str(self.master.port), fsync="everysec"
+        )
+        self.ports = {"master": self.master.port, "replica": self.replica.port}
         self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinel_procs: list[subprocess.Popen] = []
 
     @property
     def sentinels(self) -> str:
         """``REDIS_SENTINELS`` for these sentinels."""
         return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
 
-    def _server(self, name: str, *args: str) -> None:
-        data = self.dir / name
-        data.mkdir(exist_ok=True)
-        command = [shutil.which("redis-server"), "--port", str(self.ports[name]), "--bind", "127.0.0.1"]
-        command += [
-            "--dir",
-            str(data),
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-            "--maxmemory-policy",
-            "noeviction",
-        ]
-        with open(data / "log", "w") as log:  # the child keeps its own copy
-            self.procs[name] = subprocess.Popen([*command, *args], stdout=log, stderr=subprocess.STDOUT)
-
     def start(self) -> None:
-        self._server("master")
-        wait_for(lambda: _answers(self.ports["master"]), 10, "the master")
-        self._server("replica", "--replicaof", "127.0.0.1", str(self.ports["master"]))
-        replica = redis_lib.Redis(port=self.ports["replica"])
-        wait_for(
-            lambda: (
-                _answers(self.ports["replica"]) and replica.info("replication")["master_link_status"] == "up"
-            ),
-            20,
-            "the replica to sync",
-        )
+        self.master.start()
+        self.replica.start()
+        replica = redis_lib.Redis(port=self.replica.port)
+        wait_for(lambda: replica.info("replication")["master_link_status"] == "up", 20, "the replica to sync")
         for i, port in enumerate(self.sentinel_ports):
             conf = self.dir / f"sentinel-{i}.conf"  # sentinels rewrite their file: one each
             conf.write_text(
@@ -75,11 +57,8 @@ class SentinelGroup:
                 f"sentinel failover-timeout {MASTER_NAME} 10000\n"
             )
             with open(self.dir / f"sentinel-{i}.log", "w") as log:
-                self.procs[f"sentinel-{i}"] = subprocess.Popen(
-                    [shutil.which("redis-server"), str(conf), "--sentinel"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+                sentinel = [shutil.which("redis-server"), str(conf), "--sentinel"]
+                self.sentinel_procs.append(subprocess.Popen(sentinel, stdout=log, stderr=subprocess.STDOUT))
         for port in self.sentinel_ports:
             sentinel = redis_lib.Redis(port=port, socket_connect_timeout=0.2)
             wait_for(
@@ -107,18 +86,10 @@ class SentinelGroup:
 
     def kill_master(self) -> float:
         """SIGKILL the master (no goodbye to anyone); the monotonic time of the kill."""
-        proc = self.procs["master"]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        self.master.kill()
         return time.monotonic()
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.master.stop()
+        self.replica.stop()
+        stop_processes(self.sentinel_procs, 10)

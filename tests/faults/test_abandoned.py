@@ -13,7 +13,7 @@ import psutil
 import pytest
 from rq.job import Job
 
-from tests.faults.conftest import wait_for
+from imgproc.testing import wait_for
 
 LIGHT = "/api/image-queue/process-image-queue"
 DEFAULTS = {

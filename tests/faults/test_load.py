@@ -15,8 +15,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from imgproc.api import create_app
+from imgproc.testing import wait_for
 from tests.cloudinary_stub import CloudinaryStub
-from tests.faults.conftest import wait_for
 
 JOBS = int(os.environ.get("IMGPROC_SOAK_JOBS", "1000"))
 VENDORS = 5

@@ -20,8 +20,7 @@ import pytest
 import redis as redis_lib
 from rq.job import Job
 
-from imgproc.tools.stack import ApiClient, LocalStack, free_port, local_env, wait_until
-from tests.faults.conftest import wait_for
+from imgproc.testing import LocalStack, free_port, local_env, wait_for
 from tests.faults.netns import Host, Network, network  # noqa: F401 (the fixture)
 
 # 40-160 s on 2 cores, and at the mercy of a loaded machine's timing: `make soak` runs it.
@@ -29,23 +28,20 @@ pytestmark = pytest.mark.skipif(
     not os.environ.get("IMGPROC_SOAK"), reason="three hosts in network namespaces: run by `make soak`"
 )
 
-BG = "/api/image-queue/remove-bg-queue"
-LIGHT = "/api/image-queue/process-image-queue"
-
 
 class HostStack(LocalStack):
     """``LocalStack`` whose next processes start on ``host`` (inside its network namespace)."""
 
     host: Host | None = None
 
-    def spawn(self, name, command, env):
-        return super().spawn(name, self.host.command(*command) if self.host else command, env)
+    def spawn(self, name, command, env, **options):
+        return super().spawn(name, self.host.command(*command) if self.host else command, env, **options)
 
 
 def host_of(conn: redis_lib.Redis, worker_name: str, procs: dict) -> str:
     """The host of a worker: by name, or by process (a worker back from an outage has a new name)."""
     for host, proc in procs.items():
-        if proc.worker_name == worker_name:
+        if proc.name == worker_name:
             return host
     fields = conn.hgetall(f"rq:worker:{worker_name}")
     hosts = [host for host, proc in procs.items() if proc.pid == int(fields.get(b"pid", 0))]
@@ -80,7 +76,7 @@ def test_jobs_spread_survive_a_cut_host_and_the_host_rejoins(network, tmp_path, 
             stack.env,
         )
         conn = redis_lib.Redis(host=hub.address, port=6379, socket_timeout=5)
-        wait_until(conn.ping, 10, "Redis on the hub", [redis_server])
+        wait_for(conn.ping, 10, "Redis on the hub", [redis_server])
         photo_port = free_port()
         stack.spawn(
             "photos",
@@ -98,16 +94,16 @@ def test_jobs_spread_survive_a_cut_host_and_the_host_rejoins(network, tmp_path, 
         stack.host = hub
         stack.start_api(processes=2)
         stack.wait_workers(list(procs.values()), timeout=120)
-        client = ApiClient(stack.api, key, timeout=30)
+        client = stack.client(key)
 
         def light(prefix: str, n: int) -> Counter:
             """``n`` light jobs; how many each host ran."""
             ids = [
-                client.post(LIGHT, {"record_id": f"{prefix}{i}", "image_url": photo("coffee.jpg")})["job_id"]
+                client.submit("process-image", photo("coffee.jpg"), record_id=f"{prefix}{i}").id
                 for i in range(n)
             ]
             wait_for(
-                lambda: all(client.get(f"/api/image-queue/job/{i}")["state"] == "finished" for i in ids),
+                lambda: all(client.job(i).state == "finished" for i in ids),
                 60,
                 f"{n} light jobs",
                 interval=0.2,
@@ -118,9 +114,9 @@ def test_jobs_spread_survive_a_cut_host_and_the_host_rejoins(network, tmp_path, 
         assert set(spread) == {"host-a", "host-b"}, spread
 
         # A job in the middle of its inference when its host is cut off.
-        job_id = client.post(BG, {"record_id": "cut", "image_url": photo("astronaut.jpg")})["job_id"]
-        poll = lambda: client.get(f"/api/image-queue/job/{job_id}")  # noqa: E731
-        wait_for(lambda: poll()["stage"] == "inference", 60, "the job's inference", interval=0.05)
+        job_id = client.submit("remove-bg", photo("astronaut.jpg"), record_id="cut").id
+        poll = lambda: client.job(job_id)  # noqa: E731
+        wait_for(lambda: poll().stage == "inference", 60, "the job's inference", interval=0.05)
         victim = next(
             h
             for h in workers_hosts
@@ -129,16 +125,16 @@ def test_jobs_spread_survive_a_cut_host_and_the_host_rejoins(network, tmp_path, 
         survivor = next(h for h in workers_hosts if h is not victim)
         network.cut(victim)
         cut_at = time.monotonic()
-        wait_for(lambda: poll()["state"] != "started", 60, "the abandoned job to be noticed", interval=0.2)
+        wait_for(lambda: poll().state != "started", 60, "the abandoned job to be noticed", interval=0.2)
         noticed = time.monotonic() - cut_at
         job = wait_for(
-            lambda: (j := poll())["state"] in ("finished", "failed") and j,
+            lambda: (j := poll()).state in ("finished", "failed") and j,
             90,
             "the job's retry",
             interval=0.2,
         )
         recovered = time.monotonic() - cut_at
-        assert job["state"] == "finished" and job["attempts"] == 2, job
+        assert job.state == "finished" and job.attempts == 2, job
         final = Job.fetch(job_id, connection=conn)
         assert host_of(conn, final.worker_name, procs) == survivor.name
         # Its host keeps running, alone: its attempt ends on Redis's silence (10 s socket timeout).
@@ -155,9 +151,7 @@ def test_jobs_spread_survive_a_cut_host_and_the_host_rejoins(network, tmp_path, 
 
         def back() -> bool:
             names = [w.decode().removeprefix("rq:worker:") for w in conn.smembers("rq:workers")]
-            fresh = [
-                n for n in names if n != procs[victim.name].worker_name and conn.exists(f"rq:worker:{n}")
-            ]
+            fresh = [n for n in names if n != procs[victim.name].name and conn.exists(f"rq:worker:{n}")]
             return victim.name in {host_of(conn, n, procs) for n in fresh}
 
         wait_for(back, 60, "the cut host's worker to register again", interval=0.2)
@@ -173,10 +167,11 @@ def test_jobs_spread_survive_a_cut_host_and_the_host_rejoins(network, tmp_path, 
         engine = make_engine(stack.settings())
         row = Records(engine).get("acme", "cut")
         engine.dispose()
-        assert row["writes"] == 1 and job["result"]["url"].endswith(row["bg_removed_url"])
+        assert row["writes"] == 1 and job.result.url.endswith(row["bg_removed_url"])
         stored = list((tmp_path / "var" / "media" / "acme" / job_id).iterdir())
         assert len(stored) == 1, stored
-        assert poll()["state"] == "finished" and poll()["attempts"] == 2
+        now = poll()
+        assert now.state == "finished" and now.attempts == 2
         print(
             f"\nhosts: hub {hub.address} (Redis, API, photos), {host_a.name} {host_a.address}, "
             f"{host_b.name} {host_b.address}; 20 light jobs per host: {dict(spread)}; "

@@ -2,7 +2,7 @@
 
 import signal
 
-from tests.faults.conftest import wait_for
+from imgproc.testing import wait_for
 
 
 def test_ready_file_follows_the_worker(redis_conn, worker_env, workers, tmp_path):
@@ -12,7 +12,7 @@ def test_ready_file_follows_the_worker(redis_conn, worker_env, workers, tmp_path
     assert "ready in" in worker.log()  # written after the models loaded, not at start
     assert ready.read_text().split()[0] == worker.name
     wait_for(lambda: worker.ready(redis_conn), 30, "the worker to register")
-    worker.signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.log()
     assert not ready.exists()
 

@@ -6,7 +6,7 @@ import redis as redis_lib
 from rq.suspension import resume, suspend
 
 from imgproc.api import create_app
-from tests.faults.conftest import wait_for
+from imgproc.testing import wait_for
 
 LIGHT = "/api/image-queue/process-image-queue"
 
@@ -31,7 +31,7 @@ def test_redis_restart_loses_no_queued_job(settings, own_redis, photo_server, ph
     health = client.get("/health")
     assert health.status_code == 503 and health.json["failing"] == ["redis"]
     time.sleep(3)  # the worker meets the outage
-    assert worker.proc.poll() is None, worker.log()
+    assert worker.poll() is None, worker.log()
 
     own_redis.start()
     outage = time.monotonic() - down_at
@@ -49,6 +49,6 @@ def test_redis_restart_loses_no_queued_job(settings, own_redis, photo_server, ph
         f"11 jobs finished {time.monotonic() - back_at:.1f} s after it came back; "
         "same worker process"
     )
-    assert worker.proc.poll() is None
+    assert worker.poll() is None
     assert client.get("/health").json["redis"] == "ok"
     app.extensions["imgproc"].engine.dispose()

@@ -8,7 +8,7 @@ import time
 
 from rq.job import Job
 
-from tests.faults.conftest import wait_for
+from imgproc.testing import wait_for
 
 LIGHT = "/api/image-queue/process-image-queue"
 

@@ -14,8 +14,7 @@ from PIL import Image
 from rq.job import Job
 
 from imgproc.queueing import redis_for
-from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env
-from tests.faults.conftest import wait_for
+from imgproc.testing import LocalStack, PhotoServer, local_env, wait_for
 from tests.faults.sentinels import MASTER_NAME, SentinelGroup
 
 #: Light jobs in the run, as the issue asks (the master is killed after a third are enqueued).
@@ -33,7 +32,7 @@ def test_failover_loses_no_job(tmp_path, monkeypatch):
     group = SentinelGroup(tmp_path / "redis")
     group.dir.mkdir()
     photo = small_jpeg()
-    photos = PhotoServer(lambda path: photo)
+    photos = PhotoServer(lambda path: photo, keep_alive=True)
     try:
         group.start()
         # LocalStack takes REDIS_URL as it is; with REDIS_SENTINELS set only its database number counts.
@@ -60,7 +59,7 @@ def run_failover(stack: LocalStack, group: SentinelGroup, photos: PhotoServer) -
     stack.wait_workers([worker], timeout=60)
     stack.start_api(processes=2)
     api_pids = {p.pid for p in stack.procs}
-    client = ApiClient(stack.api, key, timeout=30)
+    http = stack.http(key, timeout=30)  # each 503 of the failover counted here: no client's retries
 
     switched: dict[str, float] = {}
     old_master = group.ports["master"]
@@ -83,9 +82,8 @@ def run_failover(stack: LocalStack, group: SentinelGroup, photos: PhotoServer) -
             killed_at = group.kill_master()
             threading.Thread(target=watch, args=(killed_at,), daemon=True).start()
         while True:
-            status, answer = client.request(
-                "POST", LIGHT, {"record_id": f"r{i}", "image_url": photos.url(f"/{i}.jpg")}
-            )
+            answer = http.post(LIGHT, json={"record_id": f"r{i}", "image_url": photos.url(f"/{i}.jpg")})
+            status, answer = answer.status_code, answer.json()
             if status == 202:
                 ids.append(answer["job_id"])
                 break
@@ -127,3 +125,4 @@ def run_failover(stack: LocalStack, group: SentinelGroup, photos: PhotoServer) -
         p.poll() is None for p in stack.procs
     )  # none restarted
     conn.close()
+    http.close()

@@ -5,8 +5,9 @@ import time
 from rq.job import Job
 
 from imgproc.api import create_app
+from imgproc.testing import wait_for
 from tests.cloudinary_stub import CloudinaryStub
-from tests.faults.conftest import TcpLink, wait_for
+from tests.faults.conftest import TcpLink
 
 LIGHT = "/api/image-queue/process-image-queue"
 

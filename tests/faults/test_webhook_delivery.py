@@ -14,19 +14,18 @@ from datetime import UTC
 import pytest
 from rq.job import Job
 
-from imgproc.tools.stack import ApiClient, LocalStack, PhotoServer, local_env
-from tests.faults.conftest import wait_for
+from imgproc.client import Client
+from imgproc.testing import LocalStack, PhotoServer, local_env, wait_for
 from tests.web.conftest import screenshot
 from tests.webhook_receiver import Receiver
-
-LIGHT = "/api/image-queue/process-image-queue"
 
 
 @pytest.fixture
 def stack(tmp_path, photos):
     """gunicorn on a port of its own and an embedded Redis; workers are started by each test."""
     saved = os.environ.pop("REDIS_URL", None)
-    server = PhotoServer(lambda path: photos["coffee"] if path == "/coffee.jpg" else None)
+    server = PhotoServer(keep_alive=True)
+    server.serve("/coffee.jpg", photos["coffee"])
     try:
         with LocalStack(tmp_path / "var", local_env(tmp_path / "var")) as local:
             local.start_api(processes=1)
@@ -38,20 +37,30 @@ def stack(tmp_path, photos):
             os.environ["REDIS_URL"] = saved
 
 
-def vendor(stack: LocalStack, request) -> ApiClient:
-    return ApiClient(stack.api, stack.add_vendor(re.sub(r"\W", "-", request.node.name)[:60]))
+def vendor(stack: LocalStack, request) -> Client:
+    return stack.client(stack.add_vendor(re.sub(r"\W", "-", request.node.name)[:60]))
 
 
-def enqueue(api: ApiClient, stack: LocalStack, n: int, webhook_url: str) -> list[str]:
-    body = {"image_url": stack.photo_url, "options": {"resize": [32, 32]}, "webhook_url": webhook_url}
-    return [api.post(LIGHT, {**body, "record_id": f"r{i}"})["job_id"] for i in range(n)]
+def enqueue(api: Client, stack: LocalStack, n: int, webhook_url: str) -> list[str]:
+    return [
+        api.submit(
+            "process-image", stack.photo_url, record_id=f"r{i}", webhook_url=webhook_url, resize=[32, 32]
+        ).id
+        for i in range(n)
+    ]
+
+
+def api_health(stack: LocalStack) -> dict:
+    """``GET /health`` (not the Client's: no key needed)."""
+    with stack.http() as http:
+        return http.get("/health").json()
 
 
 def test_plain_worker_replicas_deliver_webhooks(stack, request):
     replicas = stack.start_workers(2, "image-processing")
     stack.wait_workers(replicas)
     api = vendor(stack, request)
-    health = api.get("/health")
+    health = api_health(stack)
     assert health["status"] == "ok" and health["workers"] == 2, health
     assert health["webhooks"] == {"waiting": 0, "workers": 2, "warning": None}, health
     with Receiver() as receiver:
@@ -68,13 +77,11 @@ def test_plain_worker_replicas_deliver_webhooks(stack, request):
     assert latencies[-1] < 10, latencies
     for job_id in ids:
         job = wait_for(
-            lambda j=job_id: (
-                (v := api.get(f"/api/image-queue/job/{j}"))["webhook"]["state"] == "delivered" and v
-            ),
+            lambda j=job_id: (v := api.job(j)).webhook["state"] == "delivered" and v,
             10,
             "the job to show its webhook delivered",
         )
-        assert job["state"] == "finished"
+        assert job.state == "finished"
 
 
 def test_webhooks_waiting_with_nobody_to_deliver_them_are_reported(stack, request, browser):
@@ -83,18 +90,18 @@ def test_webhooks_waiting_with_nobody_to_deliver_them_are_reported(stack, reques
     stack.wait_workers([image])
     api = vendor(stack, request)
     ops_key = stack.add_vendor("ops", operator=True)
-    operator = ApiClient(stack.api, ops_key)
+    operator = stack.client(ops_key)
     with Receiver() as receiver:
         (job_id,) = enqueue(api, stack, 1, receiver.url)
-        wait_for(lambda: api.get(f"/api/image-queue/job/{job_id}")["state"] == "finished", 30, "the job")
-        health = api.get("/health")
+        wait_for(lambda: api.job(job_id).state == "finished", 30, "the job")
+        health = api_health(stack)
         assert health["status"] == "degraded", health
         assert health["webhooks"]["waiting"] == 1 and health["webhooks"]["workers"] == 0, health
         assert "IMGPROC_WEBHOOK_THREAD" in health["warnings"][0], health
-        own = api.get("/api/image-queue/queue-stats")["webhooks"]
+        own = api.stats()["webhooks"]
         assert own["workers"] == 0 and "no worker delivers webhooks" in own["warning"], own
         assert "waiting" not in own  # how many wait is everyone's count, not a vendor's
-        everyone = operator.get("/api/image-queue/queue-stats")["webhooks"]
+        everyone = operator.stats()["webhooks"]
         assert everyone["waiting"] == 1 and everyone["workers"] == 0 and everyone["warning"], everyone
         assert receiver.received == []
 
@@ -121,5 +128,5 @@ def test_webhooks_waiting_with_nobody_to_deliver_them_are_reported(stack, reques
         hooks = stack.start_workers(1, "webhooks")
         stack.wait_workers(hooks)
         wait_for(lambda: len(receiver.received) == 1, 30, "the waiting webhook")
-    health = wait_for(lambda: (h := api.get("/health"))["status"] == "ok" and h, 10, "/health to be ok")
+    health = wait_for(lambda: (h := api_health(stack))["status"] == "ok" and h, 10, "/health to be ok")
     assert health["webhooks"]["warning"] is None and health["workers"] == 1, health

@@ -3,7 +3,7 @@
 import json
 import time
 
-from tests.faults.conftest import wait_for
+from imgproc.testing import wait_for
 from tests.webhook_receiver import Receiver
 
 LIGHT = "/api/image-queue/process-image-queue"

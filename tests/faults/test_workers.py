@@ -6,8 +6,8 @@ import time
 from rq.job import Job
 from rq.worker import Worker
 
-from imgproc.tools.stack import stop_processes
-from tests.faults.conftest import STOP_GRACE, wait_for
+from imgproc.testing import stop_processes, wait_for
+from tests.faults.conftest import STOP_GRACE
 
 BG = "/api/image-queue/remove-bg-queue"
 
@@ -34,7 +34,7 @@ def test_worker_killed_during_inference(
     victim = next(w for w in pool if w.name == running)
     survivor = next(w for w in pool if w is not victim)
     killed_at = time.monotonic()
-    victim.signal(signal.SIGKILL)
+    victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
 
     # Found abandoned, it is queued again at once and taken by the survivor (its "queued" may last
@@ -71,12 +71,12 @@ def test_sigterm_finishes_the_job_then_exits_cleanly(
     second = enqueue(client, acme, photo_server, photos, "second")
     poll = lambda job_id: client.get(f"/api/image-queue/job/{job_id}", headers=acme).json  # noqa: E731
     wait_for(lambda: poll(first)["stage"] == "inference", 60, "the first job's inference")
-    worker.signal(signal.SIGTERM)  # what `docker stop` and `make run-workers` send
+    worker.send_signal(signal.SIGTERM)  # what `docker stop` and `make run-workers` send
     # The inference's own time depends on the host's load (5 to 10 s at load 5 on 2 cores): a wait
     # of its own, ended early if the worker exits. The stop after it has the grace period that
     # `docker stop` or Kubernetes would give it.
     wait_for(
-        lambda: worker.proc.poll() is not None or poll(first)["state"] != "started",
+        lambda: worker.poll() is not None or poll(first)["state"] != "started",
         180,
         "the first job to end after the stop",
         interval=0.2,

@@ -23,13 +23,12 @@ def web_stack(tmp_path_factory):
     """The API and a worker, a photo server whose routes a test may change, an operator and a vendor."""
     from imgproc.adapters.db import make_engine
     from imgproc.adapters.vendors import Vendors
-    from imgproc.tools.demo import sample_photos
-    from imgproc.tools.stack import LocalStack, PhotoServer, local_env
+    from imgproc.testing import LocalStack, PhotoServer, local_env, sample_photos
 
     var = tmp_path_factory.mktemp("web")
     photos = sample_photos()
     routes = {f"/{name}.jpg": data for name, data in photos.items()}
-    server = PhotoServer(lambda path: routes.get(path))
+    server = PhotoServer(lambda path: routes.get(path), keep_alive=True)
     saved = os.environ.pop("REDIS_URL", None)
     try:
         with LocalStack(var / "var", local_env(var)) as stack:

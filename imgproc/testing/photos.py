@@ -1,4 +1,4 @@
-"""A local HTTP server of photo URLs for tests: bodies, failures, redirects, slow and endless bodies.
+"""Photos for a local stack: an HTTP server of photo URLs, and sample photos from scikit-image.
 
     with PhotoServer() as photos:
         photos.serve("/cat.jpg", jpeg_bytes)
@@ -6,13 +6,17 @@
         fetch(photos.url("/cat.jpg"))
         assert photos.hits["/cat.jpg"] == 3
 
-Routes match the path without its query. It speaks HTTP/1.0, so every
-response closes its connection and a body without Content-Length simply runs
-until the server stops sending.
+    PhotoServer(lambda path: body_or_none, keep_alive=True)   every other path answered by a function
+
+Routes match the path without its query; ``resolve`` gets the whole path. By default it speaks
+HTTP/1.0, so every response closes its connection and a body without Content-Length simply runs
+until the server stops sending; ``keep_alive`` speaks HTTP/1.1 and keeps connections open, as a
+CDN does (the bench's fetches then measure no connection set-up).
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -24,14 +28,22 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 
 
 class PhotoServer:
-    """Serves photo URLs on 127.0.0.1 from a background thread; use it as a context manager.
+    """Serves photo URLs from a background thread, from its start; ``close()`` (or the ``with``) stops it.
 
     ``bind`` and ``name``: where it listens and the host its URLs name (0.0.0.0 and
     host.containers.internal for containers, which reach the host's addresses but not its loopback).
     """
 
-    def __init__(self, bind: str = "127.0.0.1", name: str = "127.0.0.1"):
+    def __init__(
+        self,
+        resolve: Callable[[str], bytes | None] | None = None,
+        *,
+        bind: str = "127.0.0.1",
+        name: str = "127.0.0.1",
+        keep_alive: bool = False,
+    ):
         self.name = name
+        self.resolve = resolve
         self.hits: Counter[str] = Counter()
         #: Headers of the latest request to each path.
         self.headers: dict[str, Message] = {}
@@ -39,18 +51,26 @@ class PhotoServer:
         self._failures: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer((bind, 0), _Handler)
+        handler = type("Handler", (_Handler,), {"protocol_version": "HTTP/1.1" if keep_alive else "HTTP/1.0"})
+        self._httpd = ThreadingHTTPServer((bind, 0), handler)
+        # A kept-alive connection holds its thread until the client hangs up: closing must not wait for it.
+        self._httpd.daemon_threads = keep_alive
         self._httpd.photos = self
         # A short poll keeps shutdown, which waits for the next poll, quick.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="photo-server"
         )
+        self._thread.start()
 
     def __enter__(self) -> PhotoServer:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -60,9 +80,13 @@ class PhotoServer:
     def port(self) -> int:
         return self._httpd.server_address[1]
 
+    @property
+    def base(self) -> str:
+        return f"http://{self.name}:{self.port}"
+
     def url(self, path: str) -> str:
         """Return the absolute URL of ``path`` on this server."""
-        return f"http://{self.name}:{self.port}{path}"
+        return self.base + path
 
     def serve(self, path: str, body: bytes, status: int = 200, headers: dict | None = None) -> None:
         """Answer ``path`` with ``body``; ``headers`` may override Content-Length."""
@@ -114,10 +138,15 @@ class PhotoServer:
         try:
             if remaining:
                 _respond(handler, status, b"failure")
-            elif route is None:
-                _respond(handler, 404, b"not found")
-            else:
+            elif route is not None:
                 route(handler)
+            elif self.resolve is not None:
+                body = self.resolve(handler.path)
+                _respond(
+                    handler, 200 if body is not None else 404, body or b"", {"Content-Type": "image/jpeg"}
+                )
+            else:
+                _respond(handler, 404, b"not found")
         except ConnectionError:
             pass  # the client hung up, as fetchers refusing a body do
 
@@ -125,11 +154,13 @@ class PhotoServer:
 class _Handler(BaseHTTPRequestHandler):
     """Hands every GET to the PhotoServer that owns the listening socket."""
 
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
+
     def do_GET(self) -> None:
         self.server.photos._handle(self)
 
     def log_message(self, format: str, *args) -> None:
-        pass  # keep test output quiet
+        pass  # keep the output quiet
 
 
 def _start(handler: BaseHTTPRequestHandler, status: int, headers: dict) -> None:
@@ -142,3 +173,24 @@ def _start(handler: BaseHTTPRequestHandler, status: int, headers: dict) -> None:
 def _respond(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict | None = None) -> None:
     _start(handler, status, {"Content-Length": str(len(body)), **(headers or {})})
     handler.wfile.write(body)
+
+
+def sample_photos() -> dict[str, bytes]:
+    """astronaut() (a face), a two-person composite, and coffee() (no face), as JPEG bytes."""
+    from PIL import Image
+    from skimage import data
+
+    astronaut = Image.fromarray(data.astronaut())
+    composite = Image.new("RGB", (1024, 512), (200, 200, 200))
+    composite.paste(astronaut, (0, 0))  # the larger face, on the left
+    composite.paste(astronaut.resize((320, 320)), (600, 150))
+    photos = {}
+    for name, img in (
+        ("astronaut", astronaut),
+        ("two-people", composite),
+        ("coffee", Image.fromarray(data.coffee())),
+    ):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=92)
+        photos[name] = buf.getvalue()
+    return photos
