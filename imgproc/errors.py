@@ -72,9 +72,17 @@ class InvalidOptions(RequestError):
 
     code = "invalid_options"
 
-    def __init__(self, option: str, message: str):
-        super().__init__(f"option {option!r}: {message}", details={"option": option})
+    def __init__(self, option: str, message: str, *, item: int | None = None):
+        """``item``: the index of the bulk item whose options these are (``details.item`` too)."""
+        where = "" if item is None else f"items[{item}]: "
+        details = {"option": option} if item is None else {"option": option, "item": item}
+        super().__init__(f"{where}option {option!r}: {message}", details=details)
         self.option = option
+        self.reason = message
+
+    def of_item(self, item: int) -> InvalidOptions:
+        """The same refusal, said of bulk item ``item``: a new error, the caught one stays as raised."""
+        return InvalidOptions(self.option, self.reason, item=item)
 
 
 class Unauthorized(RequestError):

@@ -7,7 +7,8 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from imgproc.queueing import JobQueue, JobSpec
+from imgproc.jobtypes import Payload
+from imgproc.queueing import JobQueue, NewJob
 from imgproc.queueing.fairshare import KEY_LANE
 from imgproc.tools.cli import main
 
@@ -37,8 +38,8 @@ def rows(out: str) -> list[list[str]]:
 
 
 def enqueue(settings, redis_conn, vendor: str, url: str, *records: str) -> list[Job]:
-    specs = [JobSpec("process-image", record, dict(LIGHT), image_url=url) for record in records]
-    return JobQueue(redis_conn, settings).enqueue(vendor, specs)[1]
+    new = [NewJob(Payload(vendor, "process-image", record, dict(LIGHT), image_url=url)) for record in records]
+    return JobQueue(redis_conn, settings).enqueue(new)[1]
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import time
 from rq import Queue
 from rq.job import Job
 
-from imgproc.queueing import JobQueue, JobSpec
+from imgproc.jobtypes import Payload
+from imgproc.queueing import JobQueue, NewJob
 from imgproc.queueing.fairshare import KEY_ACTIVE
 from imgproc.testing import WorkerProcess, stop_processes
 from tests.conftest import process_env
@@ -13,14 +14,14 @@ from tests.conftest import process_env
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
 
 
-def specs(n, url="http://127.0.0.1:1/x.jpg"):
-    return [JobSpec("process-image", f"r{i}", dict(LIGHT), image_url=url) for i in range(n)]
+def specs(vendor, n, url="http://127.0.0.1:1/x.jpg"):
+    return [NewJob(Payload(vendor, "process-image", f"r{i}", dict(LIGHT), image_url=url)) for i in range(n)]
 
 
 def test_feed_takes_vendors_in_turn_within_their_cap(settings, redis_conn):
     jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=2))
-    _, a = jobs.enqueue("vendor-a", specs(10), batch=True)
-    _, b = jobs.enqueue("vendor-b", specs(1), batch=True)
+    _, a = jobs.enqueue(specs("vendor-a", 10), batch=True)
+    _, b = jobs.enqueue(specs("vendor-b", 1), batch=True)
     queue = Queue("image-processing", connection=redis_conn)
     assert queue.job_ids == [a[0].id, a[1].id]  # A's cap is reached; B waits for room
     # Jobs waiting in the lanes count as queued: the whole queue for an operator, its own for a vendor.
@@ -38,9 +39,9 @@ def test_a_lost_job_end_holds_its_vendor_back_only_until_it_is_counted_again(set
     """A worker killed mid-job never releases it: the feed's own count of the vendor's jobs finds it."""
     jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
     queue = Queue("image-processing", connection=redis_conn)
-    _, a = jobs.enqueue("vendor-a", specs(2), batch=True)
-    _, b = jobs.enqueue("vendor-b", specs(3), batch=True)
-    _, c = jobs.enqueue("vendor-c", specs(3), batch=True)
+    _, a = jobs.enqueue(specs("vendor-a", 2), batch=True)
+    _, b = jobs.enqueue(specs("vendor-b", 3), batch=True)
+    _, c = jobs.enqueue(specs("vendor-c", 3), batch=True)
     assert queue.job_ids == [a[0].id, b[0].id]
     for job in (a[0], b[0]):
         redis_conn.lpop(queue.key)
@@ -61,7 +62,7 @@ def test_a_lost_job_end_holds_its_vendor_back_only_until_it_is_counted_again(set
 def test_lanes_left_by_the_old_ring_are_fed_after_an_upgrade(settings, redis_conn):
     """Jobs waiting in lanes under 0.1's turn ring (a list and a set) still reach the workers."""
     jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
-    _, a = jobs.enqueue("vendor-a", specs(2), batch=True)
+    _, a = jobs.enqueue(specs("vendor-a", 2), batch=True)
     queue = Queue("image-processing", connection=redis_conn)
     assert queue.job_ids == [a[0].id]
     # As 0.1 left it: vendor-a's second job in its lane, the vendor in the ring, no ready set.
@@ -77,7 +78,7 @@ def test_lanes_left_by_the_old_ring_are_fed_after_an_upgrade(settings, redis_con
 
 def test_cancelled_waiting_job_never_reaches_a_worker(settings, redis_conn):
     jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
-    _, a = jobs.enqueue("vendor-a", specs(3), batch=True)
+    _, a = jobs.enqueue(specs("vendor-a", 3), batch=True)
     a[1].cancel()
     queue = Queue("image-processing", connection=redis_conn)
     redis_conn.lpop(queue.key)
@@ -88,8 +89,8 @@ def test_cancelled_waiting_job_never_reaches_a_worker(settings, redis_conn):
 
 def test_a_job_cancelled_in_its_lane_stops_counting_as_queued_at_once(settings, redis_conn):
     jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
-    _, a = jobs.enqueue("vendor-a", specs(3), batch=True)
-    _, (b,) = jobs.enqueue("vendor-b", specs(1))
+    _, a = jobs.enqueue(specs("vendor-a", 3), batch=True)
+    _, (b,) = jobs.enqueue(specs("vendor-b", 1))
 
     def queued() -> int:
         return jobs.stats("", operator=True)["queues"]["image-processing"]["queued"]
@@ -108,8 +109,8 @@ def test_single_job_starts_before_the_bulks_twentieth(settings, redis_conn, phot
     photo_server.serve("/coffee.jpg", photos["coffee"])
     url = photo_server.url("/coffee.jpg")
     jobs = JobQueue(redis_conn, settings)
-    _, bulk = jobs.enqueue("vendor-a", specs(40, url), batch=True)
-    _, (single,) = jobs.enqueue("vendor-b", specs(1, url))
+    _, bulk = jobs.enqueue(specs("vendor-a", 40, url), batch=True)
+    _, (single,) = jobs.enqueue(specs("vendor-b", 1, url))
     env = process_env(settings, IMGPROC_WORKERS_PER_HOST="2")
     names = [f"fair-{i}-{time.monotonic_ns()}" for i in range(2)]
     workers = [  # each a group of its own: a kill takes its scheduler with it

@@ -58,7 +58,8 @@ def _wait_for(settings, name, pattern, timeout=120):
 def test_replicas_started_one_by_one_share_the_cores(settings, redis_conn, photo_server, photos):
     """Two plain `python worker.py`: the second makes both take half the cores, leaving gives them back."""
     from imgproc.api.options import validate
-    from imgproc.queueing import JobQueue, JobSpec
+    from imgproc.jobtypes import Payload
+    from imgproc.queueing import JobQueue, NewJob
 
     cores = os.cpu_count() or 1
     half = max(1, cores // 2)
@@ -75,13 +76,9 @@ def test_replicas_started_one_by_one_share_the_cores(settings, redis_conn, photo
         )
         # A job on rebuilt sessions comes out right (either worker may take it).
         photo_server.serve("/astronaut.jpg", photos["astronaut"])
-        spec = JobSpec(
-            "remove-bg",
-            "r1",
-            validate("remove-bg", {}, settings),
-            image_url=photo_server.url("/astronaut.jpg"),
-        )
-        _, (job,) = JobQueue(redis_conn, settings).enqueue("acme", [spec])
+        options = validate("remove-bg", {}, settings)
+        payload = Payload("acme", "remove-bg", "r1", options, image_url=photo_server.url("/astronaut.jpg"))
+        _, (job,) = JobQueue(redis_conn, settings).enqueue([NewJob(payload)])
         deadline = time.monotonic() + 120
         while job.get_status(refresh=True) not in ("finished", "failed") and time.monotonic() < deadline:
             time.sleep(0.2)

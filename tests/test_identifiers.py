@@ -5,7 +5,8 @@ import logging
 import pytest
 from rq.job import Job
 
-from imgproc.queueing import JobQueue, JobSpec
+from imgproc.jobtypes import Payload
+from imgproc.queueing import JobQueue, NewJob
 from tests.test_cli import LIGHT, cli, rows  # noqa: F401 (cli is a fixture)
 
 SINGLE = "/api/image-queue/process-image-queue"
@@ -58,8 +59,8 @@ def test_ids_stored_before_are_escaped_in_the_worker_log_and_the_cli_table(
 ):
     """Issue 22 finding 10: an id stored before the API refused it is one escaped line in logs and tables."""
     photo_server.serve("/photo.jpg", b"not an image")
-    spec = JobSpec("process-image", HOSTILE, dict(LIGHT), image_url=photo_server.url("/photo.jpg"))
-    (job,) = JobQueue(redis_conn, settings).enqueue("acme", [spec])[1]
+    payload = Payload("acme", "process-image", HOSTILE, dict(LIGHT), image_url=photo_server.url("/photo.jpg"))
+    (job,) = JobQueue(redis_conn, settings).enqueue([NewJob(payload)])[1]
     caplog.set_level(logging.INFO, logger="rq.worker")
     work()
     assert Job.fetch(job.id, connection=redis_conn).get_status() == "failed"

@@ -21,7 +21,7 @@ from .metrics import build_metrics
 from .operator import build_operator
 from .presets import build_presets
 from .ratelimits import RequestLimits
-from .routes import authenticate, build_blueprint
+from .routes import api, authenticate
 from .services import Services, services
 from .streams import build_streams
 from .web import build_web
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(authenticate)  # before the limits' hook: limits are per vendor
     limits = RequestLimits(svc.conn, settings)
     limits.init_app(app)
-    app.register_blueprint(build_blueprint())
+    app.register_blueprint(api)
     app.register_blueprint(build_streams())
     app.register_blueprint(build_metrics(app.extensions["imgproc"]))
     app.register_blueprint(build_listings(limits))

@@ -40,12 +40,12 @@ from werkzeug.exceptions import HTTPException
 
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError, RateLimited
-from imgproc.jobtypes import BULK_ENDPOINTS, MATTING, SINGLE_ENDPOINTS, JobType, Payload
+from imgproc.jobtypes import JOB_TYPES, MATTING, JobType, Payload
 from imgproc.queueing import usage
 from imgproc.queueing.keys import KEY_LIMIT
 
 from .options import validate
-from .routes import request_fields
+from .requests import request_fields
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ SCOPES = (
 )
 #: A zip of a batch's results is a download, counted as any client's, from a signed-in page too.
 DOWNLOADS = {"listings.batch_zip"}
+#: The enqueue views (imgproc.api.routes), by Flask's endpoint name; the job type is in their arguments.
+SINGLE_VIEW, BULK_VIEW = "api.enqueue_single", "api.enqueue_bulk"
+ENQUEUE_VIEWS = {SINGLE_VIEW, BULK_VIEW}
 
 # KEYS: one sorted set per limit. ARGV: now (ms), the request's token, then per limit its amount,
 # window (ms), cost and whether it is counted on its own (1: the all-requests limit, kept even when a
@@ -162,16 +165,13 @@ class RequestLimits:
             if self._retry_runs_matting(request.view_args["job_id"]):
                 found.append(Use("bg-removal", self.items["bg-removal"]))
             return found
-        endpoint = (request.view_args or {}).get("endpoint")
-        if request.endpoint != "api.enqueue" or (
-            endpoint not in SINGLE_ENDPOINTS and endpoint not in BULK_ENDPOINTS
-        ):
+        if request.endpoint not in ENQUEUE_VIEWS:
             return found
         found.append(Use("image", self.items["image"]))
-        bulk = endpoint in BULK_ENDPOINTS
+        bulk = request.endpoint == BULK_VIEW
         if bulk:
             found.append(Use("bulk", self.items["bulk"]))
-        job_type = BULK_ENDPOINTS[endpoint] if bulk else SINGLE_ENDPOINTS[endpoint]
+        job_type = JOB_TYPES[request.view_args["job_type"]]
         cost = _matting_cost(job_type, bulk, self.settings) if MATTING in job_type.models else 0
         if cost:
             found.append(Use("bg-removal", self.items["bg-removal"], cost))

@@ -21,7 +21,7 @@ from imgproc.adapters.urls import UrlPolicy
 from imgproc.adapters.vendors import CachedVendors, VendorDirectory, Vendors
 from imgproc.config import Settings
 from imgproc.metrics import Discard, Metrics, Recorder
-from imgproc.queueing import JobQueue, JobSpec, redis_for
+from imgproc.queueing import JobQueue, NewJob, redis_for
 from imgproc.queueing.eventreader import EventReader
 from imgproc.queueing.openstreams import OpenStreams
 
@@ -29,9 +29,7 @@ from imgproc.queueing.openstreams import OpenStreams
 class JobStore(Protocol):
     """The queue as the views use it: enqueue for a vendor, read back only the vendor's own."""
 
-    def enqueue(
-        self, vendor: str, specs: list[JobSpec], *, batch: bool = False
-    ) -> tuple[str | None, list[Job]]: ...
+    def enqueue(self, new: list[NewJob], *, batch: bool = False) -> tuple[str | None, list[Job]]: ...
 
     def claim(self, vendor: str, key: str) -> tuple[str, Job | None]: ...
 

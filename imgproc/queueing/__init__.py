@@ -1,7 +1,7 @@
 """Queueing: jobs into RQ on Redis through the vendors' fair-share lanes, and read back per vendor.
 
     connection.py   redis_for(): the Redis client every part uses (through Sentinel when set)
-    jobs.py         JobQueue.enqueue (one transaction per request), idempotency keys, JobSpec
+    jobs.py         JobQueue.enqueue (one transaction per request), idempotency keys, NewJob
     views.py        JobViews: a job, a batch, counts per queue and vendor, as API.md shows them
     fairshare.py    per-vendor lanes in front of each RQ queue, fed in turn (Lua)
     uploads.py      uploaded photos kept in Redis for the worker
@@ -14,6 +14,6 @@ Nothing here knows HTTP or models: the API and the workers both build on it.
 
 from .connection import connect, redis_for
 from .fairshare import FairShare
-from .jobs import JobQueue, JobSpec
+from .jobs import JobQueue, NewJob
 
-__all__ = ["FairShare", "JobQueue", "JobSpec", "connect", "redis_for"]
+__all__ = ["FairShare", "JobQueue", "NewJob", "connect", "redis_for"]

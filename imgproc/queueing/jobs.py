@@ -26,17 +26,20 @@ from .state import JobState
 from .views import JobViews
 
 
-@dataclass
-class JobSpec:
-    """One job to enqueue: validated options, and either a URL or uploaded bytes."""
+@dataclass(frozen=True)
+class NewJob:
+    """One job to enqueue: its payload (``payload.upload`` when ``photo`` holds the uploaded bytes).
 
-    type: str
-    record_id: str
-    options: dict
-    image_url: str | None = None
-    upload: bytes | None = None
+    ``job_id`` is given only for a job whose id was claimed first (an idempotency key's).
+    """
+
+    payload: Payload
+    photo: bytes | None = None
     job_id: str | None = None
-    webhook_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.payload.upload != (self.photo is not None):
+            raise ValueError("payload.upload says whether the job's photo was uploaded (photo)")
 
 
 class LaneQueue(Queue):
@@ -70,35 +73,27 @@ class JobQueue(JobViews):
             return None
         return Retry(max=self.settings.max_retries, interval=self.settings.retry_intervals)
 
-    def enqueue(
-        self, vendor: str, specs: list[JobSpec], *, batch: bool = False
-    ) -> tuple[str | None, list[Job]]:
-        """Enqueue jobs of one type atomically (one Redis transaction); a bulk gets a batch id."""
-        if not specs:
+    def enqueue(self, new: list[NewJob], *, batch: bool = False) -> tuple[str | None, list[Job]]:
+        """Enqueue jobs of one vendor and type atomically (one Redis transaction); a bulk gets a batch id."""
+        if not new:
             return None, []
-        job_type = specs[0].type
+        first = new[0].payload
+        vendor, job_type = first.vendor, first.type
+        if any((n.payload.vendor, n.payload.type) != (vendor, job_type) for n in new):
+            raise ValueError("one enqueue holds jobs of one vendor and one type")
         queue = LaneQueue(
             JOB_TYPES[job_type].queue, connection=self.conn, default_timeout=self.settings.job_timeout
         )
         batch_id = "b_" + uuid.uuid4().hex if batch else None
         created = time.time()
         datas = []
-        job_ids = [spec.job_id or uuid.uuid4().hex for spec in specs]
-        with self._uploads_held(vendor, specs, job_ids), self.conn.pipeline() as pipe:
-            for spec, job_id in zip(specs, job_ids, strict=True):
-                payload = Payload(
-                    vendor,
-                    spec.type,
-                    spec.record_id,
-                    spec.options,
-                    image_url=spec.image_url,
-                    upload=spec.upload is not None,
-                    webhook_url=spec.webhook_url,
-                )
+        job_ids = [n.job_id or uuid.uuid4().hex for n in new]
+        with self._uploads_held(vendor, new, job_ids), self.conn.pipeline() as pipe:
+            for payload, job_id in zip((n.payload for n in new), job_ids, strict=True):
                 state = JobState.new(
                     vendor=vendor,
-                    job_type=spec.type,
-                    record_id=spec.record_id,
+                    job_type=job_type,
+                    record_id=payload.record_id,
                     batch_id=batch_id,
                     max_attempts=self.settings.max_attempts,
                 )
@@ -113,13 +108,13 @@ class JobQueue(JobViews):
                         timeout=self.settings.job_timeout,
                         result_ttl=self.settings.result_ttl,
                         failure_ttl=self.settings.failure_ttl,
-                        description=f"{spec.type} {vendor}/{spec.record_id}",
+                        description=f"{job_type} {vendor}/{payload.record_id}",
                     )
                 )
                 pipe.zadd(KEY_VENDOR_JOBS.format(vendor), {job_id: created})
             # Keep the per-vendor index as long as the longest-lived job it can point at.
             pipe.zremrangebyscore(KEY_VENDOR_JOBS.format(vendor), 0, created - self.settings.failure_ttl)
-            usage.add(pipe, vendor, jobs=len(specs))
+            usage.add(pipe, vendor, jobs=len(new))
             if batch_id:
                 pipe.set(
                     KEY_BATCH.format(batch_id),
@@ -129,7 +124,7 @@ class JobQueue(JobViews):
                             "type": job_type,
                             "created_at": created,
                             "job_ids": [d.job_id for d in datas],
-                            "webhook_url": specs[0].webhook_url,
+                            "webhook_url": first.webhook_url,
                         }
                     ),
                     ex=self.settings.failure_ttl,
@@ -142,14 +137,14 @@ class JobQueue(JobViews):
         return batch_id, jobs
 
     @contextmanager
-    def _uploads_held(self, vendor: str, specs: list[JobSpec], job_ids: list[str]) -> Iterator[None]:
+    def _uploads_held(self, vendor: str, new: list[NewJob], job_ids: list[str]) -> Iterator[None]:
         """The uploads kept in Redis within the vendor's bound (TooManyUploads); gone if the enqueue fails."""
         held = []
         try:
-            for spec, job_id in zip(specs, job_ids, strict=True):
-                if spec.upload is not None:
+            for n, job_id in zip(new, job_ids, strict=True):
+                if n.photo is not None:
                     ttl, limit = self.settings.result_ttl, self.settings.vendor_upload_bytes
-                    uploads.hold(self.conn, vendor, job_id, spec.upload, ttl, limit)
+                    uploads.hold(self.conn, vendor, job_id, n.photo, ttl, limit)
                     held.append(job_id)
             yield
         except BaseException:

@@ -97,16 +97,14 @@ def test_make_run_workers_recycles_a_worker_after_max_jobs(
     import sys
 
     from imgproc.config import ROOT
-    from imgproc.queueing import JobQueue, JobSpec
+    from imgproc.jobtypes import Payload
+    from imgproc.queueing import JobQueue, NewJob
 
     photo_server.serve("/coffee.jpg", photos["coffee"])
     options = {"resize": [32, 32], "fit": "contain", "format": "jpg", "quality": 80, "strip_metadata": True}
+    url = photo_server.url("/coffee.jpg")
     _, jobs = JobQueue(redis_conn, settings).enqueue(
-        "acme",
-        [
-            JobSpec("process-image", f"r{i}", options, image_url=photo_server.url("/coffee.jpg"))
-            for i in range(7)
-        ],
+        [NewJob(Payload("acme", "process-image", f"r{i}", options, image_url=url)) for i in range(7)]
     )
     log = open(tmp_path / "pool.log", "w")
     pool = subprocess.Popen(
