@@ -9,6 +9,7 @@ failover or a full connection pool would: the key check still works.
 from __future__ import annotations
 
 import logging
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -98,3 +99,43 @@ def test_a_redis_error_showing_a_webhook_on_its_job_is_logged_not_taken_for_an_e
     assert f"msg_1: its delivered state not shown on job {job_id}" in caplog.text
     _show_on_job(runtime, message, "delivered", 1, 200)
     assert Job.fetch(job_id, connection=redis_conn).meta["webhook"]["state"] == "delivered"
+
+
+def test_every_api_route_answers_503_when_redis_goes_down_after_the_key_check(app, client, vendor_key):
+    """The rule, route by route (every /api/ rule of the app, new ones too): past the key check and the
+    rate limits, Redis goes away (the API's pool pointed at a closed port) and the answer is 503
+    ``unavailable``: never a 404, a 500 or an answer made up without Redis. Two need no Redis.
+    """
+    ops = vendor_key("ops", operator=True)
+    svc = app.extensions["imgproc"]
+    pool = svc.conn.connection_pool
+    port = pool.connection_kwargs["port"]
+
+    @app.before_request
+    def redis_goes_down() -> None:  # after the key check and the limiter: registered after them
+        pool.connection_kwargs["port"] = 1
+        pool.reset()
+
+    single = {"record_id": "r", "image_url": "http://127.0.0.1:9/a.jpg"}
+    bulk = {"items": [single]}
+    answers = {}
+    try:
+        for rule in app.url_map.iter_rules():
+            if not rule.rule.startswith("/api/"):
+                continue
+            path = re.sub(r"<(?:[^:>]*:)?([^>]+)>", "0" * 32, rule.rule)
+            body = bulk if "bulk" in rule.rule else single
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                response = client.open(path, method=method, headers=ops, json=body)
+                error = (response.json or {}).get("error") if response.is_json else None
+                answers[f"{method} {path}"] = (response.status_code, error and error["code"])
+                pool.connection_kwargs["port"] = port  # back for the next request's key check
+                pool.reset()
+    finally:
+        pool.connection_kwargs["port"] = port
+        pool.reset()
+    assert answers.pop("GET /api/image-queue/presets") == (200, None)
+    # A webhook message is looked up in the database before anything is enqueued: none, a 404 either way.
+    assert answers.pop(f"POST /api/image-queue/webhooks/{'0' * 32}/redeliver") == (404, "not_found")
+    assert len(answers) >= 20
+    assert {where: a for where, a in answers.items() if a != (503, "unavailable")} == {}
