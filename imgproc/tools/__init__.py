@@ -1,17 +1,23 @@
-"""What operators and developers run: the ``imgproc`` command and what it drives.
+"""What operators and developers run: the ``imgproc`` command, one module per command.
 
-cli.py          ``imgproc``: the commands and their dispatch
-admin.py        the tables of ``imgproc jobs`` and ``imgproc queues``
-vendor_admin.py ``imgproc vendors``: add, list, remove, purge, limits
-migrate.py      ``imgproc db upgrade``
-workerstatus.py ``imgproc workers --status`` and the workers' health check
-apihealth.py    the API container's health check
+cli.py          ``imgproc``: the commands' parsers assembled (``COMMANDS``), errors said in a line
+vendors.py      ``imgproc vendors``: add, list, rotate, remove, purge; webhook secrets
+models.py       ``imgproc models``: fetch and check the model files (``imgproc.modelfiles``)
+workers.py      ``imgproc workers``: a pool of workers in the foreground, or ``--status``
+workerstatus.py the workers' table and their health check (``python -m imgproc.tools.workerstatus``)
+jobs.py         ``imgproc jobs``: failed jobs, retried
+webhooks.py     ``imgproc webhooks``: undelivered webhooks, redelivered
+queues.py       ``imgproc queues``: counts per queue and per vendor
+tables.py       the plain text tables of those three
+db.py           ``imgproc db``: upgrade, current, check
+writeback.py    ``imgproc writeback check``
+demo.py         ``imgproc demo`` (``make demo``), on the harness's local stack (``imgproc.testing``)
 submit.py, submit_display.py, submit_records.py
                 ``imgproc submit``
-demo.py         ``imgproc demo`` (``make demo``), on the harness's local stack (``imgproc.testing``)
+apihealth.py    the API container's health check
 
-The model files are ``imgproc.modelfiles`` (``imgproc models``); the local stack of the demo, the
-bench and the tests is ``imgproc.testing``.
+Each command's module declares its options (``add_parser(sub)``) beside the handler it sets
+(``run(args, settings)``), after celery's ``bin/purge.py`` and rq's ``cli/``.
 
 A package, not a namespace: without this file the wheel (and so the images) left it out.
 """

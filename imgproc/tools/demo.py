@@ -12,6 +12,7 @@ until Ctrl-C; stops everything it started.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -27,6 +28,38 @@ BULKS = {
     "remove-bg": {},
     "crop-face": {"size": [300, 400]},
 }
+
+
+def add_parser(sub) -> None:
+    """The ``demo`` subcommand on the ``imgproc`` parser's subparsers."""
+    demo = sub.add_parser("demo", help="run the end-to-end demo (what `make demo` does)")
+    demo.add_argument("--out", default="out")
+    demo.add_argument("--serve", action="store_true", help="keep the stack up afterwards, until Ctrl-C")
+    demo.add_argument("--var", help="its database, media and logs (default: var/demo; emptied first)")
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    demo.add_argument(
+        "--operations",
+        default=",".join(BULKS),
+        type=_operations,
+        help="the bulks sent, comma-separated (default: remove-bg,crop-face)",
+    )
+    demo.set_defaults(func=run)
+
+
+def _operations(text: str) -> str:
+    if not text or set(text.split(",")) - set(BULKS):
+        raise argparse.ArgumentTypeError(f"a comma-separated choice of {', '.join(BULKS)}")
+    return text
+
+
+def run(args, settings: Settings) -> int:
+    return run_demo(
+        out_dir=Path(args.out),
+        serve=args.serve,
+        var=Path(args.var) if args.var else None,
+        workers=args.workers,
+        operations=tuple(args.operations.split(",")),
+    )
 
 
 def run_demo(

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="a new secret; the previous one also signs for IMGPROC_WEBHOOK_SECRET_GRACE seconds",
     )
-    vendors.set_defaults(func=cmd_vendors)
+    vendors.set_defaults(func=run)
 
 
 def _vendors(settings: Settings):
@@ -41,7 +41,7 @@ def _vendors(settings: Settings):
     return Vendors(make_engine(settings))
 
 
-def cmd_vendors(args, settings: Settings) -> int:
+def run(args, settings: Settings) -> int:
     vendors = _vendors(settings)
     try:
         if args.action == "add":
