@@ -216,13 +216,6 @@ TABLE = "jobtypes.py"
 COPIES_ALLOWED: dict[str | tuple[str, str], str] = {
     "client/jobtypes.py": "the client's copy, written by python -m imgproc.clientgen; tests/test_client.py "
     "fails when it differs from what the table writes",
-    # Item 6 of issue 24 moves tools/; these go with it (JOB_TYPES[...].bulk_endpoint, jt.names_model).
-    ("tools/demo.py", "remove-bg"): "the demo's bulks (BULKS), until tools/ moves",
-    ("tools/demo.py", "crop-face"): "the demo's bulks (BULKS), until tools/ moves",
-    ("tools/demo.py", "/api/image-queue/bulk-remove-bg"): "the demo's bulks (BULKS), until tools/ moves",
-    ("tools/demo.py", "/api/image-queue/bulk-crop-face"): "the demo's bulks (BULKS), until tools/ moves",
-    ("tools/cli.py", "remove-bg,crop-face"): "imgproc demo's default bulks, until tools/ moves",
-    ("tools/submit.py", "remove-bg"): "imgproc submit's background-removal limit, until tools/ moves",
 }
 _QUOTED = [re.compile(q + "([^" + q + "\\n]*)" + q) for q in ('"', "'", "`")]
 

@@ -22,11 +22,11 @@ import urllib.request
 from pathlib import Path
 
 from imgproc.config import ROOT, Settings
+from imgproc.jobtypes import FACE, JOB_TYPES
 
-#: The demo's bulks: each job type's options.
+#: The demo's bulks: each job type that runs a model (imgproc.jobtypes), with its options: crops of 300x400.
 BULKS = {
-    "remove-bg": {},
-    "crop-face": {"size": [300, 400]},
+    name: {"size": [300, 400]} if FACE in jt.models else {} for name, jt in JOB_TYPES.items() if jt.models
 }
 
 
@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
         "--operations",
         default=",".join(BULKS),
         type=_operations,
-        help="the bulks sent, comma-separated (default: remove-bg,crop-face)",
+        help=f"the bulks sent, comma-separated (default: {','.join(BULKS)})",
     )
     demo.set_defaults(func=run)
 

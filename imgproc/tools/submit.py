@@ -39,7 +39,7 @@ from imgproc.client.client import ENDPOINTS
 from imgproc.client.models import ENDED, Job, Result
 from imgproc.config import Settings
 from imgproc.errors import InvalidOptions
-from imgproc.jobtypes import JOB_TYPES
+from imgproc.jobtypes import JOB_TYPES, QUEUE_BG
 
 from .submit_display import Display, print_summary
 from .submit_records import UPLOADS, Record, UsageError, existing_result, load_records, parse_option
@@ -228,7 +228,7 @@ def _threads(submitter: Submitter, todo: list[Record], args, display: Display) -
 def _runs_matting(operation: str, options: dict) -> bool:
     """Whether the jobs run the background-removal model, and so count against its limit item by item:
     every remove-bg, and a crop-face whose options (or preset) remove the background."""
-    if operation == "remove-bg":  # whatever model it names, which only the server's settings list
+    if JOB_TYPES[operation].queue == QUEUE_BG:  # a removal, whatever model it names (the server's list)
         return True
     from imgproc.api.options import validate  # here: the API's package costs 0.6 s to import
 
