@@ -16,15 +16,11 @@ from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
 from imgproc.queueing import placement
 
-from .listings import build_listings
-from .metrics import build_metrics
-from .operator import build_operator
-from .presets import build_presets
+from . import listings, metrics, operator, presets, streams, web
+from .metrics import init_metrics
 from .ratelimits import RequestLimits
 from .routes import api, authenticate
 from .services import Services, services
-from .streams import build_streams
-from .web import build_web
 
 log = logging.getLogger("imgproc.api")
 
@@ -58,15 +54,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["imgproc"] = svc = Services.build(settings)
     app.before_request(authenticate)  # before the limits' hook: limits are per vendor
-    limits = RequestLimits(svc.conn, settings)
+    app.extensions[listings.LIMITS] = limits = RequestLimits(svc.conn, settings)
     limits.init_app(app)
+    init_metrics(app, svc)
+    # The blueprints are module-level, shared by every app of the process: what differs per app
+    # (its services, limits, metrics registry) is in app.extensions, read at request time.
     app.register_blueprint(api)
-    app.register_blueprint(build_streams())
-    app.register_blueprint(build_metrics(app.extensions["imgproc"]))
-    app.register_blueprint(build_listings(limits))
-    app.register_blueprint(build_operator())
-    app.register_blueprint(build_presets())  # GET /api/image-queue/presets
-    app.register_blueprint(build_web())  # the web page, /ui/ (imgproc.api.web)
+    app.register_blueprint(streams.bp)
+    app.register_blueprint(metrics.bp)  # its hooks time every request: after the limits' check
+    app.register_blueprint(listings.bp)
+    app.register_blueprint(operator.bp)
+    app.register_blueprint(presets.bp)  # GET /api/image-queue/presets
+    app.register_blueprint(web.bp)  # the web page, /ui/ (imgproc.api.web)
 
     @app.after_request
     def hardened(response):

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import urllib3
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 
 from imgproc.adapters.storage import MEDIA
 from imgproc.errors import Conflict, InvalidRequest
@@ -25,6 +25,11 @@ from imgproc.queueing.retries import RetryRefused, retry
 
 from .ratelimits import RequestLimits
 from .services import result_base, services
+
+#: Where ``create_app`` keeps the app's ``RequestLimits``, which ``GET /limits`` reads.
+LIMITS = "imgproc.limits"
+
+bp = Blueprint("listings", __name__, url_prefix="/api/image-queue")
 
 #: Largest page or per_page read: page=10**18 took Redis' range past its 64 bits (a 503 before).
 MOST = 1_000_000
@@ -111,46 +116,43 @@ def zip_stream(results: list[dict[str, Any]]) -> Iterator[bytes]:
     yield sink.take()
 
 
-def build_listings(request_limits: RequestLimits) -> Blueprint:
-    """The routes above."""
-    bp = Blueprint("listings", __name__, url_prefix="/api/image-queue")
+@bp.get("/jobs")
+def jobs():
+    page, per_page = _int_arg("page", 1), _int_arg("per_page", 20)
+    return jsonify(listing.vendor_jobs(services().jobs, g.vendor.name, page, per_page, result_base()))
 
-    @bp.get("/jobs")
-    def jobs():
-        page, per_page = _int_arg("page", 1), _int_arg("per_page", 20)
-        return jsonify(listing.vendor_jobs(services().jobs, g.vendor.name, page, per_page, result_base()))
 
-    @bp.post("/job/<job_id>/retry")
-    def retry_job(job_id: str):
-        jobs = services().jobs
-        job = jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
-        try:
-            job = retry(jobs, job)
-        except RetryRefused as exc:
-            raise Conflict(str(exc)) from None
-        return jsonify(jobs.job_view(job))
+@bp.post("/job/<job_id>/retry")
+def retry_job(job_id: str):
+    jobs = services().jobs
+    job = jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
+    try:
+        job = retry(jobs, job)
+    except RetryRefused as exc:
+        raise Conflict(str(exc)) from None
+    return jsonify(jobs.job_view(job))
 
-    @bp.get("/batch/<batch_id>/results.zip")
-    def batch_zip(batch_id: str):
-        jobs = services().jobs
-        view = jobs.batch_view(g.vendor.name, batch_id, operator=g.vendor.operator)
-        results = []
-        for item in view["jobs"]:
-            if item["state"] == "finished":
-                result = jobs.job_view(jobs.job_for(g.vendor.name, item["job_id"], operator=True))["result"]
-                if result and result.get("url"):
-                    results.append(result)
-        if not results:
-            raise Conflict("no job of this batch has finished yet: nothing to download")
-        return Response(
-            stream_with_context(zip_stream(results)),
-            mimetype="application/zip",
-            headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'},
-        )
 
-    @bp.get("/limits")
-    def limits():
-        found = request_limits.stats(g.vendor.name)
-        return jsonify({"limits": found})
+@bp.get("/batch/<batch_id>/results.zip")
+def batch_zip(batch_id: str):
+    jobs = services().jobs
+    view = jobs.batch_view(g.vendor.name, batch_id, operator=g.vendor.operator)
+    results = []
+    for item in view["jobs"]:
+        if item["state"] == "finished":
+            result = jobs.job_view(jobs.job_for(g.vendor.name, item["job_id"], operator=True))["result"]
+            if result and result.get("url"):
+                results.append(result)
+    if not results:
+        raise Conflict("no job of this batch has finished yet: nothing to download")
+    return Response(
+        stream_with_context(zip_stream(results)),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'},
+    )
 
-    return bp
+
+@bp.get("/limits")
+def limits():
+    request_limits: RequestLimits = current_app.extensions[LIMITS]
+    return jsonify({"limits": request_limits.stats(g.vendor.name)})

@@ -36,6 +36,9 @@ WEBHOOK_FIELDS = (
 )
 
 
+bp = Blueprint("operator", __name__, url_prefix="/api/image-queue")
+
+
 def _filters() -> dict[str, str | None]:
     queue = request.args.get("queue") or None
     if queue is not None and queue not in QUEUES:
@@ -48,61 +51,59 @@ def _webhooks() -> WebhookStore:
     return WebhookStore(svc.engine, grace=svc.settings.webhook_secret_grace)
 
 
-def build_operator() -> Blueprint:
-    """The routes above."""
-    bp = Blueprint("operator", __name__, url_prefix="/api/image-queue")
+@bp.before_request
+def operators_only() -> None:
+    if not g.vendor.operator:
+        raise Forbidden("this route needs an operator's key")
 
-    @bp.before_request
-    def operators_only() -> None:
-        if not g.vendor.operator:
-            raise Forbidden("this route needs an operator's key")
 
-    @bp.get("/failed")
-    def failed():
-        found = failed_jobs(services().jobs, **_filters())
-        return jsonify({"jobs": found[:MAX_FAILED], "total": len(found)})
+@bp.get("/failed")
+def failed():
+    found = failed_jobs(services().jobs, **_filters())
+    return jsonify({"jobs": found[:MAX_FAILED], "total": len(found)})
 
-    @bp.post("/failed/retry")
-    def retry_all():
-        requeued, refused = retry_failed(services().jobs, **_filters())
-        return jsonify({"retried": [job.id for job in requeued], "refused": refused})
 
-    @bp.get("/workers")
-    def workers():
-        return jsonify({"workers": listing.workers(services().jobs)})
+@bp.post("/failed/retry")
+def retry_all():
+    requeued, refused = retry_failed(services().jobs, **_filters())
+    return jsonify({"retried": [job.id for job in requeued], "refused": refused})
 
-    @bp.get("/usage")
-    def usage_days():
-        try:
-            count = max(1, min(int(request.args.get("days", 7)), usage.KEEP_DAYS))
-        except ValueError:
-            raise InvalidRequest("days must be a whole number") from None
-        return jsonify({"days": usage.days(services().conn, count)})
 
-    @bp.get("/webhooks/failed")
-    def webhooks_failed():
-        messages = _webhooks().failed(vendor=request.args.get("vendor") or None)
-        shown = [
-            {
-                **{f: m[f] for f in WEBHOOK_FIELDS},
-                "updated_at": m["updated_at"].isoformat(timespec="seconds") + "Z",
-            }
-            for m in messages[:MAX_FAILED]
-        ]
-        # What still waits to be delivered, beside what failed (the page says which).
-        return jsonify(
-            {"webhooks": shown, "total": len(messages), "waiting": services().jobs.webhook_backlog()}
-        )
+@bp.get("/workers")
+def workers():
+    return jsonify({"workers": listing.workers(services().jobs)})
 
-    @bp.post("/webhooks/<message_id>/redeliver")
-    def redeliver(message_id: str):
-        store, svc = _webhooks(), services()
-        message, refused = store.redeliver(message_id)
-        if message is None:
-            raise NotFound(refused)
-        if refused:
-            raise Conflict(refused)
-        enqueue_delivery(svc.conn, svc.settings, message_id, message["vendor"])
-        return jsonify({"id": message_id, "state": "pending", "url": message["url"]}), 202
 
-    return bp
+@bp.get("/usage")
+def usage_days():
+    try:
+        count = max(1, min(int(request.args.get("days", 7)), usage.KEEP_DAYS))
+    except ValueError:
+        raise InvalidRequest("days must be a whole number") from None
+    return jsonify({"days": usage.days(services().conn, count)})
+
+
+@bp.get("/webhooks/failed")
+def webhooks_failed():
+    messages = _webhooks().failed(vendor=request.args.get("vendor") or None)
+    shown = [
+        {
+            **{f: m[f] for f in WEBHOOK_FIELDS},
+            "updated_at": m["updated_at"].isoformat(timespec="seconds") + "Z",
+        }
+        for m in messages[:MAX_FAILED]
+    ]
+    # What still waits to be delivered, beside what failed (the page says which).
+    return jsonify({"webhooks": shown, "total": len(messages), "waiting": services().jobs.webhook_backlog()})
+
+
+@bp.post("/webhooks/<message_id>/redeliver")
+def redeliver(message_id: str):
+    store, svc = _webhooks(), services()
+    message, refused = store.redeliver(message_id)
+    if message is None:
+        raise NotFound(refused)
+    if refused:
+        raise Conflict(refused)
+    enqueue_delivery(svc.conn, svc.settings, message_id, message["vendor"])
+    return jsonify({"id": message_id, "state": "pending", "url": message["url"]}), 202

@@ -140,41 +140,39 @@ def _stream(body: Iterator[str]) -> Response:
     return response
 
 
-def build_streams() -> Blueprint:
-    """The event-stream routes beside the poll routes."""
-    bp = Blueprint("streams", __name__, url_prefix="/api/image-queue")
+bp = Blueprint("streams", __name__, url_prefix="/api/image-queue")
 
-    @bp.get("/job/<job_id>/events")
-    def job_events(job_id: str):
-        jobs = services().jobs
-        vendor, operator, base = g.vendor.name, g.vendor.operator, result_base()
-        jobs.job_for(vendor, job_id, operator=operator)  # 404 before anything is streamed
-        events.valid_id(request.headers.get("Last-Event-ID"))  # and 400
 
-        def current() -> dict[str, Any]:
-            try:
-                return jobs.job_view(jobs.job_for(vendor, job_id, operator=operator), base)
-            except NotFound:  # expired while followed (a Redis error is no expiry: it ends the stream)
-                return {"job_id": job_id, "state": "expired"}
+@bp.get("/job/<job_id>/events")
+def job_events(job_id: str):
+    jobs = services().jobs
+    vendor, operator, base = g.vendor.name, g.vendor.operator, result_base()
+    jobs.job_for(vendor, job_id, operator=operator)  # 404 before anything is streamed
+    events.valid_id(request.headers.get("Last-Event-ID"))  # and 400
 
-        def ended(view: dict[str, Any]) -> bool:
-            return view["state"] in DONE_STATES or view["state"] == "expired"
+    def current() -> dict[str, Any]:
+        try:
+            return jobs.job_view(jobs.job_for(vendor, job_id, operator=operator), base)
+        except NotFound:  # expired while followed (a Redis error is no expiry: it ends the stream)
+            return {"job_id": job_id, "state": "expired"}
 
-        return _stream(_follow(events.KEY_JOB_EVENTS.format(job_id), current, ended, None, base))
+    def ended(view: dict[str, Any]) -> bool:
+        return view["state"] in DONE_STATES or view["state"] == "expired"
 
-    @bp.get("/batch/<batch_id>/events")
-    def batch_events(batch_id: str):
-        jobs = services().jobs
-        vendor, operator = g.vendor.name, g.vendor.operator
-        jobs.batch_view(vendor, batch_id, operator=operator)  # 404 before anything is streamed
-        events.valid_id(request.headers.get("Last-Event-ID"))  # and 400
+    return _stream(_follow(events.KEY_JOB_EVENTS.format(job_id), current, ended, None, base))
 
-        def current() -> dict[str, Any]:
-            return jobs.batch_view(vendor, batch_id, operator=operator)
 
-        def ended(view: dict[str, Any]) -> bool:
-            return all(item["state"] in DONE_STATES or item["state"] == "expired" for item in view["jobs"])
+@bp.get("/batch/<batch_id>/events")
+def batch_events(batch_id: str):
+    jobs = services().jobs
+    vendor, operator = g.vendor.name, g.vendor.operator
+    jobs.batch_view(vendor, batch_id, operator=operator)  # 404 before anything is streamed
+    events.valid_id(request.headers.get("Last-Event-ID"))  # and 400
 
-        return _stream(_follow(events.KEY_BATCH_EVENTS.format(batch_id), current, ended, "batch"))
+    def current() -> dict[str, Any]:
+        return jobs.batch_view(vendor, batch_id, operator=operator)
 
-    return bp
+    def ended(view: dict[str, Any]) -> bool:
+        return all(item["state"] in DONE_STATES or item["state"] == "expired" for item in view["jobs"])
+
+    return _stream(_follow(events.KEY_BATCH_EVENTS.format(batch_id), current, ended, "batch"))

@@ -9,6 +9,6 @@ The page has no API of its own: its scripts call /api/image-queue/... as any
 client does, authenticated by the session cookie of ``imgproc.api.sessions``.
 """
 
-from .views import build_web
+from .views import bp
 
-__all__ = ["build_web"]
+__all__ = ["bp"]
