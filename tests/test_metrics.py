@@ -110,8 +110,14 @@ def test_counts_equal_what_ran_across_two_api_and_two_worker_processes(tmp_path,
     assert value(samples, "imgproc_megapixels_processed_total", type="process-image") == pytest.approx(
         9 * coffee
     )
-    route = "/api/image-queue/<endpoint>"
-    assert value(samples, "imgproc_http_requests_total", route=route, method="POST", status="202") == 9
+    # One route per endpoint (the job-type table's): 8 single enqueues, 1 bulk.
+    for route, count in (
+        ("/api/image-queue/process-image-queue", 8),
+        ("/api/image-queue/bulk-process-image", 1),
+    ):
+        assert (
+            value(samples, "imgproc_http_requests_total", route=route, method="POST", status="202") == count
+        )
     polled = value(
         samples,
         "imgproc_http_requests_total",
