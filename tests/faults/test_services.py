@@ -7,7 +7,7 @@ from rq.job import Job
 from imgproc.api import create_app
 from imgproc.testing import wait_for
 from tests.cloudinary_stub import CloudinaryStub
-from tests.faults.conftest import TcpLink
+from tests.faults.conftest import STOP_GRACE, TcpLink
 
 LIGHT = "/api/image-queue/process-image-queue"
 
@@ -72,7 +72,7 @@ def test_cdn_errors_are_retried_and_bad_credentials_fail_at_once(
             lambda: (j := poll(flaky))["state"] in ("finished", "failed") and j, 60, "the flaky upload"
         )
         assert job["state"] == "finished" and job["attempts"] == 3, (job, worker.log())
-        worker.stop()
+        worker.stop(STOP_GRACE)
 
         secret = cdn.url.split(":")[2].split("@")[0]
         wrong_secret = "not-the-" + secret
@@ -89,7 +89,7 @@ def test_cdn_errors_are_retried_and_bad_credentials_fail_at_once(
         assert job["error"]["code"] == "storage_failed" and not job["error"]["retryable"]
         (message,) = [m for status, m in cdn.rejections if status == 401]  # "Invalid Signature <sig>. ..."
         signature = message.split()[2].rstrip(".")
-        bad.stop()
+        bad.stop(STOP_GRACE)
         exposed = {
             "the API's answer": str(job),
             "the job in Redis": str(Job.fetch(denied.json["job_id"], connection=redis_conn).to_dict()),
