@@ -1,4 +1,4 @@
-"""The baseline of the light jobs: bare RQ, 2 non-forking ``rq worker`` processes running no-op jobs."""
+"""The baselines of the light jobs: bare RQ, 2 non-forking ``rq worker``s, no-ops or the same work."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from bench.jobs import last_ended
 from imgproc.config import ROOT
 from imgproc.testing import StackError, wait_for
 
-QUEUE = "bench-noop"
+#: Each baseline's queue: ``bench-<function>``, so that its registries count its own jobs only.
+QUEUE = "bench-{}"
 
 
-def bare_rq(b, count: int, n: int = 2) -> dict:
-    """Jobs per second of ``n`` SimpleWorkers on ``count`` no-op jobs, from enqueue to the last finished.
+def bare_rq(b, count: int, n: int = 2, job: str = "bench.noop.noop", args: tuple = ()) -> dict:
+    """Jobs per second of ``n`` SimpleWorkers on ``count`` jobs ``job(*args)``, enqueue to the last finished.
 
     The workers are started and registered before the clock starts (as
     imgproc's are), so their boot is not counted; the jobs are enqueued in
@@ -25,6 +26,7 @@ def bare_rq(b, count: int, n: int = 2) -> dict:
     from rq.worker import Worker
 
     rq = str(Path(sys.executable).parent / "rq")
+    name = QUEUE.format(job.rsplit(".", 1)[-1])
     procs = [
         b.stack.spawn(
             f"rq-noop-{i}",
@@ -39,7 +41,7 @@ def bare_rq(b, count: int, n: int = 2) -> dict:
                 str(ROOT),
                 "-n",
                 f"noop-{i}-{time.monotonic_ns()}",
-                QUEUE,
+                name,
             ],
             b.stack.env,
         )
@@ -47,32 +49,32 @@ def bare_rq(b, count: int, n: int = 2) -> dict:
     ]
     conn = b.stack.redis()
     try:
-        queue = Queue(QUEUE, connection=conn)
+        queue = Queue(name, connection=conn)
         wait_for(lambda: Worker.count(connection=conn, queue=queue) >= n, 60, f"{n} bare rq workers", procs)
         finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
         started = time.time()
-        done = queue.enqueue_many([Queue.prepare_data("bench.noop.noop") for _ in range(count)])
+        done = queue.enqueue_many([Queue.prepare_data(job, args=args) for _ in range(count)])
         wait_for(
             lambda: finished.count >= count or failed.count,
             300,
-            f"{count} no-op jobs",
+            f"{count} {job} jobs",
             procs,
             interval=b.args.bulk_poll,
         )
-        seconds = last_ended(conn, [job.id for job in done]) - started  # measured like imgproc's bulks
+        seconds = last_ended(conn, [j.id for j in done]) - started  # measured like imgproc's bulks
         if failed.count:
-            raise StackError(f"{failed.count} no-op jobs failed; see {procs[0].log_path}")
+            raise StackError(f"{failed.count} {job} jobs failed; see {procs[0].log_path}")
     finally:
         b.stack.stop(procs)
         conn.close()
     b.log(
-        f"bare rq: {count} no-op jobs in {seconds:.2f} s = {count / seconds:.0f} jobs/s ({n} SimpleWorkers)"
+        f"bare rq: {count} {job} jobs in {seconds:.2f} s = {count / seconds:.0f} jobs/s ({n} SimpleWorkers)"
     )
     return {
         "jobs": count,
         "workers": n,
         "worker_class": "rq.worker.SimpleWorker",
-        "job": "bench.noop.noop",
+        "job": job,
         "seconds": round(seconds, 3),
         "jobs_per_s": round(count / seconds, 1),
     }

@@ -246,10 +246,22 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
 
             light = jobs.light(b, args.light_jobs)
             bare = bare_rq.bare_rq(b, args.light_jobs)
+            # The same photo, fetched, fitted in 64x64, written and recorded by a plain RQ job: what is
+            # left between it and imgproc is imgproc's own (checks, state, events, metrics, fair share).
+            work = args.var / "bare-light"
+            work.mkdir(parents=True, exist_ok=True)
+            plain = bare_rq.bare_rq(
+                b,
+                args.light_jobs,
+                job="bench.noop.light_work",
+                args=(b.photos.url("small"), str(work), str(work / "results.db")),
+            )
             r["light"] = {
                 "imgproc": light,
                 "bare_rq": bare,
                 "ratio": round(light["jobs_per_s"] / bare["jobs_per_s"], 3),
+                "bare_rq_same_work": plain,
+                "ratio_same_work": round(light["jobs_per_s"] / plain["jobs_per_s"], 3),
             }
 
             counts = tuple(int(c) for c in args.memory.split(","))

@@ -102,6 +102,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert r["rembg_api"]["imgproc_s"] > 0 and r["rembg_api"]["rembg_s"] > 0 and r["rembg_api"]["ratio"] > 0
     light = r["light"]
     assert light["imgproc"]["jobs_per_s"] > 0 and light["bare_rq"]["jobs_per_s"] > 0 and light["ratio"] > 0
+    assert light["bare_rq_same_work"]["jobs_per_s"] > 0 and light["ratio_same_work"] > 0
+    assert any(row["figure"] == "light jobs / bare RQ doing the same work" for row in r["verdicts"])
     assert len(r["enqueue_latency"]) == 2
     assert all(lat["p99_ms"] >= lat["p50_ms"] > 0 for lat in r["enqueue_latency"].values())
     # wrk where it is installed, else Python client threads
