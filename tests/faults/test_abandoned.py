@@ -59,7 +59,7 @@ def test_a_killed_workers_job_starts_again_within_30_s(
         os.kill(pid, signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
 
-    job = wait_for(lambda: (j := poll())["attempts"] == 2 and j, 90, "the job's second attempt", 0.2)
+    job = wait_for(lambda: (j := poll())["attempts"] == 2 and j, 90, "the job's second attempt", interval=0.2)
     restarted = time.monotonic() - killed_at
     job = wait_for(lambda: (j := poll())["state"] == "finished" and j, 60, "the second attempt to finish")
     print(f"\nkilled worker's job started again {restarted:.1f} s after the kill (defaults: 5 s heartbeat)")
@@ -81,7 +81,9 @@ def test_a_long_job_on_a_live_worker_is_never_taken_for_abandoned(
     job_id = enqueue(client, acme, photo_server.url("/slow.jpg"), "long")
     poll = lambda: client.get(f"/api/image-queue/job/{job_id}", headers=acme).json  # noqa: E731
     started = time.monotonic()
-    job = wait_for(lambda: (j := poll())["state"] in ("finished", "failed") and j, 120, "the long job", 0.5)
+    job = wait_for(
+        lambda: (j := poll())["state"] in ("finished", "failed") and j, 120, "the long job", interval=0.5
+    )
     took = time.monotonic() - started
     # The dripped bytes are no photo: the one attempt fails as unsupported, never as a lost worker.
     assert took > 10, took
