@@ -126,7 +126,7 @@ def test_the_site_builds_strictly_with_every_page_and_setting(tmp_path):
     # The README's blocks included by the pages (written once, in the README).
     assert "run-workers" in (site / "running" / "index.html").read_text()
     architecture = (site / "architecture" / "index.html").read_text()
-    assert "floor 0: settings" in architecture and "authenticates the key" in architecture
+    assert "floor 0: settings" in architecture and "parses the request once" in architecture
     assert "Prometheus with deploy/prometheus" in (site / "docker" / "index.html").read_text()
     assert not (site / "hooks").exists()
     assert not re.search(r"fonts\.(googleapis|gstatic)\.com", configuration)  # nothing fetched by a reader
