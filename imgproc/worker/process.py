@@ -15,9 +15,10 @@ import time
 
 import redis
 from rq import Queue, worker_registration
+from rq.executions import Execution
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, now
-from rq.worker import SimpleWorker
+from rq.worker import SimpleWorker, WorkerStatus
 
 from imgproc.config import Settings
 from imgproc.jobtypes import JOB_TYPES, QUEUE_WEBHOOKS
@@ -192,6 +193,28 @@ class ImgprocWorker(JobEnds, SimpleWorker):
 
     def get_heartbeat_ttl(self, job) -> int:
         return 3 * self.job_monitoring_interval
+
+    def prepare_execution(self, job) -> None:
+        # rq's (the job's execution record, the worker busy) goes into prepare_job_execution's transaction
+        # just after: rq runs nothing between the two, and one round trip per job less (see there).
+        self.execution = None
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
+        # rq's prepare_execution and prepare_job_execution in one transaction: the execution record,
+        # the worker busy on the job, both heartbeats, the job started (with its PERSIST, ImgprocJob),
+        # out of the intermediate queue. Two round trips were 10% of a light job's worker time.
+        with self.connection.pipeline() as pipe:
+            ttl = self.get_heartbeat_ttl(job)
+            self.execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.set_current_job_id(job.id, pipeline=pipe)
+            self.set_current_job_working_time(0, pipeline=pipe)
+            self.heartbeat(ttl, pipeline=pipe)
+            job.heartbeat(now(), ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            if remove_from_intermediate_queue:
+                pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipe.execute()
 
     def execute_job(self, job, queue) -> None:
         self.runtime.follow_host()  # before the job: its sessions may be rebuilt for a new count
