@@ -166,3 +166,40 @@ def test_a_stopping_worker_ends_its_pubsub_thread_at_once(settings, redis_conn):
         pubsub.unsubscribe = unsubscribe_on_a_busy_host
         worker.unsubscribe()
     assert alive == [False]
+
+
+def test_a_stop_asked_for_while_a_job_ends_lets_it_finish(
+    client, vendor_key, runtime, photo_server, photos, monkeypatch
+):
+    """SIGTERM while a finished job's end is being written: the job stays finished, the next one waits.
+
+    The end's transaction writes the worker's idle state; in memory the worker stays busy until rq's
+    own step after the job, or rq would raise StopRequested into the end and fail a finished job.
+    """
+    import signal
+
+    import redis
+
+    from imgproc.jobtypes import QUEUES
+    from imgproc.worker import build_worker
+
+    acme = vendor_key("acme")
+    photo_server.serve("/c.jpg", photos["coffee"])
+    url = photo_server.url("/c.jpg")
+    items = [{"record_id": f"r{i}", "image_url": url, "options": {"resize": [24, 24]}} for i in range(2)]
+    ids = client.post("/api/image-queue/bulk-process-image", json={"items": items}, headers=acme).json[
+        "job_ids"
+    ]
+    worker = build_worker(runtime.settings, QUEUES, runtime=runtime)
+    send = redis.client.Pipeline.execute
+
+    def stop_while_ending(pipe, *args, **kwargs):
+        # The stop arrives as the end's transaction (the one that writes the worker idle) is sent.
+        if any(list(c[:4]) == ["HSET", worker.key, "state", "idle"] for c, _ in pipe.command_stack):
+            worker.request_stop(signal.SIGTERM, None)
+        return send(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", stop_while_ending)
+    worker.work(burst=True)
+    states = [client.get(f"/api/image-queue/job/{i}", headers=acme).json["state"] for i in ids]
+    assert states == ["finished", "queued"]

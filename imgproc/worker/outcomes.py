@@ -44,6 +44,8 @@ class JobEnds(_Base):
     fairs: dict[str, fairshare.FairShare]
     #: Whether the last job's end fed the queues already: the feed before the next dequeue is skipped.
     fed: bool = False
+    #: Whether the last job's end wrote the worker's idle state: rq's own write after the job is skipped.
+    idle_written: bool = False
 
     def handle_job_success(
         self, job: ImgprocJob, queue: Queue, started_job_registry: StartedJobRegistry
@@ -79,7 +81,11 @@ class JobEnds(_Base):
                 events.publish(pipe, self._view(job), events.STATE, settings.failure_ttl)
             self.fairs[job.origin].release(job.origin, payload.vendor, job.id, pipe)
             self.feed(pipe)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            # Written with the end, but the worker stays busy in memory until rq sets it idle after the
+            # job (set_state): a stop asked for meanwhile must wait for the job's end, not raise into it
+            # (rq raises StopRequested at once in an idle worker: it failed a finished job here, once).
+            pipe.hset(self.key, "state", WorkerStatus.IDLE)
+            self.idle_written = True
             pipe.execute()
 
     def _view(self, job: Job) -> dict:

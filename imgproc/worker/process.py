@@ -96,7 +96,12 @@ class ImgprocWorker(JobEnds, SimpleWorker):
         super().heartbeat(timeout, pipeline)
 
     def set_state(self, state: str, pipeline=None) -> None:
-        # rq sets "idle" twice between two jobs (after one, before the next dequeue): one round trip saved.
+        # rq sets "idle" twice between two jobs (after one, before the next dequeue), and the first was
+        # written with the job's end (JobEnds.handle_job_success): in memory only, no round trip.
+        if pipeline is None and state == WorkerStatus.IDLE and self.idle_written:
+            self.idle_written = False
+            self._state = state
+            return
         if pipeline is None and state == self._state:
             return
         super().set_state(state, pipeline)
@@ -206,6 +211,7 @@ class ImgprocWorker(JobEnds, SimpleWorker):
         with self.connection.pipeline() as pipe:
             ttl = self.get_heartbeat_ttl(job)
             self.execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+            self.idle_written = False
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
             self.set_current_job_id(job.id, pipeline=pipe)
             self.set_current_job_working_time(0, pipeline=pipe)
