@@ -38,9 +38,10 @@ BLOCKS = ("photos", "api", "client", "events")
 MARKED = re.compile(
     r"^<!-- docs-test: (?P<name>[\w-]+) -->\n```(?P<lang>\w+)\n(?P<body>.*?)^```$", re.M | re.S
 )
-#: Every curl of a block reports its answer on stderr (the examples' own output is left alone).
+#: Every curl of a block reports its answer in a file of its own (the examples' own output is left
+#: alone): on the shared stderr, ``keep``'s tee of a body raced curl's line and split it now and then.
 PRELUDE = """set -euo pipefail
-curl() { command curl -w '%{stderr}HTTP %{http_code} %{method} %{url_effective}\\n' "$@"; }
+curl() { command curl -w '%{stderr}HTTP %{http_code} %{method} %{url_effective}\\n' "$@" 2>>"$CURL_ANSWERS"; }
 """
 
 
@@ -61,17 +62,18 @@ def test_the_docs_mark_their_runnable_examples():
 
 def run_sh(code: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> tuple[str, list[str]]:
     """The block under bash -e: its stdout and the curl answers' ``HTTP <status> <method> <url>`` lines."""
+    log = cwd / "curl-answers.log"
+    log.write_text("")
     done = subprocess.run(
         ["bash", "-c", PRELUDE + code],
         cwd=cwd,
-        env=env,
+        env={**env, "CURL_ANSWERS": str(log)},
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-    # Found anywhere in a line: ``keep`` tees an answer (no newline at its end) onto the same stderr.
-    answers = re.findall(r"HTTP \d{3} [A-Z]+ \S+", done.stderr)
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    answers = re.findall(r"^HTTP \d{3} [A-Z]+ \S+$", log.read_text(), re.M)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}\n{log.read_text()}"
     return done.stdout, answers
 
 

@@ -201,8 +201,10 @@ class ImgprocWorker(JobEnds, SimpleWorker):
 
     def prepare_execution(self, job) -> None:
         # rq's (the job's execution record, the worker busy) goes into prepare_job_execution's transaction
-        # just after: rq runs nothing between the two, and one round trip per job less (see there).
+        # just after: rq runs nothing between the two, and one round trip per job less (see there). Busy
+        # in memory from here, as rq's is: a stop asked for from now on waits for the job's end.
         self.execution = None
+        self._state = WorkerStatus.BUSY
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
         # rq's prepare_execution and prepare_job_execution in one transaction: the execution record,
