@@ -23,12 +23,22 @@ _http = urllib3.PoolManager()
 _databases: dict[str, sqlite3.Connection] = {}
 
 
+def create_database(path: str) -> None:
+    """The baseline's SQLite file, in WAL mode, before its workers start.
+
+    Once: two workers switching a new file to WAL at the same moment, one is refused ("database is
+    locked"; the busy timeout does not cover the switch).
+    """
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, url TEXT)")
+    db.close()
+
+
 def _database(path: str) -> sqlite3.Connection:
     if path not in _databases:
         db = sqlite3.connect(path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, url TEXT)")
+        db.execute("PRAGMA synchronous=NORMAL")  # per connection, as imgproc's (adapters/db.py)
         _databases[path] = db
     return _databases[path]
 

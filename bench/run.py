@@ -29,7 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bare_rq, jobs, peakmemory, report
+from bench import bare_rq, jobs, noop, peakmemory, report
 from bench.floor import measure_floor, measure_floor_concurrent
 from bench.photos import SIZES, Photos
 from imgproc.client import ApiError, Client
@@ -250,6 +250,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
             # left between it and imgproc is imgproc's own (checks, state, events, metrics, fair share).
             work = args.var / "bare-light"
             work.mkdir(parents=True, exist_ok=True)
+            noop.create_database(str(work / "results.db"))
             plain = bare_rq.bare_rq(
                 b,
                 args.light_jobs,
