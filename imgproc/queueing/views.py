@@ -62,7 +62,7 @@ def job_view(job: Job, settings: Settings, result: Any = None, base: str = "") -
     the address the API answers on, which only the reader knows.
     """
     # What was stored may not be JSON (a bug, an older worker): shown as text, never a failed read.
-    state_of = JobState(plain(JobState.of(job).meta, strict=False))
+    state_of = JobState(plain(job.meta, strict=False))
     state = job.get_status(refresh=False) or JobStatus.QUEUED
     state = state.value if hasattr(state, "value") else str(state)
     error = None
