@@ -72,17 +72,26 @@ class InvalidOptions(RequestError):
 
     code = "invalid_options"
 
-    def __init__(self, option: str, message: str, *, item: int | None = None):
-        """``item``: the index of the bulk item whose options these are (``details.item`` too)."""
+    def __init__(self, option: str, message: str, *, item: int | None = None, also: str | None = None):
+        """``item``: the index of the bulk item whose options these are (``details.item`` too).
+
+        ``also``: the other option of a contradiction; ``details.options`` then names both.
+        """
         where = "" if item is None else f"items[{item}]: "
-        details = {"option": option} if item is None else {"option": option, "item": item}
-        super().__init__(f"{where}option {option!r}: {message}", details=details)
+        details: dict = {"option": option}
+        if also is not None:
+            details["options"] = [option, also]
+        if item is not None:
+            details["item"] = item
+        named = f"option {option!r}" if also is None else f"options {option!r} and {also!r}"
+        super().__init__(f"{where}{named}: {message}", details=details)
         self.option = option
+        self.also = also
         self.reason = message
 
     def of_item(self, item: int) -> InvalidOptions:
         """The same refusal, said of bulk item ``item``: a new error, the caught one stays as raised."""
-        return InvalidOptions(self.option, self.reason, item=item)
+        return InvalidOptions(self.option, self.reason, item=item, also=self.also)
 
 
 class Unauthorized(RequestError):

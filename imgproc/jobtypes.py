@@ -20,7 +20,7 @@ from typing import Any
 from . import optiontypes as o
 from .config import Settings
 from .errors import InvalidOptions, PermanentError
-from .presets import PRESETS, preset_options
+from .presets import MARKETPLACES, PRESETS, marketplace_options, preset_options
 
 #: Queue names, as in the original Node/Bull system.
 QUEUE_BG = "bg-removal"
@@ -81,18 +81,64 @@ class JobType:
 
 def _remove_bg_schema(settings: Settings) -> o.Schema:
     return {
+        "preset": (o.choice(*MARKETPLACES), None),
         "model": (o.choice(*settings.bg_models), settings.bg_model),
-        "format": (o.choice("png", "webp", "jpg"), "png"),
+        "format": (o.choice("png", "webp", "jpg", "zip"), "png"),
         "bgcolor": (o.color, None),
         "alpha_matting": (o.boolean, False),
         "post_process_mask": (o.boolean, False),
         "max_size": (o.whole(16, o.MAX_SIDE), None),
+        # Cut-outs to a spec (API.md): the layout, one resample from the photo to the canvas.
+        "crop": (o.boolean, False),
+        "crop_margin": (o.margin, None),
+        "canvas": (o.size(settings.max_output_pixels), None),
+        "scale": (o.percent(0.01, 1.0), None),
+        "position": (o.position, "center"),
+        "bg_image_url": (o.url, None),
+        "bg_blur": (o.whole(1, 100), None),
+        "shadow": (o.boolean, False),
+        "keep_alpha": (o.choice("never", "auto"), "never"),
+        "channels": (o.choice("rgba", "alpha"), "rgba"),
     }
 
 
+#: Pairs of remove-bg options that ask for two different things, and why they cannot be both.
+_CONTRADICTIONS = (
+    ("channels", "bgcolor", "the mask alone has no background to colour"),
+    ("channels", "bg_image_url", "the mask alone has no background"),
+    ("channels", "bg_blur", "the mask alone has no background"),
+    ("channels", "shadow", "the mask alone is the subject's alpha, with no shadow"),
+    ("bg_image_url", "bg_blur", "the background is either another photo or the photo's own, blurred"),
+    ("bgcolor", "bg_image_url", "the background is either a colour or a photo"),
+    ("bgcolor", "bg_blur", "the background is either a colour or the photo's own, blurred"),
+)
+
+
 def _remove_bg_check(given: dict, result: dict) -> None:
-    if result["format"] == "jpg" and not result["bgcolor"]:
+    if result["preset"]:
+        # The preset's layout where the job gave none of it (API.md: options beside it override it).
+        for name, value in marketplace_options(MARKETPLACES[result["preset"]]).items():
+            if name not in given:
+                result[name] = value
+        if given.get("bg_image_url") or given.get("bg_blur") or given.get("channels") == "alpha":
+            result["bgcolor"] = given.get("bgcolor")  # the job's own background, not the preset's colour
+        if given.get("channels") == "alpha" and "format" not in given:
+            result["format"] = "png"
+    for first, second, why in _CONTRADICTIONS:
+        if given.get(first) not in (None, False, "rgba") and given.get(second) not in (None, False):
+            raise InvalidOptions(first, f"cannot be used together: {why}", also=second)
+    if result["channels"] == "alpha" and "format" in given and result["format"] != "png":
+        raise InvalidOptions("format", "cannot be used together: the mask alone is a PNG", also="channels")
+    opaque = result["bgcolor"] or result["bg_image_url"] or result["bg_blur"]
+    if result["format"] == "jpg" and not opaque:
         raise InvalidOptions("bgcolor", "is needed with format jpg, which has no transparency")
+    if result["format"] == "zip" and (result["bg_image_url"] or result["bg_blur"]):
+        what = "bg_image_url" if result["bg_image_url"] else "bg_blur"
+        raise InvalidOptions(
+            "format", "cannot be used together: a zip holds a transparent cut-out", also=what
+        )
+    if result["crop_margin"] and not (result["crop"] or result["scale"]):
+        raise InvalidOptions("crop_margin", "needs crop (or scale): it is the margin kept around the subject")
 
 
 def _crop_face_schema(settings: Settings) -> o.Schema:

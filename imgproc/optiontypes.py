@@ -129,3 +129,96 @@ def aspect_ratio(value: str) -> float:
     """
     w, h = value.split(":")
     return float(w) / float(h)
+
+
+_LENGTH = re.compile(r"^(\d{1,5}(?:\.\d{1,3})?)(px|%)?$")
+_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,3})?)%$")
+#: Named positions of ``position``, as CSS's ``background-position`` reads them: (x, y) fractions of the
+#: room left beside the subject.
+POSITIONS = {"center": (0.5, 0.5), "top": (0.5, 0.0), "bottom": (0.5, 1.0)}
+
+
+def margin(name: str, value: Any) -> str:
+    """A margin as CSS writes one: one, two (vertical, horizontal) or four (top, right, bottom, left)
+    lengths, each ``12px``, ``12`` (pixels) or ``5%`` (of the subject's matching side); stored as four."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = f"{value}px"
+    parts = value.split() if isinstance(value, str) else []
+    lengths = [_LENGTH.match(part) for part in parts]
+    if len(parts) not in (1, 2, 4) or not all(lengths):
+        raise InvalidOptions(name, 'must be one, two or four lengths like "12px" or "5%", as CSS margins')
+    for part in lengths:
+        number, unit = float(part[1]), part[2] or "px"
+        if unit == "%" and number > 100 or unit == "px" and number > MAX_SIDE:
+            raise InvalidOptions(name, f"{part[0]} is over {'100%' if unit == '%' else f'{MAX_SIDE}px'}")
+    normal = [f"{float(m[1]):g}{m[2] or 'px'}" for m in lengths]
+    if len(normal) == 1:
+        normal *= 4
+    elif len(normal) == 2:
+        normal *= 2
+    return " ".join(normal)
+
+
+_form(margin, kind="text", pattern="margin")
+
+
+def margin_values(value: str, width: float, height: float) -> tuple[float, float, float, float]:
+    """Top, right, bottom, left in pixels of a ``margin`` around a subject of ``width`` x ``height``."""
+    sides = []
+    for i, part in enumerate(value.split()):
+        match = _LENGTH.match(part)
+        number = float(match[1])
+        if match[2] == "%":
+            number *= (height if i % 2 == 0 else width) / 100
+        sides.append(number)
+    return sides[0], sides[1], sides[2], sides[3]
+
+
+def percent(low: float, high: float) -> Checker:
+    """A share written ``"85%"`` (or as a fraction, 0.85), stored as the fraction."""
+
+    def check(name: str, value: Any) -> float:
+        match = _PERCENT.match(value) if isinstance(value, str) else None
+        if match:
+            number = float(match[1]) / 100
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            raise InvalidOptions(name, f'must be a percentage like "85%", from {low:.0%} to {high:.0%}')
+        if not low <= number <= high:
+            raise InvalidOptions(name, f"must be from {low:.0%} to {high:.0%}")
+        return number
+
+    return _form(check, kind="text", pattern="percent", min=low, max=high)
+
+
+def position(name: str, value: Any) -> str:
+    """``center``, ``top``, ``bottom`` or ``"X% Y%"`` (where the subject sits in the room left)."""
+    if value in POSITIONS:
+        return value
+    parts = value.split() if isinstance(value, str) else []
+    matches = [_PERCENT.match(part) for part in parts]
+    if len(parts) != 2 or not all(matches) or any(float(m[1]) > 100 for m in matches):
+        raise InvalidOptions(name, 'must be center, top, bottom or two percentages like "50% 100%"')
+    return " ".join(f"{float(m[1]):g}%" for m in matches)
+
+
+_form(position, kind="text", pattern="position")
+
+
+def position_fractions(value: str) -> tuple[float, float]:
+    """The (x, y) fractions of a ``position`` that the checker accepted."""
+    if value in POSITIONS:
+        return POSITIONS[value]
+    x, y = (float(part[:-1]) / 100 for part in value.split())
+    return x, y
+
+
+def url(name: str, value: Any) -> str:
+    """An absolute http(s) URL with a host; where it may lead is checked when it is fetched, as a photo's."""
+    if not isinstance(value, str) or len(value) > 2048 or not re.match(r"^https?://[^/?#\s]+", value, re.I):
+        raise InvalidOptions(name, "must be an http or https URL with a host, at most 2048 characters")
+    return value
+
+
+_form(url, kind="url")

@@ -157,3 +157,78 @@ def preset_options(preset: Preset) -> dict[str, Any]:
         "bgcolor": preset.bgcolor,
         "format": preset.format,
     }
+
+
+@dataclass(frozen=True)
+class MarketplacePreset:
+    """A marketplace's main-image rules (API.md "Marketplace presets"): the layout that meets them, and
+    the limits the compliance report checks the result against."""
+
+    name: str
+    title: str
+    #: ``[width, height]`` of the output canvas.
+    canvas: tuple[int, int]
+    #: The subject's longest side as a share of the canvas' matching side that the layout aims at, and
+    #: the least the rules allow.
+    scale: float
+    min_fill: float
+    #: Longest side of the image in pixels: at least, recommended (for zoom), at most.
+    min_side: int
+    recommended_side: int | None
+    max_side: int
+    bgcolor: str = "#ffffff"
+    #: Whether every pixel outside the subject must be exactly ``bgcolor`` (Amazon's pure white).
+    pure_background: bool = True
+    format: str = "jpg"
+    #: Where the rules come from.
+    source: str = ""
+
+    def asdict(self) -> dict[str, Any]:
+        """The preset as ``GET /api/image-queue/presets`` lists it."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "job_type": "remove-bg",
+            "pixels": list(self.canvas),
+            "scale": self.scale,
+            "min_fill": self.min_fill,
+            "min_side": self.min_side,
+            "recommended_side": self.recommended_side,
+            "max_side": self.max_side,
+            "bgcolor": self.bgcolor,
+            "pure_background": self.pure_background,
+            "format": self.format,
+            "source": self.source,
+        }
+
+
+MARKETPLACES: dict[str, MarketplacePreset] = {
+    p.name: p
+    for p in (
+        MarketplacePreset(
+            "amazon-main",
+            "Amazon main image, 2000x2000 px on pure white",
+            canvas=(2000, 2000),
+            scale=0.9,
+            min_fill=0.85,
+            min_side=1000,
+            recommended_side=1600,
+            max_side=10_000,
+            source="Amazon Seller Central, Product image requirements: pure white background "
+            "(RGB 255, 255, 255), the product fills 85% or more of the frame, 1,000 px or more on the "
+            "longest side (1,600 px or more for zoom), 10,000 px at most, JPEG preferred, sRGB or CMYK",
+        ),
+    )
+}
+
+
+def marketplace_options(preset: MarketplacePreset) -> dict[str, Any]:
+    """The remove-bg options a marketplace preset sets; a job's own options override them."""
+    return {
+        "crop": True,
+        "canvas": list(preset.canvas),
+        "scale": preset.scale,
+        "position": "center",
+        "bgcolor": preset.bgcolor,
+        "format": preset.format,
+    }

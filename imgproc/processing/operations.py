@@ -9,6 +9,7 @@ directly and may hand in fakes of the ``Matting`` and ``FaceFinder`` protocols.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,10 @@ class Tools:
     mask_first: bool = False
     #: Folder of pymatting's compiled kernels (``alpha_matting``), filled by ``imgproc models fetch``.
     matting_cache: str = ""
+    #: Fetches a URL an option names (``bg_image_url``) through the same checks and limits as a photo.
+    fetch: Callable[[str], bytes] | None = None
+    #: A cut-out whose ``confidence`` is under this is marked ``review`` (``IMGPROC_REVIEW_THRESHOLD``).
+    review_threshold: float = 0.5
 
 
 @dataclass

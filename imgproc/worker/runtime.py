@@ -164,6 +164,8 @@ class Runtime:
             remover=self.remover,
             detector=self.detector,
             matting_cache=str(self.settings.matting_cache_dir),
+            fetch=self.fetcher.fetch,
+            review_threshold=self.settings.review_threshold,
         )
 
     @contextmanager
