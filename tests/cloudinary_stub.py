@@ -36,8 +36,10 @@ _MESSAGES = {
     503: "Service Unavailable",
 }
 
-_UPLOAD_PATH = re.compile(r"/v1_1/(?P<cloud>[^/]+)/image/upload")
+_UPLOAD_PATH = re.compile(r"/v1_1/(?P<cloud>[^/]+)/(?P<kind>image|raw)/upload")
 _DELIVERY_PATH = re.compile(r"/(?P<cloud>[^/]+)/image/upload/(?:v\d+/)?(?P<public_id>.+)\.\w+")
+#: A raw file (not an image) is delivered under its public_id, which holds its extension.
+_RAW_PATH = re.compile(r"/(?P<cloud>[^/]+)/raw/upload/(?:v\d+/)?(?P<public_id>.+)")
 
 
 @dataclass
@@ -161,7 +163,9 @@ class CloudinaryStub:
 
     # --- the API ------------------------------------------------------------
 
-    def handle_upload(self, cloud: str, content_type: str, body: bytes) -> tuple[int, dict]:
+    def handle_upload(
+        self, cloud: str, content_type: str, body: bytes, kind: str = "image"
+    ) -> tuple[int, dict]:
         """Check and store one upload; return the status and JSON body to answer with."""
         delay = self._pop(self._delay)
         if delay:
@@ -198,17 +202,23 @@ class CloudinaryStub:
             )
         if not data:
             return self._reject(400, "Missing required parameter - file")
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                fmt = {"JPEG": "jpg"}.get(image.format, image.format.lower())
-        except Exception:
-            return self._reject(400, "Invalid image file")
+        width = height = None
+        fmt = ""
+        if kind == "image":
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    width, height = image.size
+                    fmt = {"JPEG": "jpg"}.get(image.format, image.format.lower())
+            except Exception:
+                return self._reject(400, "Invalid image file")
         public_id = params.get("public_id") or f"stub{len(self.uploads)}"
         with self._lock:
             self._version += 1
             version = self._version
-        delivery = f"{self.base_url}/{cloud}/image/upload/v{version}/{public_id}.{fmt}"
+        if kind == "raw":  # Cloudinary's raw files: no format of their own, the extension in the public_id
+            delivery = f"{self.base_url}/{cloud}/raw/upload/v{version}/{public_id}"
+        else:
+            delivery = f"{self.base_url}/{cloud}/image/upload/v{version}/{public_id}.{fmt}"
         response = {
             "public_id": public_id,
             "version": version,
@@ -216,7 +226,7 @@ class CloudinaryStub:
             "width": width,
             "height": height,
             "format": fmt,
-            "resource_type": "image",
+            "resource_type": kind,
             "type": "upload",
             "bytes": len(data),
             "url": delivery,
@@ -259,12 +269,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status, answer = self.server.stub.handle_upload(
-            match["cloud"], self.headers.get("Content-Type", ""), body
+            match["cloud"], self.headers.get("Content-Type", ""), body, match["kind"]
         )
         self._send(status, answer)
 
     def do_GET(self):
-        match = _DELIVERY_PATH.fullmatch(self.path)
+        match = _DELIVERY_PATH.fullmatch(self.path) or _RAW_PATH.fullmatch(self.path)
         upload = match and self.server.stub.stored(match["public_id"])
         if not upload:
             self.send_response(404)
@@ -272,7 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self.send_response(200)
-        self.send_header("Content-Type", "image/" + upload.response["format"].replace("jpg", "jpeg"))
+        fmt = upload.response["format"]
+        self.send_header(
+            "Content-Type", "image/" + fmt.replace("jpg", "jpeg") if fmt else "application/octet-stream"
+        )
         self.send_header("Content-Length", str(len(upload.data)))
         self.end_headers()
         self.wfile.write(upload.data)

@@ -185,6 +185,17 @@ def test_cloudinary_upload_lands_under_folder_and_downloads(stub):
     assert stub.api_secret not in repr(storage)
 
 
+def test_cloudinary_zip_is_a_raw_file_that_keeps_its_extension(stub):
+    """A cut-out's zip is no image: Cloudinary takes it as a raw file, whose public_id ends in .zip."""
+    data = b"PK\x05\x06" + bytes(18)  # an empty zip archive
+    url = storage_for(stub.url).put("jobs/j3/cutout-bg.zip", data, "application/zip")
+    [upload] = stub.uploads
+    assert upload.public_id == "imgproc/jobs/j3/cutout-bg.zip"
+    assert upload.response["resource_type"] == "raw"
+    assert "/raw/upload/" in url and url.endswith("/imgproc/jobs/j3/cutout-bg.zip")
+    assert download(url) == data
+
+
 def test_cloudinary_same_key_overwrites(stub):
     storage = storage_for(stub.url)
     storage.put("jobs/j2/result.png", png((1, 2, 3, 255)), "image/png")

@@ -184,15 +184,19 @@ class CloudinaryStorage:
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         """Upload ``data`` as the key's public_id, replacing any earlier one; return secure_url."""
-        # content_type is not sent: Cloudinary detects the format from the bytes.
+        # content_type is not sent: Cloudinary detects an image's format from the bytes. Anything else
+        # (a cut-out's zip) is a "raw" file, whose public_id keeps its extension (Cloudinary's rule).
+        raw = not content_type.startswith("image/")
         public_id = self.public_id_of(key)
+        if raw:
+            public_id = f"{self.folder}/{check_key(key)}" if self.folder else check_key(key)
         failure: tuple[bool, str] | None = None
         try:
             result = cloudinary.uploader.upload(
                 io.BytesIO(data),
                 public_id=public_id,
                 overwrite=True,
-                resource_type="image",
+                resource_type="raw" if raw else "image",
                 timeout=self.timeout,
                 # Error bodies come back as data with their HTTP status instead of
                 # as exceptions whose class hides 502 and 504 behind a bare Error.

@@ -77,12 +77,18 @@ METRICS = {
         Metric(
             "imgproc_job_stage_seconds",
             HISTOGRAM,
-            "Time of each stage of a job: fetch, inference (decode and model), encode, upload, save.",
+            "Time of each stage of a job: fetch, inference (decode and model), layout, encode, upload, save.",
             ("type", "stage"),
             JOB_BUCKETS,
         ),
         Metric(
             "imgproc_megapixels_processed_total", COUNTER, "Megapixels of the photos processed.", ("type",)
+        ),
+        Metric(
+            "imgproc_results_review_total",
+            COUNTER,
+            "Cut-outs whose confidence is under IMGPROC_REVIEW_THRESHOLD: marked review, for a person.",
+            ("type",),
         ),
         Metric(
             "imgproc_webhook_deliveries_total", COUNTER, "Webhook delivery attempts by outcome.", ("outcome",)

@@ -20,7 +20,7 @@ from PIL import Image
 from imgproc.errors import PermanentError
 from imgproc.optiontypes import aspect_ratio
 
-from . import idphoto, imaging, matting
+from . import cutouts, idphoto, imaging, matting
 from .crop import crop_box, cut, keep_head, select_face
 from .models import FaceFinder, Matting
 
@@ -64,9 +64,13 @@ class Output:
     #: Pixels of the photo as decoded (for the megapixels processed), and seconds spent encoding.
     source_pixels: int = 0
     encode_seconds: float = 0.0
+    #: Seconds of a cut-out's layout, background, shadow and report (``cutouts.Cutout``).
+    layout_seconds: float = 0.0
 
     @property
     def content_type(self) -> str:
+        if self.format == "zip":
+            return "application/zip"
         return imaging.OUTPUT_FORMATS[self.format][1]
 
 
@@ -89,30 +93,17 @@ def cutout(rgb: np.ndarray, mask: np.ndarray, opts: dict, tools: Tools | None = 
 
 
 def remove_background(data: bytes, opts: dict, tools: Tools) -> Output:
-    """Background removal with the options of API.md, in arrays from decode to encode."""
-    remover = _needs(tools.remover, "background-removal")
-    max_pixels, png_level = tools.max_pixels, tools.png_level
-    if opts["max_size"]:
-        # Shrunk before inference: less to resize and encode.
-        img = imaging.decode(data, max_pixels)
-        source = img.width * img.height
-        rgb = imaging.rgb_array(imaging.downscale(img, opts["max_size"]))
-    else:
-        rgb = imaging.decode_rgb(data, max_pixels)
-        source = rgb.shape[0] * rgb.shape[1]
-    out = cutout(rgb, remover.mask(rgb, opts["model"]), opts, tools)
-    started = time.perf_counter()
-    encoded = imaging.encode(
-        out, opts["format"], png_level=png_level, bgcolor=imaging.parse_color(opts["bgcolor"] or "#ffffff")
-    )
+    """Background removal with the options of API.md, to a spec (``imgproc.processing.cutouts``)."""
+    made = cutouts.remove_background(data, opts, tools)
     return Output(
-        encoded,
-        opts["format"],
-        out.shape[1],
-        out.shape[0],
-        {"model": opts["model"]},
-        source,
-        time.perf_counter() - started,
+        made.data,
+        made.format,
+        made.width,
+        made.height,
+        made.extra,
+        made.source_pixels,
+        made.encode_seconds,
+        made.layout_seconds,
     )
 
 

@@ -59,8 +59,12 @@ def run(data: dict) -> dict:
         # Stored with the job and read back as JSON by every reader: JSON's own types only (a NumPy
         # bool here once made every status read of its job answer 500); anything else fails the job.
         extra = plain(out.extra)
-        timer.done("inference", minus=out.encode_seconds)
+        timer.done("inference", minus=out.encode_seconds + out.layout_seconds)
         timer.record("encode", out.encode_seconds)
+        if out.layout_seconds:
+            timer.record("layout", out.layout_seconds)
+        if extra.get("review"):  # a cut-out whose mask is doubtful: for a person to look at
+            runtime.metrics.inc("imgproc_results_review_total", type=job_type.name)
         runtime.metrics.inc("imgproc_megapixels_processed_total", out.source_pixels / 1e6, type=job_type.name)
         # For the operator's page, counted when the job is done (in the done stage's round trip).
         state.megapixels = out.source_pixels / 1e6
