@@ -14,6 +14,8 @@ THROUGHPUT_TARGET = 0.95  # N workers' images/min ÷ the floor's images/min at t
 LIGHT_TARGET = 0.8  # imgproc light jobs/s ÷ bare RQ no-op jobs/s (issue 24's target)
 #: imgproc light jobs/s ÷ bare RQ jobs doing the same work (fetch, fit, encode, write, record) per second.
 SAME_WORK_TARGET = 0.8
+#: Most share of a plain cut-out's time that a spec (layout, background, shadow, report, confidence) adds.
+CUTOUT_TARGET = 0.10
 FAIR_TARGET = 0.9  # fair-share cycles/s at the most waiting vendors ÷ at the fewest
 REMBG_API_TARGET = 1.5  # rembg.remove seconds ÷ imgproc seconds per 512x512 photo, one process
 LATENCY_P99_MS = 25.0  # enqueue p99 at the concurrent clients
@@ -127,6 +129,28 @@ def verdicts(r: dict) -> list[dict]:
                 f"{api['rembg_s']:.2f} vs {api['imgproc_s']:.2f} s = {api['ratio']:.2f}x",
                 f">= {REMBG_API_TARGET}",
                 api["ratio"] >= REMBG_API_TARGET,
+            )
+        )
+    cut = r.get("cutouts")
+    for name, spec in (cut or {}).get("specs", {}).items():
+        rows.append(
+            _row(
+                f"cut-out spec {name}, {cut['photo']} / plain job",
+                spec["added_share"],
+                f"+{(spec['layout_s'] + cut['confidence_s']) * 1000:.0f} ms of {cut['plain_job_s']:.2f} s "
+                f"= {spec['added_share']:.1%}",
+                f"<= {CUTOUT_TARGET:.0%}",
+                spec["added_share"] <= CUTOUT_TARGET,
+            )
+        )
+    if cut:
+        rows.append(
+            _row(
+                f"RGBA PNG / zip bytes, {cut['photo']}",
+                cut["zip_ratio"],
+                f"{cut['png_bytes']} / {cut['specs']['zip']['bytes']} = {cut['zip_ratio']:.1f}x",
+                "",
+                None,
             )
         )
     light = r["light"]

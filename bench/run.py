@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` impo
 
 from bench import bare_rq, jobs, noop, peakmemory, report
 from bench.floor import measure_floor, measure_floor_concurrent
-from bench.photos import SIZES, Photos
+from bench.photos import SIZES, Photos, make_photo
 from imgproc.client import ApiError, Client
 from imgproc.config import ROOT, Settings
 from imgproc.testing import LocalStack, PhotoServer, StackError, local_env
@@ -55,6 +55,8 @@ FULL = dict(
     rembg=True,
     variant_rounds=5,
     variant_photos=8,
+    cutout_size="4000x3000",
+    cutout_rounds=3,
 )
 QUICK = dict(
     e2e_sizes=["512x512"],
@@ -74,6 +76,8 @@ QUICK = dict(
     rembg=False,
     variant_rounds=1,
     variant_photos=1,
+    cutout_size="512x512",
+    cutout_rounds=1,
 )
 #: Request limits high enough never to refuse the bench's vendor.
 
@@ -135,6 +139,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--variant-rounds", type=int, help="alternated floor rounds of ISNet's variants")
     parser.add_argument("--variant-photos", type=int, help="photos of the variants' quality gate (0: none)")
+    parser.add_argument("--cutout-size", choices=list(SIZES), help="photo of the cut-outs' spec costs")
+    parser.add_argument("--cutout-rounds", type=int, help="rounds of each cut-out spec (the median counts)")
     parser.add_argument("--api-processes", type=int, default=4, help="gunicorn sync workers (README's -w 4)")
     parser.add_argument("--poll-ms", type=float, default=200, help="poll interval of the e2e jobs")
     parser.add_argument(
@@ -282,6 +288,10 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         gate = list(variants.GATE_PHOTOS[: args.variant_photos])
         models = Path(settings.models_dir)
         r["variants"] = variants.measure(models, cores, args.variant_rounds, gate, log, quick)
+    # What a cut-out to a spec adds to a plain one (issue 25): in this process, the model once a spec.
+    from bench import cutouts
+
+    r["cutouts"] = cutouts.measure(settings, make_photo(args.cutout_size), args.cutout_rounds, log)
     # The fair share's cost in Redis as waiting vendors grow (issue 14, part 3), on a Redis of its own.
     from bench import fairshare
 

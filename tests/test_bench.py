@@ -100,6 +100,11 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert all(row["cycles_per_s"] > 0 and row["script_mean_us"] > 0 for row in r["fairshare"])
     # rembg's own Python API on the same photo in the same process (bench/rembg_api.py).
     assert r["rembg_api"]["imgproc_s"] > 0 and r["rembg_api"]["rembg_s"] > 0 and r["rembg_api"]["ratio"] > 0
+    # A cut-out to a spec against the plain one, the model run once for every spec (bench/cutouts.py).
+    cut = r["cutouts"]
+    assert cut["plain_job_s"] > 0 and cut["model_runs"] == 1 and cut["zip_ratio"] > 0
+    assert all(spec["layout_s"] > 0 and spec["added_share"] > 0 for spec in cut["specs"].values())
+    assert any(row["figure"].startswith("cut-out spec amazon-main,") for row in r["verdicts"])
     light = r["light"]
     assert light["imgproc"]["jobs_per_s"] > 0 and light["bare_rq"]["jobs_per_s"] > 0 and light["ratio"] > 0
     assert light["bare_rq_same_work"]["jobs_per_s"] > 0 and light["ratio_same_work"] > 0
