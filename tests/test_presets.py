@@ -13,7 +13,7 @@ from PIL import Image
 from imgproc.api.options import validate
 from imgproc.config import Settings
 from imgproc.errors import InvalidOptions
-from imgproc.presets import PRESETS
+from imgproc.presets import MARKETPLACES, PRESETS
 from imgproc.processing import imaging
 from imgproc.processing.idphoto import place
 
@@ -32,6 +32,16 @@ def test_presets_are_listed_with_their_sizes_and_ranges(client, vendor_key):
     assert listed["us-passport"]["eye_line_from_bottom"] == [0.56, 0.69]
     for preset in listed.values():
         assert preset["format"] == "jpg" and preset["bgcolor"].startswith("#")
+    # The ID presets crop faces; the marketplace ones (API.md "Marketplace presets") remove backgrounds.
+    assert {listed[name]["job_type"] for name in PRESETS} == {"crop-face"}
+    assert {listed[name]["job_type"] for name in MARKETPLACES} == {"remove-bg"}
+    amazon = listed["amazon-main"]
+    assert amazon["pixels"] == [2000, 2000] and amazon["min_fill"] == 0.85
+    assert (amazon["min_side"], amazon["recommended_side"], amazon["max_side"]) == (1000, 1600, 10_000)
+    assert listed["walmart-main"]["aspect"] == [1, 1] and listed["walmart-main"]["max_file_mb"] == 5
+    assert listed["zalando-packshot"]["pixels"] == [1801, 2600]
+    for name in MARKETPLACES:
+        assert listed[name]["source"] and listed[name]["format"] in listed[name]["formats"]
 
 
 def test_a_preset_sets_the_options_and_given_ones_win():
