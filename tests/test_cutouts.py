@@ -179,3 +179,11 @@ def test_one_model_run_whatever_the_options():
         remover=model, crop=True, canvas=[300, 200], scale="90%", shadow=True, bgcolor="#ffffff", format="jpg"
     )
     assert model.runs == 1
+
+
+def test_a_preset_judges_a_zip_by_its_color_jpg():
+    out = run(preset="amazon-main", format="zip")
+    report = out.extra["compliance"]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["background_white"]["pass"], checks["background_white"]
+    assert out.format == "zip"

@@ -170,9 +170,13 @@ def _background(
 
 
 def _as_seen(encoded: bytes, out: np.ndarray, fmt: str, max_pixels: int) -> np.ndarray:
-    """The result's colours as a viewer sees them: a JPEG decoded again (its losses included)."""
+    """The result's colours as a viewer sees them: a JPEG decoded again (its losses included), a zip's
+    ``color.jpg``, a transparent result's colours (black where nothing is)."""
     if fmt == "jpg":
         return imaging.decode_rgb(encoded, max_pixels)
+    if fmt == "zip":
+        with zipfile.ZipFile(io.BytesIO(encoded)) as archive:
+            return imaging.decode_rgb(archive.read("color.jpg"), max_pixels)
     if out.shape[2] == 4:
         return np.ascontiguousarray(out[..., :3])
     return out
