@@ -326,3 +326,172 @@ def test_a_failed_jobs_error_is_said_once_and_a_past_upload_is_named(page_for, w
     )
     assert detail == "HTTP 404 from 127.0.0.1"
     screenshot(page, "vendor-failed-upload")
+
+
+def test_remove_bg_offers_the_cut_out_options_and_a_doubtful_result_is_marked_for_review(
+    page_for, web_stack, settings
+):
+    """Cut-outs to a spec: the layout's fields send what the API accepts, a marketplace preset takes
+    over the fields it sets, and a result with ``review: true`` shows its badge and its compliance.
+
+    The enqueue and the listing are answered here (no model runs): the options sent are checked with
+    the API's own ``validate``, the listing is two finished removals as the worker reports them.
+    """
+    import json
+
+    from PIL import Image
+
+    from imgproc.api.options import validate
+    from imgproc.jobtypes import JOB_TYPES
+    from imgproc.presets import MARKETPLACES
+
+    page = page_for("acme")
+    sent = []
+
+    def enqueue(route):
+        sent.append(route.request.post_data_json["options"])
+        route.fulfill(status=202, content_type="application/json", body=json.dumps({"job_id": "r" * 32}))
+
+    page.route("**/api/image-queue/" + JOB_TYPES["remove-bg"].single_endpoint, enqueue)
+    page.get_by_label("Operation").select_option("remove-bg")
+    removal = page.locator("fieldset[data-for='remove-bg']")
+    preset = removal.get_by_label("Marketplace preset")
+    assert MARKETPLACES["amazon-main"].title in preset.locator("option").all_inner_texts()
+    removal.get_by_label("Crop to the subject").check()
+    removal.get_by_label("Margin around the subject").fill("5%")
+    removal.get_by_label("Canvas (output size)").fill("1200x1200")
+    removal.get_by_label("Subject's size, of the canvas").fill("85%")
+    removal.get_by_label("Soft shadow under the subject").check()
+    removal.locator("summary", has_text="More options").click()
+    removal.get_by_label("Place on the canvas").fill("50% 100%")
+    assert removal.get_by_label("Background photo URL").get_attribute("type") == "url"
+    screenshot(removal, "vendor-remove-bg-options")
+    urls = page.get_by_label("Or image URLs, one per line")
+    url = f"sku-1,{web_stack['server'].url('/coffee.jpg')}"
+    urls.fill(url)
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text("1 job queued.").wait_for()
+    model = removal.get_by_label("Model").input_value()
+    assert sent[-1] == {
+        "model": model,
+        "format": "png",
+        "crop_margin": "5%",
+        "canvas": [1200, 1200],
+        "scale": "85%",
+        "crop": True,
+        "shadow": True,
+        "position": "50% 100%",
+        "keep_alpha": "never",
+        "channels": "rgba",
+        "alpha_matting": False,
+        "post_process_mask": False,
+    }
+    checked = validate("remove-bg", sent[-1], settings)  # what the API makes of them
+    assert (checked["canvas"], checked["scale"], checked["crop_margin"]) == (
+        [1200, 1200],
+        0.85,
+        "5% 5% 5% 5%",
+    )
+
+    # A preset: the fields it sets are greyed out and stay behind; the crop it sets is ticked.
+    removal.get_by_label("Crop to the subject").uncheck()
+    preset.select_option("amazon-main")
+    assert removal.get_by_label("Crop to the subject").is_checked()
+    assert removal.get_by_label("Canvas (output size)").is_disabled()
+    assert not removal.get_by_label("Margin around the subject").is_disabled()
+    urls.fill(url)
+    page.get_by_role("button", name="Submit").click()
+    for _ in range(100):  # the route's handler runs while Playwright waits
+        if len(sent) == 2:
+            break
+        page.wait_for_timeout(50)
+    assert sent[-1] == {
+        "preset": "amazon-main",
+        "model": model,
+        "crop_margin": "5%",
+        "crop": True,
+        "shadow": True,
+        "keep_alpha": "never",
+        "channels": "rgba",
+        "alpha_matting": False,
+        "post_process_mask": False,
+    }
+    checked = validate("remove-bg", sent[-1], settings)
+    assert checked["canvas"] == list(MARKETPLACES["amazon-main"].canvas) and checked["format"] == "jpg"
+
+    # Two finished removals: one the worker doubts (its record id hostile text), one it is sure of.
+    thumb = io.BytesIO()
+    Image.new("RGBA", (56, 56), (200, 60, 40, 255)).save(thumb, "PNG")
+    page.route(
+        "**/media/acme/*",
+        lambda route: route.fulfill(status=200, content_type="image/png", body=thumb.getvalue()),
+    )
+
+    def finished(job_id: str, record_id: str, confidence: float, failed: bool) -> dict:
+        fill = {"name": "fill_ratio", "value": 0.71 if failed else 0.9, "min": 0.85, "pass": not failed}
+        if failed:
+            fill["reason"] = "the subject fills too little of the frame"
+        side = {"name": "longest_side_px", "value": 2000, "min": 1000, "max": 10000, "pass": True}
+        return {
+            "job_id": job_id,
+            "type": "remove-bg",
+            "record_id": record_id,
+            "state": "finished",
+            "stage": "finished",
+            "progress": 100,
+            "attempts": 1,
+            "max_attempts": 3,
+            "created_at": "2026-12-01T08:00:00.000Z",
+            "started_at": "2026-12-01T08:00:00.100Z",
+            "ended_at": "2026-12-01T08:00:01.100Z",
+            "result": {
+                "url": f"/media/acme/{job_id}-bg.jpg",
+                "width": 2000,
+                "height": 2000,
+                "format": "jpg",
+                "bytes": 180_000,
+                "duration_ms": 1000,
+                "subject_box": [100, 100, 1800, 1800],
+                "confidence": confidence,
+                "review": confidence < 0.5,
+                "compliance": {
+                    "preset": "amazon-main",
+                    "compliant": not failed,
+                    "checks": [fill, side],
+                    "failed": ["fill_ratio"] if failed else [],
+                },
+            },
+            "error": None,
+            "queue": "bg-removal",
+            "image_url": web_stack["server"].url("/coffee.jpg"),
+            "upload": False,
+        }
+
+    doubtful, sure = finished("d" * 32, HOSTILE, 0.42, True), finished("e" * 32, "sku-2", 0.93, False)
+    listing = {"jobs": [doubtful, sure], "page": 1, "per_page": 10, "total": 2, "pages": 1}
+    page.evaluate("() => { window.alert = () => { window.alerted = true; }; }")
+    page.route(
+        "**/api/image-queue/jobs?*",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(listing)),
+    )
+    page.get_by_role("button", name="Refresh").click()
+    row = page.locator(f"#job-rows tr[data-job-id='{doubtful['job_id']}']")
+    row.wait_for()
+    badge = row.locator(".badge.review")
+    assert badge.is_visible() and badge.inner_text() == "Review · 0.42"
+    assert (
+        row.locator("td.record span").first.inner_text() == HOSTILE
+        and page.locator("img[src='x']").count() == 0
+    )
+    report = row.locator("details.compliance")
+    assert report.locator("summary").inner_text() == "amazon-main: not compliant: fill_ratio"
+    report.locator("summary").click()
+    failed = report.locator("li.fail")
+    assert failed.count() == 1 and "fill_ratio: 0.71 (at least 0.85)" in failed.inner_text()
+    assert "too little of the frame" in failed.inner_text()
+    other = page.locator(f"#job-rows tr[data-job-id='{sure['job_id']}']")
+    assert other.locator(".badge.review").count() == 0
+    assert other.locator("details.compliance summary").inner_text() == "amazon-main: compliant"
+    _all_done(page, 2)
+    screenshot(page, "vendor-review")
+    assert page.evaluate("window.alerted") is None

@@ -93,6 +93,37 @@ function stateBadge(state) {
   return el("span", { className: `badge state-${state}`, text: state });
 }
 
+// A result whose mask the worker doubts (review: true, below its threshold): for a person to look at.
+function reviewBadge(result) {
+  if (!result || result.review !== true) return null;
+  const score = typeof result.confidence === "number" ? ` · ${result.confidence.toFixed(2)}` : "";
+  return el("span", {
+    className: "badge review",
+    title: "The cut-out may be wrong (its confidence is under the threshold): look at it before using it",
+    text: `Review${score}`,
+  });
+}
+
+// A preset's compliance report, an ID photo's or a marketplace's (the same shape): whether the result
+// meets the rules, the checks that failed, and every check with its value and limits on opening.
+function complianceReport(report) {
+  if (!report || !Array.isArray(report.checks)) return null;
+  const failed = report.checks.filter((c) => !c.pass).map((c) => c.name);
+  const verdict = report.compliant ? "compliant" : `not compliant: ${failed.join(", ")}`;
+  const limits = (c) => {
+    const has = (v) => v !== undefined && v !== null;
+    if (has(c.min) && has(c.max)) return c.min === c.max ? ` (must be ${c.min})` : ` (${c.min} to ${c.max})`;
+    if (has(c.min)) return ` (at least ${c.min})`;
+    return has(c.max) ? ` (at most ${c.max})` : "";
+  };
+  return el("details", { className: `compliance ${report.compliant ? "ok" : "bad"}` },
+    el("summary", { text: `${report.preset}: ${verdict}` }),
+    el("ul", {}, ...report.checks.map((c) => el("li", { className: c.pass ? "pass" : "fail" },
+      el("span", { className: "mark", "aria-label": c.pass ? "passed" : "failed", text: c.pass ? "✓" : "✗" }),
+      ` ${c.name}: ${Array.isArray(c.value) ? c.value.join(", ") : c.value}${limits(c)}`,
+      c.reason && !c.pass ? el("span", { className: "muted", text: ` (${c.reason})` }) : null))));
+}
+
 function progressBar(value, label) {
   const bar = el("progress", { max: 100, value: value || 0, "aria-label": label || "Progress" });
   bar.textContent = `${value || 0}%`;
@@ -135,6 +166,6 @@ function follow(path, kinds, onData, ended, gone) {
 }
 
 window.imgproc = {
-  API, ApiError, ENDED, OPERATIONS, api, clear, duration, el, errorDetail, errorSentence, follow, progressBar,
-  stateBadge, when, seconds,
+  API, ApiError, ENDED, OPERATIONS, api, clear, complianceReport, duration, el, errorDetail, errorSentence, follow,
+  progressBar, reviewBadge, stateBadge, when, seconds,
 };

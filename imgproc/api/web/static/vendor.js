@@ -2,8 +2,10 @@
 "use strict";
 
 (() => {
-  const { api, clear, duration, el, ENDED, errorDetail, errorSentence, follow, OPERATIONS, progressBar, stateBadge } =
-    window.imgproc;
+  const {
+    api, clear, complianceReport, duration, el, ENDED, errorDetail, errorSentence, follow, OPERATIONS, progressBar,
+    reviewBadge, stateBadge,
+  } = window.imgproc;
   const PER_PAGE = 10;
   // Browsers open at most 6 connections to one host over HTTP/1.1: keep some for everything else.
   const MAX_STREAMS = 4;
@@ -30,6 +32,22 @@
   function showOptions() {
     for (const fieldset of form.querySelectorAll("fieldset.options")) {
       fieldset.hidden = fieldset.dataset.for !== operation.value;
+    }
+  }
+
+  // A preset chosen: the fields it sets are greyed out (they are not sent) and the checkboxes it sets take
+  // its values (data-sets), which the vendor may still change: a checkbox is always sent.
+  function applyPreset(preset) {
+    const fieldset = preset.closest("fieldset");
+    const chosen = preset.selectedOptions[0];
+    const sets = chosen && chosen.dataset.sets ? JSON.parse(chosen.dataset.sets) : {};
+    for (const input of fieldset.querySelectorAll("[data-preset-sets]")) {
+      if (input.dataset.kind === "bool") {
+        if (input.dataset.option in sets) input.checked = sets[input.dataset.option];
+        continue;
+      }
+      input.disabled = Boolean(preset.value);
+      if (input.dataset.when) document.getElementById(input.dataset.when).disabled = Boolean(preset.value);
     }
   }
 
@@ -185,13 +203,13 @@
     clear(cells.record, el("div", {}, el("span", { text: record }),
       view.batch_id ? el("a", { className: "batch-link", href: `/ui/batch/${encodeURIComponent(view.batch_id)}`, text: "batch" }) : null));
     cells.op.textContent = view.type ? (OPERATIONS[view.type] || {}).label || view.type : "—";
-    clear(cells.state, stateBadge(view.state));
+    const result = view.result || {};
+    clear(cells.state, el("div", {}, stateBadge(view.state), reviewBadge(result)));
     row.tr.dataset.state = view.state;
     const stage = view.state === "failed" ? "failed" : view.stage || view.state;
     clear(cells.progress, el("div", {}, progressBar(view.progress, `Progress of ${record}`),
       el("span", { className: "stage", text: `${view.progress || 0}% · ${stage}` })));
     cells.time.textContent = duration(view);
-    const result = view.result || {};
     const original = originals.get(view.job_id) || view.image_url;
     // An upload is kept only until its job has used it: once this page's own copy is gone (a reload,
     // another browser), say what it was rather than show an empty box.
@@ -200,7 +218,7 @@
         : thumb(original, `Original of ${record}`, false),
       el("span", { className: "arrow", "aria-hidden": "true", text: "→" }),
       thumb(result.url, `Result of ${record}`, true));
-    clear(cells.images, images);
+    clear(cells.images, images, complianceReport(result.compliance));
     if (view.error && view.state !== "finished") {
       images.append(el("p", { className: "error" },
         el("code", { text: view.error.code }), " ", errorSentence(view.error),
@@ -333,6 +351,10 @@
 
   // --- wiring -------------------------------------------------------------------------------------
   operation.addEventListener("change", showOptions);
+  for (const preset of form.querySelectorAll("select[data-preset]")) {
+    preset.addEventListener("change", () => applyPreset(preset));
+    applyPreset(preset); // a preset the browser kept across a reload
+  }
   filesInput.addEventListener("change", () => setFiles(filesInput.files));
   for (const name of ["dragenter", "dragover"]) {
     drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); });
