@@ -89,8 +89,10 @@ def remove_background(data: bytes, opts: dict, tools: Any) -> Cutout:
     if opts.get("preset"):
         report_started = time.perf_counter()
         seen = _as_seen(encoded, out, opts["format"], tools.max_pixels)
+        # The file a seller uploads: a zip's color.jpg, else the result itself.
+        size = len(_zipped(encoded, "color.jpg")) if opts["format"] == "zip" else len(encoded)
         extra["compliance"] = marketplace.report(
-            MARKETPLACES[opts["preset"]], seen, alpha, opts["format"], True, len(encoded)
+            MARKETPLACES[opts["preset"]], seen, alpha, opts["format"], True, size
         )
         layout_seconds += time.perf_counter() - report_started
     return Cutout(encoded, opts["format"], width, height, extra, source, encode_seconds, layout_seconds)
@@ -175,11 +177,15 @@ def _as_seen(encoded: bytes, out: np.ndarray, fmt: str, max_pixels: int) -> np.n
     if fmt == "jpg":
         return imaging.decode_rgb(encoded, max_pixels)
     if fmt == "zip":
-        with zipfile.ZipFile(io.BytesIO(encoded)) as archive:
-            return imaging.decode_rgb(archive.read("color.jpg"), max_pixels)
+        return imaging.decode_rgb(_zipped(encoded, "color.jpg"), max_pixels)
     if out.shape[2] == 4:
         return np.ascontiguousarray(out[..., :3])
     return out
+
+
+def _zipped(archive: bytes, name: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        return opened.read(name)
 
 
 def recombine(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
