@@ -32,10 +32,25 @@ def test_marketplace_zip_and_mask_on_coffee(client, vendor_key, photo_server, ph
         # A background at a private address fails like a photo there, before the model runs.
         {"record_id": "bg", "image_url": url, "options": {"bg_image_url": "http://169.254.169.254/bg.jpg"}},
     ]
+    # The rest of the options, through the same worker: a layout with a shadow on white, another photo
+    # behind, the photo's own blurred, and a photo whose own transparency is kept (no model run).
+    transparent = io.BytesIO()
+    cut = np.zeros((120, 160, 4), np.uint8)
+    cut[20:100, 40:120] = (200, 60, 20, 255)
+    Image.fromarray(cut).save(transparent, "PNG")
+    photo_server.serve("/cut.png", transparent.getvalue())
+    laid = {"crop": True, "crop_margin": "2%", "canvas": [600, 400], "scale": "80%", "position": "0% 100%"}
+    items += [
+        {"record_id": "laid", "image_url": url, "options": {**laid, "shadow": True, "bgcolor": "#ffffff"}},
+        {"record_id": "behind", "image_url": url, "options": {"bg_image_url": url, "format": "jpg"}},
+        {"record_id": "blur", "image_url": url, "options": {"bg_blur": 8, "format": "jpg"}},
+        {"record_id": "kept", "image_url": photo_server.url("/cut.png"), "options": {"keep_alpha": "auto"}},
+    ]
     response = client.post(BULK_BG, headers=acme, json={"items": items})
     assert response.status_code == 202, response.json
     work()
-    amazon, packed, mask, bg = (poll(client, acme, job_id) for job_id in response.json["job_ids"])
+    jobs = [poll(client, acme, job_id) for job_id in response.json["job_ids"]]
+    amazon, packed, mask, bg, laid_out, behind, blur, kept = jobs
 
     assert amazon["state"] == "finished", amazon
     result = amazon["result"]
@@ -68,3 +83,14 @@ def test_marketplace_zip_and_mask_on_coffee(client, vendor_key, photo_server, ph
     assert np.array_equal(np.asarray(grey), alpha)
 
     assert bg["state"] == "failed" and bg["error"]["code"] == "fetch_forbidden", bg
+
+    assert laid_out["state"] == "finished", laid_out
+    x, y, w, h = laid_out["result"]["subject_box"]
+    assert (laid_out["result"]["width"], laid_out["result"]["height"]) == (600, 400)
+    assert x <= 18 and y + h >= 382  # bottom left, "0% 100%", inside its 2% margin (3% of 600)
+    assert max(w / 600, h / 400) <= 0.8 + 0.01
+    for job in (behind, blur):
+        assert job["state"] == "finished" and job["result"]["format"] == "jpg", job
+        assert result_image(settings, job).mode == "RGB"
+    assert kept["state"] == "finished", kept
+    assert kept["result"]["alpha_source"] == "photo" and kept["result"]["subject_box"] == [40, 20, 80, 80]
