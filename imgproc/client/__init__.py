@@ -1,13 +1,15 @@
 """imgproc's Python client: ``Client(base_url, api_key)``. Needs only httpx (none of the worker's libraries).
 
-client.py    Client: enqueue (single, bulk), job, batch, cancel, stats, event streams; retries
+client.py    Client: enqueue (single, bulk), job, batch, cancel, stats, download, event streams; retries
 models.py    Job, Batch, Result, JobError; ``wait`` follows the event stream, polls when it fails
-errors.py    ApiError and one subclass per kind, each with the API's ``code``
+errors.py    ApiError and one subclass per kind, each with the API's ``code``; UnpackError
+cutouts.py   unpack_zip: a zip result (color.jpg + alpha.png) as one RGBA PNG (Pillow, imported then)
 webhooks.py  verify_webhook, for receivers
 jobtypes.py  the job types and their endpoints, written from the table by ``python -m imgproc.clientgen``
 """
 
 from .client import Client
+from .cutouts import unpack_zip
 from .errors import (
     ApiError,
     Conflict,
@@ -18,6 +20,7 @@ from .errors import (
     Timeout,
     Unauthorized,
     Unavailable,
+    UnpackError,
     WebhookVerificationError,
 )
 from .models import Batch, Job, JobError, Result
@@ -38,6 +41,8 @@ __all__ = [
     "Timeout",
     "Unauthorized",
     "Unavailable",
+    "UnpackError",
     "WebhookVerificationError",
+    "unpack_zip",
     "verify_webhook",
 ]

@@ -23,8 +23,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from . import errors
+from .cutouts import is_zip, unpack_zip
 from .jobtypes import CROP_FACE, ENDPOINTS, PROCESS_IMAGE, REMOVE_BG
-from .models import Batch, Job
+from .models import Batch, Job, Result
 
 API = "/api/image-queue"
 
@@ -140,6 +141,21 @@ class Client:
             return Batch.of(
                 {**data, "total": len(queued), "counts": {"queued": len(queued)}, "jobs": queued}, self
             )
+
+    def download(self, result: Result | str, *, unpack: bool = False) -> bytes:
+        """A result's bytes (a ``Result`` or its URL); ``unpack``: a zip result made one RGBA PNG.
+
+        Sent without the API key: a result may be on another host (a CDN).
+        """
+        request = self._http.build_request("GET", result.url if isinstance(result, Result) else result)
+        del request.headers["X-API-Key"]
+        try:
+            response = self._http.send(request, follow_redirects=True)
+        except httpx.TransportError as exc:
+            raise errors.ConnectionFailed("connection_failed", str(exc), 0) from exc
+        if response.is_error:
+            raise _error(response)
+        return unpack_zip(response.content) if unpack and is_zip(response.content) else response.content
 
     def job(self, job_id: str) -> Job:
         return Job.of(self._request("GET", f"{API}/job/{job_id}"), self)

@@ -48,6 +48,10 @@ class Timeout(ApiError):
     """Raised when ``wait`` runs out of time before the job (or batch) has ended."""
 
 
+class UnpackError(ValueError):
+    """Raised by ``unpack_zip`` for a zip result that is not a ``color.jpg`` and ``alpha.png`` of one size."""
+
+
 class WebhookVerificationError(Exception):
     """Raised by ``verify_webhook`` for a message that is not signed with the secret, or too old."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ApiError, Timeout
@@ -23,16 +23,28 @@ class Result:
     url: str
     width: int
     height: int
+    #: ``png``, ``jpg``, ``webp`` or ``zip`` (color.jpg + alpha.png: ``Client.download(unpack=True)``).
     format: str
     bytes: int
     record_id: str | None = None
     duration_ms: int | None = None
+    #: A background removal's: how sure the mask is (0-1), and whether it is under the API's threshold,
+    #: for a person to look at.
+    confidence: float | None = None
+    review: bool | None = None
+    #: ``[x, y, w, h]`` of the subject in the output's pixels (a removal with a layout).
+    subject_box: list[int] | None = None
+    #: ``"photo"`` where ``keep_alpha: auto`` kept the photo's own transparency.
+    alpha_source: str | None = None
+    #: A preset's report (an ID photo's or a marketplace's): ``preset``, ``compliant``, ``checks``,
+    #: ``failed``.
+    compliance: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, data: dict[str, Any], base: str | None = None) -> Result:
         """The result in ``data``; a URL relative to the API (``/media/...``) made absolute on ``base``."""
-        known = {"url", "width", "height", "format", "bytes", "record_id", "duration_ms"}
+        known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: data.get(k) for k in known}
         url = values["url"]
         if base and isinstance(url, str) and url.startswith("/") and not url.startswith("//"):

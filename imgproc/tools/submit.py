@@ -7,7 +7,9 @@ Built on ``imgproc.client``. A file is uploaded in a request of its own (the
 bulk endpoints take URLs only, API.md); URLs, given as arguments or as
 ``record_id,url`` rows of a CSV, go in bulks of ``--bulk-size``. Each upload
 and each bulk is followed on its event stream, and a finished job's result is
-downloaded at once into ``--out`` as ``<record id>.<format>``.
+downloaded at once into ``--out`` as ``<record id>.<format>``; a zip result
+(remove-bg ``-o format=zip``: color.jpg + alpha.png) is unpacked there into
+``<record id>.png``, the RGBA cut-out, unless ``--keep-zip`` keeps the zip.
 
 Exit status: 0 when every job finished; 1 when any job failed or could not be
 sent; 2 for a usage error (bad arguments, options the API refused, an API key
@@ -21,7 +23,6 @@ import functools
 import json
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -36,11 +37,13 @@ from rich.console import Console
 
 from imgproc.client import ApiError, Client, ConnectionFailed, NotFound, RateLimited, Unauthorized
 from imgproc.client.client import ENDPOINTS
-from imgproc.client.models import ENDED, Job, Result
+from imgproc.client.errors import UnpackError
+from imgproc.client.models import ENDED, Job
 from imgproc.config import Settings
 from imgproc.errors import InvalidOptions
 from imgproc.jobtypes import JOB_TYPES, QUEUE_BG
 
+from . import submit_records
 from .submit_display import Display, print_summary
 from .submit_records import UPLOADS, Record, UsageError, existing_result, load_records, parse_option
 
@@ -61,13 +64,21 @@ def _seconds(job: Job) -> float | None:
 class Submitter:
     """Sends the records of one run and follows them to their end, from a few threads."""
 
-    def __init__(self, client: Client, args: argparse.Namespace, options: dict, display: Display):
+    def __init__(
+        self,
+        client: Client,
+        args: argparse.Namespace,
+        options: dict,
+        display: Display,
+        keep_zip: bool = False,
+    ):
         self.client = client
         self.operation = args.operation
         self.options = options
         self.out: Path = args.out
         self.api_url = args.api_url
         self.timeout = args.timeout
+        self.keep_zip = keep_zip
         self.display = display
         # Results are fetched without the API key: a result URL may be another host's (Cloudinary).
         self.downloads = httpx.Client(timeout=60, follow_redirects=True)
@@ -132,28 +143,19 @@ class Submitter:
         if job.state == "finished" and job.result:
             url = urljoin(self.api_url + "/", job.result.url)
             try:
-                record.saved = self.save(record, job.result, url)
+                record.saved = submit_records.save_result(
+                    self.downloads, url, self.out / record.file_name, job.result.format, self.keep_zip
+                )
             except (httpx.HTTPError, OSError) as exc:
                 record.state, record.error = "failed", f"download_failed: {url}: {exc}{_hint(url)}"
+            except UnpackError as exc:
+                record.state, record.error = "failed", f"unpack_failed: {exc} (the zip is kept in {self.out})"
         elif job.error:
             record.error = f"{job.error.code}: {job.error.message}"
         else:
             record.error = job.state  # canceled, stopped: no error of its own
         record.ended = True
         self.display.ended(group, record)
-
-    def save(self, record: Record, result: Result, url: str) -> Path:
-        """The bytes at ``url`` in ``out``, written beside and renamed, so a file there is always whole."""
-        ext = result.format if re.fullmatch(r"[a-z0-9]{1,5}", result.format or "") else "bin"
-        target = self.out / f"{record.file_name}.{ext}"
-        part = target.with_name(target.name + ".part")
-        with self.downloads.stream("GET", url) as response:
-            response.raise_for_status()
-            with part.open("wb") as f:
-                for chunk in response.iter_bytes():
-                    f.write(chunk)
-        part.replace(target)
-        return target
 
     def run_unit(self, records: list[Record], send: Callable[[], None]) -> None:
         """``send()`` in a thread; whatever stops it is written on the records that had not ended."""
@@ -293,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     with Client(args.api_url, args.api_key) as client:
         display = Display(console)
-        submitter = Submitter(client, args, options, display)
+        submitter = Submitter(client, args, options, display, args.keep_zip)
         try:
             threads = _threads(submitter, todo, args, display)
             for thread in threads:
@@ -349,8 +351,18 @@ def add_parser(sub) -> None:
         metavar="KEY=VALUE",
         help="an option of the operation (README, API.md); VALUE is JSON when it parses: size=[300,400]",
     )
-    parser.add_argument("--preset", metavar="NAME", help="an ID-photo preset of crop-face, e.g. icao-35x45")
+    parser.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="crop-face: an ID photo (icao-35x45); remove-bg: a marketplace (amazon-main)",
+    )
     parser.add_argument("--resume", action="store_true", help="skip records whose result is already in --out")
+    parser.add_argument(
+        "--keep-zip",
+        action="store_true",
+        help="save a zip result (format=zip) as it comes, <record id>.zip, instead of unpacking it into "
+        "<record id>.png (RGBA: alpha.png put in as color.jpg's alpha)",
+    )
     # The client's two settings are read here, not in imgproc.config: Settings is the server's
     # configuration (Redis, database, models...), which a vendor's machine running this has none of.
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""What ``imgproc submit`` sends and where each result goes: records from files, URLs and a CSV; options.
+"""What ``imgproc submit`` sends and where each result goes: records from files, URLs and a CSV; options;
+a result saved whole, a zip unpacked.
 
 A record id is vendor text, so the file of its result is named by
 ``safe_name`` and anything shown on a terminal passes through ``shown``.
@@ -17,11 +18,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from imgproc import identifiers
+from imgproc.client import UnpackError, unpack_zip
 from imgproc.identifiers import shown as shown  # vendor text on a terminal, escaped (submit_display)
 
-#: Result extensions ``--resume`` looks for (the API's formats; jpeg in case a storage spells it so).
-FORMATS = ("png", "jpg", "jpeg", "webp")
+#: Result extensions ``--resume`` looks for (the API's formats; jpeg in case a storage spells it so; a zip
+#: kept by ``--keep-zip``).
+FORMATS = ("png", "jpg", "jpeg", "webp", "zip")
 #: The API's longest record id.
 MAX_RECORD_ID = 191
 UPLOADS = "uploads"
@@ -137,3 +142,29 @@ def existing_result(out: Path, record: Record) -> Path | None:
         if (out / f"{record.file_name}.{ext}").is_file():
             return out / f"{record.file_name}.{ext}"
     return None
+
+
+def save_result(downloads: httpx.Client, url: str, stem: Path, fmt: str | None, keep_zip: bool) -> Path:
+    """The bytes at ``url`` as ``<stem>.<fmt>``, written beside and renamed so that a file there is always
+    whole; a zip (color.jpg + alpha.png) unpacked into ``<stem>.png``, the RGBA cut-out, unless ``keep_zip``.
+    Raises ``UnpackError`` for a zip that holds no cut-out, which is then kept as it came."""
+    ext = fmt if re.fullmatch(r"[a-z0-9]{1,5}", fmt or "") else "bin"
+    target = stem.with_name(f"{stem.name}.{ext}")
+    part = target.with_name(target.name + ".part")
+    with downloads.stream("GET", url) as response:
+        response.raise_for_status()
+        with part.open("wb") as f:
+            for chunk in response.iter_bytes():
+                f.write(chunk)
+    if ext == "zip" and not keep_zip:
+        try:
+            png = unpack_zip(part.read_bytes())
+        except UnpackError:
+            part.replace(target)
+            raise
+        target, zipped = stem.with_name(f"{stem.name}.png"), part
+        part = target.with_name(target.name + ".part")
+        part.write_bytes(png)
+        zipped.unlink()
+    part.replace(target)
+    return target
