@@ -23,14 +23,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from imgproc.config import Settings
 from imgproc.processing import confidence
 
 #: What ISNet's mask of a photo looks like, by eye: a good cut-out, one to look at twice, or
 #: unusable (wrong, or empty: a photo with no subject gives a cut-out of nothing).
 GOOD, DOUBTFUL, FAILS = "good", "doubtful", "fails"
-#: The review threshold these figures suggest (``IMGPROC_REVIEW_THRESHOLD``): between the lowest
-#: good mask and the highest doubtful one (docs/confidence.md).
-THRESHOLD = 0.65
+#: The default review threshold (``IMGPROC_REVIEW_THRESHOLD``), which these figures chose: between
+#: the lowest good mask and the highest doubtful one (docs/confidence.md).
+THRESHOLD = Settings().review_threshold
 
 
 @dataclass(frozen=True)

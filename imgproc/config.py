@@ -134,8 +134,9 @@ class Settings:
     #: matted shrunk to it and its alpha brought back up (README: Limits, the edge it keeps).
     max_matting_pixels: int = 2_000_000
     #: A background removal whose ``confidence`` (0-1, from its mask) is under this is marked
-    #: ``review: true`` for a person to look at, and counted in ``imgproc_results_review_total``.
-    review_threshold: float = 0.5
+    #: ``review: true`` for a person to look at, and counted in ``imgproc_results_review_total``;
+    #: 0.65 lies between the good masks and the doubtful ones of ``python -m bench.confidence``.
+    review_threshold: float = 0.65
     #: Largest request body (multipart uploads included) in bytes.
     max_request_bytes: int = 25 * 1024 * 1024
     #: Most items in one bulk request.

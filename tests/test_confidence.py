@@ -22,15 +22,25 @@ def disc(radius: float = 150, blur: float = 1.5, centre=(256, 256), shape=(SIDE,
 
 
 def islands(count: int, seed: int = 0) -> np.ndarray:
-    """``count`` discs of one size, apart, as much foreground in all as one disc of 120 px."""
+    """A disc of 80 px and ``count`` specks of 12 px around it: background kept in pieces."""
     rng = np.random.default_rng(seed)
-    mask, radius, placed = np.zeros((SIDE, SIDE), np.uint8), round(120 / math.sqrt(count)), []
-    while len(placed) < count:
-        c = tuple(int(v) for v in rng.integers(radius + 2, SIDE - radius - 2, 2))
-        if all(math.dist(c, p) > 2 * radius + 4 for p in placed):
+    mask = np.zeros((SIDE, SIDE), np.uint8)
+    cv2.circle(mask, (256, 256), 80, 255, -1)
+    placed = [(256, 256)]
+    while len(placed) < count + 1:
+        c = tuple(int(v) for v in rng.integers(14, SIDE - 14, 2))
+        if all(math.dist(c, p) > (96 if p == (256, 256) else 28) for p in placed):
             placed.append(c)
-            cv2.circle(mask, c, radius, 255, -1)
+            cv2.circle(mask, c, 12, 255, -1)
     return mask
+
+
+def pair(ratio: float = 0.9) -> np.ndarray:
+    """Two discs apart, the second ``ratio`` of the first's radius: a pair of shoes, a set."""
+    mask = np.zeros((SIDE, SIDE), np.uint8)
+    cv2.circle(mask, (140, 256), 100, 255, -1)
+    cv2.circle(mask, (380, 256), round(100 * ratio), 255, -1)
+    return cv2.GaussianBlur(mask, (0, 0), 2)
 
 
 def test_a_clean_soft_edged_disc_scores_high():
@@ -59,7 +69,7 @@ def test_each_doubt_scores_under_the_clean_disc_and_the_threshold():
 
 def test_more_doubt_scores_lower():
     by_blur = [score(disc(blur=b)) for b in (1, 4, 10, 25)]
-    by_islands = [score(islands(n)) for n in (1, 2, 6, 30)]
+    by_islands = [score(islands(n)) for n in (0, 10, 30, 80)]
     assert by_blur == sorted(by_blur, reverse=True) and by_blur[0] > by_blur[-1] + 0.5, by_blur
     assert by_islands == sorted(by_islands, reverse=True) and by_islands[0] > by_islands[-1] + 0.5, by_islands
 
@@ -70,8 +80,8 @@ def test_parts_measure_what_they_name():
     assert parts(ring)["holes"] == pytest.approx(75**2 / 150**2, abs=0.02)
     two = np.zeros((SIDE, SIDE), np.uint8)
     cv2.circle(two, (120, 256), 60, 255, -1)
-    cv2.circle(two, (380, 256), 40, 255, -1)
-    assert parts(two)["islands"] == pytest.approx(40**2 / (40**2 + 60**2), abs=0.02)
+    cv2.circle(two, (380, 256), 25, 255, -1)  # under a quarter of the other: an island
+    assert parts(two)["islands"] == pytest.approx(25**2 / (25**2 + 60**2), abs=0.02)
     half_grey = disc(blur=0)
     half_grey[:, :256] //= 2  # the left half of the disc at alpha 127: neither in nor out
     assert parts(half_grey)["unsure"] == pytest.approx(0.5, abs=0.03)
@@ -80,9 +90,16 @@ def test_parts_measure_what_they_name():
     assert parts(disc())["area"] == pytest.approx(math.pi * 150**2 / SIDE**2, abs=0.01)
 
 
+def test_a_pair_of_comparable_pieces_is_one_subject():
+    """A pair of shoes or a set of bottles is a common product shot: no doubt in itself."""
+    assert parts(pair())["islands"] == 0
+    assert score(pair()) >= THRESHOLD
+    assert score(pair(0.3)) < score(pair())  # a piece a tenth of the other's area: a speck kept
+
+
 def test_a_12mp_mask_scores_as_its_small_copy():
     """The score reads a copy shrunk to 512 px; ISNet's mask grows with the photo, and so does its edge."""
-    for small in (disc(), disc(blur=10), islands(6), disc(centre=(256, 40))):
+    for small in (disc(), disc(blur=10), pair(0.3), disc(centre=(256, 40))):
         large = cv2.resize(small, (4000, 3000), interpolation=cv2.INTER_LINEAR)
         assert score(large) == pytest.approx(score(cv2.resize(small, (512, 384))), abs=0.02)
 

@@ -62,7 +62,9 @@ def test_marketplace_zip_and_mask_on_coffee(client, vendor_key, photo_server, ph
     assert report["compliant"], report
     x, y, w, h = result["subject_box"]
     assert max(w, h) == 1800  # 90% of 2000, the preset's scale
-    assert 0 <= result["confidence"] <= 1 and result["review"] == (result["confidence"] < 0.5)
+    assert 0 <= result["confidence"] <= 1 and result["review"] == (
+        result["confidence"] < settings.review_threshold
+    )
     img = np.asarray(result_image(settings, amazon))
     assert img.shape == (2000, 2000, 3)
     assert (img[:8] == 255).all() and (img[:, :8] == 255).all()  # pure white outside the subject

@@ -11,8 +11,9 @@ resized to the photo, its soft edge grows with the photo.
     area     share of the frame at least half opaque
     unsure   share of the subject (alpha >= 10%) that is neither clearly in nor clearly out
              (10% <= alpha < 90%): ISNet's answer where it does not know (glass, fur, a texture)
-    islands  share of the foreground outside its largest 8-connected component: the subject
-             split in pieces, specks of background kept, or many small objects
+    islands  share of the foreground in 8-connected pieces under a quarter of the largest: specks
+             of background kept, or the subject broken up (pieces of comparable size, a pair of
+             shoes, are all subject)
     holes    share of the filled subject that is background enclosed by it: a subject eaten away
     edges    the least covered of the four edges of the frame, its share in the foreground: a
              subject that touches every edge is no subject (a texture, the whole frame kept)
@@ -27,8 +28,7 @@ The weights are all 1: ``python -m bench.confidence`` (docs/confidence.md) measu
 on 29 photos, and these plain factors already put every failure that shows in its mask under
 every good mask; weights fitted to 29 photos would be fitted to those photos. What the mask
 cannot show, it cannot score: a glass ISNet left out whole, beside a cup it cut cleanly,
-scores as the clean cup. Two objects of one size (a pair of shoes) score 0.5 at most: which
-one is the subject is a question for a person.
+scores as the clean cup.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import numpy as np
 SIDE = 512
 #: Alpha of "clearly out" (10%) and of "clearly in" (90%), 0-255.
 LOW, HIGH = 26, 230
+#: A piece of the foreground at least this share of the largest piece is subject, not an island.
+MAJOR = 0.25
 #: Foreground share of the frame under which the mask counts as empty (score 0) ...
 EMPTY = 0.005
 #: ... and from which it counts as fully present (a small subject, far away, is not a doubt).
@@ -84,7 +86,9 @@ def parts(mask: np.ndarray) -> dict[str, float]:
     unsure = np.count_nonzero((alpha >= LOW) & (alpha < HIGH)) / some if some else 0.0
     _, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     sizes = stats[1:, cv2.CC_STAT_AREA]
-    islands = 1 - sizes.max() / n_fg if n_fg else 0.0
+    # Pieces of at least MAJOR of the largest are subject too (a pair of shoes, a set); smaller ones
+    # are specks of background kept or the subject broken up.
+    islands = sizes[sizes < MAJOR * sizes.max()].sum() / n_fg if n_fg else 0.0
     holes = _enclosed(1 - fg)
     edges = min(fg[0].mean(), fg[-1].mean(), fg[:, 0].mean(), fg[:, -1].mean())
     return {

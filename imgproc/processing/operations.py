@@ -49,7 +49,7 @@ class Tools:
     #: Fetches a URL an option names (``bg_image_url``) through the same checks and limits as a photo.
     fetch: Callable[[str], bytes] | None = None
     #: A cut-out whose ``confidence`` is under this is marked ``review`` (``IMGPROC_REVIEW_THRESHOLD``).
-    review_threshold: float = 0.5
+    review_threshold: float = 0.65
 
 
 @dataclass
