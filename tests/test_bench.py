@@ -104,6 +104,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
     cut = r["cutouts"]
     assert cut["plain_job_s"] > 0 and cut["model_runs"] == 1 and cut["zip_ratio"] > 0
     assert all(spec["layout_s"] > 0 and spec["added_share"] > 0 for spec in cut["specs"].values())
+    assert all(spec["job_s"] > 0 for spec in cut["specs"].values())
     assert any(row["figure"].startswith("cut-out spec amazon-main,") for row in r["verdicts"])
     light = r["light"]
     assert light["imgproc"]["jobs_per_s"] > 0 and light["bare_rq"]["jobs_per_s"] > 0 and light["ratio"] > 0

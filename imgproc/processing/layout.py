@@ -3,9 +3,9 @@
 ``place`` turns the options into a ``Placement`` (pure arithmetic on the
 subject's box), ``resample`` carries the photo's region onto the canvas in one
 resize, and the background (a colour, another photo, the photo's own blurred)
-and the shadow are composed there. Colour decontamination runs before, at the
-photo's own resolution, so that an edge never carries the old background's
-colour onto the new one.
+and the shadow are composed there. Colour decontamination (at the smaller of
+the photo's and the canvas' resolutions) keeps an edge from carrying the old
+background's colour onto the new one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ SUBJECT_ALPHA = 32
 SOLID = 230
 #: Alpha up to which a pixel shows the old background alone.
 CLEAR = 10
+#: Longest side of the copy the edge's nearby colours are estimated on: 512 costs a quarter of 1024
+#: (9 MP: 81 -> 35 ms) and an 8 px block of a 4000 px photo is still inside a soft edge's reach.
+ESTIMATE_SIDE = 512
 #: The shadow: its drop and softness as shares of the subject's height, and its darkness (0-1).
 SHADOW_DROP, SHADOW_BLUR, SHADOW_OPACITY = 0.02, 0.03, 0.45
 
@@ -96,7 +99,7 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     An edge pixel shows ``a F + (1 - a) B``: the subject's colour F mixed with
     the background B behind it. B is estimated from the sure background near
     it and F from the sure subject near it (normalised box filters on a copy
-    at most 1024 px wide, so a 12 MP photo costs tens of ms, not hundreds);
+    at most ``ESTIMATE_SIDE`` px wide, so a 12 MP photo costs tens of ms, not hundreds);
     the pixel becomes ``(I - (1 - a) B) / a``, leaning on the nearby subject's
     colour as ``a`` falls and the solve grows unsure. Only the band changes.
     """
@@ -106,10 +109,13 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     points = band.reshape(-1, 2)
     xs, ys = points[:, 0], points[:, 1]
     height, width = alpha.shape
-    step = max(1, math.ceil(max(height, width) / 1024))
+    step = max(1, math.ceil(max(height, width) / ESTIMATE_SIDE))
     small = (max(1, width // step), max(1, height // step))
-    rgb_small = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA).astype(np.float32)
-    alpha_small = cv2.resize(alpha, small, interpolation=cv2.INTER_AREA)
+    # By a whole factor over whole blocks: OpenCV's fast path of INTER_AREA (the last step - 1 rows
+    # and columns at most are left out of the estimate; their points read the nearest block).
+    fitted = (slice(0, small[1] * step), slice(0, small[0] * step))
+    rgb_small = cv2.resize(rgb[fitted], small, interpolation=cv2.INTER_AREA).astype(np.float32)
+    alpha_small = cv2.resize(alpha[fitted], small, interpolation=cv2.INTER_AREA)
     sy = np.minimum(ys // step, small[1] - 1)
     sx = np.minimum(xs // step, small[0] - 1)
     near_subject = _spread(rgb_small, (alpha_small >= SOLID).astype(np.float32), sy, sx)
@@ -201,9 +207,13 @@ def blurred(rgb: np.ndarray, placement: Placement, radius: int) -> np.ndarray:
     f = placement.factor
     (tx, ty), (rx, ry) = placement.target[:2], placement.region[:2]
     source, pre = rgb, 1.0
-    if f / step < 0.5:  # shrink with area averaging first: warpAffine samples, and would alias
-        pre = 2 * f / step
-        source = cv2.resize(rgb, None, fx=pre, fy=pre, interpolation=cv2.INTER_AREA)
+    whole = int(step / (2 * f))
+    if whole >= 2:  # shrink with area averaging first (warpAffine samples, and would alias), by a
+        # whole factor: OpenCV's fast path (12 MP by 3: 10 ms, where 1/2.7 took 45 ms)
+        height, width = rgb.shape[:2]
+        pre = 1 / whole
+        fitted = rgb[: height - height % whole, : width - width % whole]
+        source = cv2.resize(fitted, (width // whole, height // whole), interpolation=cv2.INTER_AREA)
     scale = f / step / pre
     matrix = np.float32([[scale, 0, (tx - rx * f) / step], [0, scale, (ty - ry * f) / step]])
     moved = cv2.warpAffine(source, matrix, small, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
