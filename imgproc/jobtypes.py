@@ -73,6 +73,10 @@ class JobType:
     #: Checks between options, after each was checked alone: ``(given, validated) -> None``.
     cross_check: Callable[[dict, dict], None] | None = None
 
+    def defaults(self, settings: Settings) -> dict[str, Any]:
+        """Every option's default: what a job queued before an option existed runs with."""
+        return {name: default for name, (_, default) in self.schema(settings).items()}
+
     @property
     def names_model(self) -> bool:
         """Whether its results may name the model that made them (``model``: the matting model's)."""

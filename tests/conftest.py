@@ -294,3 +294,22 @@ def deliver(runtime):
         raise TimeoutError("deliveries still waiting after the timeout")
 
     return run
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, settings, redis_conn):
+    """``cli("jobs", "failed")`` runs ``imgproc`` on the test's Redis and database: (code, stdout, stderr)."""
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)  # conftest's REDIS_TEST_URL
+    monkeypatch.setenv("IMGPROC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("IMGPROC_STORAGE_DIR", settings.storage_dir)
+    monkeypatch.setenv("IMGPROC_FETCH_ALLOW_HOSTS", "127.0.0.1")
+
+    from imgproc.tools.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -10,26 +10,8 @@ from rq.registry import FailedJobRegistry
 from imgproc.jobtypes import Payload
 from imgproc.queueing import JobQueue, NewJob
 from imgproc.queueing.fairshare import KEY_LANE
-from imgproc.tools.cli import main
 
 LIGHT = {"resize": [64, 64], "fit": "contain", "format": "jpg", "quality": 85, "strip_metadata": True}
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys, settings, redis_conn):
-    """``cli("jobs", "failed")`` runs ``imgproc`` on the test's Redis and database: (code, stdout, stderr)."""
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)  # conftest's REDIS_TEST_URL
-    monkeypatch.setenv("IMGPROC_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("IMGPROC_STORAGE_DIR", settings.storage_dir)
-    monkeypatch.setenv("IMGPROC_FETCH_ALLOW_HOSTS", "127.0.0.1")
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def rows(out: str) -> list[list[str]]:

@@ -35,6 +35,7 @@ COUNTERS = frozenset(
         "imgproc_megapixels_processed_total",
         "imgproc_webhook_deliveries_total",
         "imgproc_rate_limited_total",
+        "imgproc_results_review_total",
     }
 )
 HISTOGRAMS = frozenset(

@@ -22,6 +22,9 @@ from imgproc.config import ROOT
 from imgproc.errors import SchemaMismatch
 from tests.conftest import process_env
 
+#: The revision this code needs (later revisions move it).
+HEAD = schema.head()
+
 LEGACY = Path(__file__).parent / "schema_0_1_0"
 BEHIND = "database schema is at none ({why}), this imgproc needs {head}: run `imgproc db upgrade`"
 
@@ -67,8 +70,8 @@ def test_four_concurrent_upgrades_of_an_empty_database_all_exit_0(settings, empt
     assert [code for code, _ in results] == [0, 0, 0, 0], results
     outputs = [out for _, out in results]
     # One of them made the tables; the others waited on the lock and found the schema at head.
-    assert sum("upgraded from none to 0001" in out for out in outputs) == 1, outputs
-    assert sum("is at 0001 already" in out for out in outputs) == 3, outputs
+    assert sum(f"upgraded from none to {HEAD}" in out for out in outputs) == 1, outputs
+    assert sum(f"is at {HEAD} already" in out for out in outputs) == 3, outputs
 
     engine = raw_engine(empty_url)
     found = schema.state(engine)
@@ -77,7 +80,7 @@ def test_four_concurrent_upgrades_of_an_empty_database_all_exit_0(settings, empt
     # `imgproc db check`: at head, and the tables are exactly what db.py's metadata describes.
     code, out = finish(imgproc(settings, empty_url, "db", "check"))
     assert code == 0, out
-    assert "database schema is at 0001, as this imgproc needs" in out
+    assert f"database schema is at {HEAD}, as this imgproc needs" in out
 
 
 def _legacy_database(url: str, dialect: str) -> sa.Engine:
@@ -133,13 +136,11 @@ def test_upgrade_adopts_the_tables_of_0_1_0_and_keeps_their_rows(settings, empty
     # Before the upgrade, everything that opens the database refuses it (SQLite too: it has tables).
     with pytest.raises(SchemaMismatch) as info:
         make_engine(settings_for(empty_url))
-    assert str(info.value) == BEHIND.format(
-        why="tables made before migrations, by imgproc 0.1.0", head="0001"
-    )
+    assert str(info.value) == BEHIND.format(why="tables made before migrations, by imgproc 0.1.0", head=HEAD)
 
     code, out = finish(imgproc(settings, empty_url, "db", "upgrade"))
     assert code == 0, out
-    assert "database schema upgraded from none to 0001" in out
+    assert f"database schema upgraded from none to {HEAD}" in out
 
     checked = make_engine(settings_for(empty_url))  # no longer refused
     kept = Records(checked)
@@ -172,7 +173,7 @@ def test_a_table_not_made_by_0_1_0_is_not_adopted(settings, tmp_path):
 
 def test_worker_and_api_refuse_an_empty_mariadb_and_create_no_table(settings, redis_conn, empty_mariadb_url):
     env = process_env(settings.replace(database_url=empty_mariadb_url))
-    message = BEHIND.format(why="no tables", head="0001")
+    message = BEHIND.format(why="no tables", head=HEAD)
     worker = subprocess.run(
         [sys.executable, "worker.py", "--burst"],
         cwd=ROOT,

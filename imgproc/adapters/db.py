@@ -119,6 +119,21 @@ webhook_messages = sa.Table(
     **_TABLE_OPTIONS,
 )
 
+#: Every operator action, newest last (``imgproc.adapters.audit``): who, what, on what, when, from where.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("who", sa.String(191), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False),
+    sa.Column("details", sa.Text),
+    sa.Column("source", sa.String(191)),
+    sa.Index("ix_audit_log_at", "at"),
+    **_TABLE_OPTIONS,
+)
+
 #: Every delivery attempt: when, the answer's status (or the error), how long it took, the next try.
 webhook_attempts = sa.Table(
     "webhook_attempts",

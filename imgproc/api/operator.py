@@ -6,12 +6,17 @@ GET  /api/image-queue/workers                     the worker processes: host, pi
 GET  /api/image-queue/usage?days=7                per vendor and UTC day: jobs, megapixels, limits hit
 GET  /api/image-queue/webhooks/failed             webhook messages not delivered, with their last error
 POST /api/image-queue/webhooks/<id>/redeliver     a failed message again (same webhook-id; 409 if delivered)
+GET  /api/image-queue/audit?action=&target=&limit=   the audit log, newest first
+
+Every action here is written to the audit log first (``record``): an action the log cannot take is
+refused (503) rather than taken unrecorded.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
+from imgproc.adapters.audit import Actor, Audit
 from imgproc.adapters.webhooks import WebhookStore
 from imgproc.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from imgproc.jobtypes import QUEUES
@@ -51,6 +56,13 @@ def _webhooks() -> WebhookStore:
     return WebhookStore(svc.engine, grace=svc.settings.webhook_secret_grace)
 
 
+def record(action: str, target: str, details: dict | None = None) -> None:
+    """Write an operator's action to the audit log: who (the operator key's vendor), from where."""
+    Audit(services().engine).record(
+        Actor.of_vendor(g.vendor.name, request.remote_addr), action, target, details
+    )
+
+
 @bp.before_request
 def operators_only() -> None:
     if not g.vendor.operator:
@@ -65,7 +77,9 @@ def failed():
 
 @bp.post("/failed/retry")
 def retry_all():
-    requeued, refused = retry_failed(services().jobs, **_filters())
+    filters = _filters()
+    record("jobs.retry", "filter:failed", {k: v for k, v in filters.items() if v})
+    requeued, refused = retry_failed(services().jobs, **filters)
     return jsonify({"retried": [job.id for job in requeued], "refused": refused})
 
 
@@ -100,6 +114,7 @@ def webhooks_failed():
 @bp.post("/webhooks/<message_id>/redeliver")
 def redeliver(message_id: str):
     store, svc = _webhooks(), services()
+    record("webhook.redeliver", f"webhook:{message_id}")
     message, refused = store.redeliver(message_id)
     if message is None:
         raise NotFound(refused)
@@ -107,3 +122,15 @@ def redeliver(message_id: str):
         raise Conflict(refused)
     enqueue_delivery(svc.conn, svc.settings, message_id, message["vendor"])
     return jsonify({"id": message_id, "state": "pending", "url": message["url"]}), 202
+
+
+@bp.get("/audit")
+def audit():
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise InvalidRequest("limit must be a whole number") from None
+    entries = Audit(services().engine).entries(
+        limit, action=request.args.get("action") or None, target=request.args.get("target") or None
+    )
+    return jsonify({"entries": entries})

@@ -41,8 +41,26 @@ def _vendors(settings: Settings):
     return Vendors(make_engine(settings))
 
 
+#: Actions on vendors that the audit log records, and their names there.
+AUDITED = {
+    "add": "vendor.add",
+    "rotate": "key.rotate",
+    "remove": "vendor.remove",
+    "purge": "vendor.purge",
+}
+
+
 def run(args, settings: Settings) -> int:
     vendors = _vendors(settings)
+    if args.action in AUDITED:
+        # Written before the action: an action the audit log cannot record is not taken.
+        from imgproc.adapters.audit import Actor, Audit
+        from imgproc.adapters.db import make_engine
+
+        details = {"operator": True} if getattr(args, "operator", False) else None
+        Audit(make_engine(settings)).record(
+            Actor.of_cli(), AUDITED[args.action], f"vendor:{args.name}", details
+        )
     try:
         if args.action == "add":
             key = vendors.add(args.name, operator=args.operator)

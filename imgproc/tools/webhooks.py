@@ -59,7 +59,11 @@ def run(args, settings: Settings) -> int:
     ids = [m["id"] for m in store.failed(vendor=args.vendor)] if args.all_failed else args.ids
     conn = redis_for(settings)
     missing = 0
+    from imgproc.adapters.audit import Actor, Audit
+
+    audit, actor = Audit(make_engine(settings)), Actor.of_cli()
     for message_id in ids:
+        audit.record(actor, "webhook.redeliver", f"webhook:{message_id}")
         message, refused = store.redeliver(message_id)
         if refused:
             print(f"error: {refused}", file=sys.stderr)

@@ -55,7 +55,9 @@ def run(data: dict) -> dict:
         timer.done("fetch")
         stages.reach("inference", force=bool(job_type.models))  # the long one, when there is a model
         operation = getattr(operations, job_type.operation)
-        out = operation(photo, payload.options, runtime.tools)
+        # The defaults under the stored options: a job queued before an option existed still runs.
+        options = {**job_type.defaults(runtime.settings), **payload.options}
+        out = operation(photo, options, runtime.tools)
         # Stored with the job and read back as JSON by every reader: JSON's own types only (a NumPy
         # bool here once made every status read of its job answer 500); anything else fails the job.
         extra = plain(out.extra)
