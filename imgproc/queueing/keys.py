@@ -23,6 +23,16 @@ KEY_IDEMPOTENCY = "imgproc:idempotency:{}:{}"
 #: (limit, vendor) -> sorted set of the units a vendor used of a request limit, by time (``api.ratelimits``).
 KEY_LIMIT = "imgproc:limit:{}:{}"
 
+#: Plans (``imgproc.queueing.planfeed``, written by whoever changes a plan, a vendor's plan or overrides):
+#: vendor -> its fair-share weight / cap on jobs running at once, only where its plan or overrides set
+#: one (absent: weight 1, ``IMGPROC_VENDOR_CONCURRENCY``); vendor -> JSON of every value its plan and
+#: overrides set (limits, max_items, disabled); a counter bumped by every change, read by each API
+#: process at most once a second.
+KEY_PLAN_WEIGHT = "imgproc:plan:weight"
+KEY_PLAN_CAP = "imgproc:plan:cap"
+KEY_PLAN_VENDORS = "imgproc:plan:vendors"
+KEY_PLAN_VERSION = "imgproc:plan:version"
+
 #: Every state a job can be in, as the API names them.
 STATES = ("queued", "started", "deferred", "scheduled", "finished", "failed", "canceled", "stopped")
 #: States a job never leaves.
