@@ -495,3 +495,42 @@ def test_remove_bg_offers_the_cut_out_options_and_a_doubtful_result_is_marked_fo
     _all_done(page, 2)
     screenshot(page, "vendor-review")
     assert page.evaluate("window.alerted") is None
+
+
+def test_an_operator_adds_a_vendor_rotates_its_key_and_reads_usage_and_the_audit_log(page_for, web_stack):
+    with _api(web_stack, "acme") as api:  # a job of acme's today, for the usage chart
+        job_id = api.post(
+            f"{API}/process-image-queue",
+            json={"record_id": "chart", "image_url": web_stack["server"].url("/coffee.jpg")},
+        ).json()["job_id"]
+        deadline = time.monotonic() + 30
+        while api.get(f"{API}/job/{job_id}").json()["state"] != "finished":
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.1)
+    page = page_for("ops")
+    page.get_by_role("link", name="Operator").click()
+    page.get_by_label("New vendor").fill(f"new-{HOSTILE[:0]}globex")
+    page.get_by_role("button", name="Add").click()
+    key_box = page.locator("#vendor-key")
+    key_box.wait_for()
+    key = key_box.locator("code").inner_text()
+    assert "globex" in key_box.inner_text() and len(key) > 20
+    with httpx.Client(base_url=web_stack["base"], headers={"X-API-Key": key}, timeout=30) as globex:
+        assert globex.get(f"{API}/limits").status_code == 200  # the key shown works
+    row = page.locator("#vendor-rows tr[data-vendor='new-globex']")
+    row.wait_for()
+    rotate = row.get_by_role("button", name="Rotate key")
+    rotate.click()
+    row.get_by_role("button", name="Replace new-globex's key? Click again").click()
+    page.get_by_text("new-globex's key was replaced").wait_for()
+    assert page.locator("#vendor-key code").inner_text() != key
+    # The usage chart: a bar of acme's today, drawn as SVG by the page itself.
+    bar = page.locator("#usage-chart svg rect[data-vendor='acme']")
+    bar.first.wait_for()
+    assert "acme" in page.locator("#usage-chart .legend").inner_text()
+    # The audit log: both actions, newest first, by the operator key's vendor.
+    page.wait_for_function("() => document.querySelectorAll('#audit-rows tr').length >= 2")
+    audit = page.locator("#audit-rows tr")
+    assert "key.rotate" in audit.nth(0).inner_text() and "vendor:new-globex" in audit.nth(0).inner_text()
+    assert "vendor.add" in audit.nth(1).inner_text() and "ops" in audit.nth(1).inner_text()
+    screenshot(page, "operator-controls", full_page=True)

@@ -1,4 +1,4 @@
-// The operator's page: queues and workers every few seconds; failed jobs, usage and webhooks on demand.
+// The operator's page: queues and workers every few seconds; failed jobs and webhooks on demand (admin.js: the controls).
 "use strict";
 
 (() => {
@@ -88,22 +88,6 @@
     await refreshAll();
   }
 
-  async function usage() {
-    const { days } = await api("GET", "usage?days=7");
-    const rows = [];
-    for (const day of days) {
-      for (const [vendor, u] of Object.entries(day.vendors)) {
-        rows.push(el("tr", {}, cell(day.day, { dataset: { label: "Day" } }), cell(vendor, { dataset: { label: "Vendor" } }),
-          cell(u.jobs, { className: "num", dataset: { label: "Jobs" } }),
-          cell(u.megapixels.toFixed(1), { className: "num", dataset: { label: "Megapixels" } }),
-          cell(u.limited, { className: u.limited ? "num bad" : "num", dataset: { label: "Limits hit" } })));
-      }
-    }
-    const tbody = document.getElementById("usage-rows");
-    if (!rows.length) return empty(tbody, 5, "No jobs in the last 7 days.");
-    clear(tbody, ...rows);
-  }
-
   async function webhooks() {
     const { webhooks: messages, waiting } = await api("GET", "webhooks/failed");
     const tbody = document.getElementById("webhook-rows");
@@ -132,7 +116,7 @@
   }
 
   async function refreshAll() {
-    await Promise.all([queues(), failed(), usage(), webhooks()].map((p) => p.catch((e) => {
+    await Promise.all([queues(), failed(), webhooks()].map((p) => p.catch((e) => {
       status.textContent = `Could not load everything: ${e.message}`;
     })));
   }
