@@ -6,6 +6,7 @@
     │   ├── InvalidOptions            400 invalid_options (names the option)
     │   ├── Unauthorized              401 unauthorized
     │   ├── Forbidden                 403 forbidden (a missing CSRF token, an operator's route)
+    │   ├── VendorDisabled            403 vendor_disabled (an operator disabled the key's vendor)
     │   ├── NotFound                  404 not_found
     │   ├── Conflict                  409 conflict
     │   ├── PayloadTooLarge           413 payload_too_large
@@ -105,6 +106,13 @@ class Forbidden(RequestError):
     """Raised when a browser's request lacks its CSRF token, or a vendor asks for an operator's route."""
 
     code = "forbidden"
+    status = 403
+
+
+class VendorDisabled(RequestError):
+    """Raised when the key's vendor was disabled by an operator (its jobs are kept; enabling restores it)."""
+
+    code = "vendor_disabled"
     status = 403
 
 

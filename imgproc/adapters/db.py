@@ -65,6 +65,27 @@ vendors = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("is_operator", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # Its plan's name (``plans``); NULL: the default plan, the environment's limits.
+    sa.Column("plan", _key(64)),
+    # A disabled vendor's keys are refused (403 vendor_disabled); its jobs and rows are kept.
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Its own values over its plan's, as JSON in a plan's shape (``imgproc.adapters.plans``).
+    sa.Column("overrides", sa.Text),
+    **_TABLE_OPTIONS,
+)
+
+#: Named plans (``imgproc.adapters.plans``): a value left NULL is the default plan's (the environment's).
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", _key(64), nullable=False, unique=True),
+    # Request limits, "N per period" as the ``limits`` library reads them (``plans.LIMITS``).
+    *(sa.Column(f"limit_{name}", sa.String(64)) for name in ("all", "image", "bg_removal", "bulk")),
+    # Fair-share weight, jobs running at once, items of a bulk (``plans.NUMBERS``).
+    *(sa.Column(name, sa.Integer) for name in ("weight", "max_running", "max_items")),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
     **_TABLE_OPTIONS,
 )
 

@@ -24,10 +24,16 @@ IS_RETIRED = vendors.c.key_hash.startswith(RETIRED)
 
 @dataclass(frozen=True)
 class Vendor:
-    """A vendor that authenticated with its API key; operators may see every vendor's jobs."""
+    """A vendor that authenticated with its API key; operators may see every vendor's jobs.
+
+    ``plan``: its plan's name (None: the default plan); a ``disabled`` vendor's requests are refused
+    (403 ``vendor_disabled``, ``imgproc.api.ratelimits``), its jobs kept (``imgproc.adapters.plans``).
+    """
 
     name: str
     operator: bool
+    plan: str | None = None
+    disabled: bool = False
 
 
 class VendorDirectory(Protocol):
@@ -40,6 +46,13 @@ class VendorDirectory(Protocol):
     def authenticate_hash(self, digest: str) -> Vendor | None:
         """The vendor of the key whose SHA-256 hex digest this is, or None."""
         ...
+
+
+_COLUMNS = (vendors.c.name, vendors.c.is_operator, vendors.c.plan, vendors.c.disabled)
+
+
+def _vendor(row) -> Vendor:
+    return Vendor(row.name, bool(row.is_operator), row.plan, bool(row.disabled))
 
 
 def hash_key(key: str) -> str:
@@ -101,16 +114,16 @@ class Vendors:
 
     def authenticate_hash(self, digest: str) -> Vendor | None:
         """The vendor whose key has this SHA-256 digest: a browser session keeps the digest, never the key."""
-        query = sa.select(vendors.c.name, vendors.c.is_operator).where(vendors.c.key_hash == digest)
+        query = sa.select(*_COLUMNS).where(vendors.c.key_hash == digest)
         with database_errors(self._engine, "authenticate"), self._engine.connect() as conn:
             row = conn.execute(query).first()
-        return None if row is None else Vendor(row.name, bool(row.is_operator))
+        return None if row is None else _vendor(row)
 
     def list(self) -> builtins.list[Vendor]:
         """Return every vendor (not a removed one), by name."""
-        query = sa.select(vendors.c.name, vendors.c.is_operator).where(~IS_RETIRED).order_by(vendors.c.name)
+        query = sa.select(*_COLUMNS).where(~IS_RETIRED).order_by(vendors.c.name)
         with database_errors(self._engine, "list vendors"), self._engine.connect() as conn:
-            return [Vendor(row.name, bool(row.is_operator)) for row in conn.execute(query)]
+            return [_vendor(row) for row in conn.execute(query)]
 
     def remove(self, name: str) -> bool:
         """Retire vendor ``name``: its key stops working and its name stays taken; whether it existed."""
@@ -161,7 +174,8 @@ class CachedVendors:
 
     Every request authenticates; the lookup was a third of an enqueue's time
     in the API (measured 0.4 of 1.3 ms). A removed or rotated key keeps
-    working for at most ``ttl`` seconds in each API process.
+    working for at most ``ttl`` seconds in each API process (a disabled
+    vendor's is refused sooner, through its published plan values).
     """
 
     MAX_ENTRIES = 10_000

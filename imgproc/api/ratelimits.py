@@ -5,6 +5,12 @@ hook that runs before this one), never from a header a client chooses. If
 Redis is down the check raises and the API answers 503: requests are never
 let through unlimited.
 
+Each vendor's limits are its plan's (``imgproc.adapters.plans``: its overrides
+over its plan over the environment's), as published in Redis and read through
+a ``PlanFeed`` that sees a change within a second; the same hook refuses a
+disabled vendor's requests (403 ``vendor_disabled``) and leaves the vendor's
+``Effective`` values in ``g.plan`` for the views (a bulk's ``max_items``).
+
 Not flask-limiter (used up to 0.1.0), because of what it cost: it checks
 each of a request's limits in a Redis round trip of its own, a limit that
 counts only accepted requests twice (a test before the view, a hit after)
@@ -38,10 +44,11 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from werkzeug.exceptions import HTTPException
 
+from imgproc.adapters.plans import Effective, Plans
 from imgproc.config import Settings
-from imgproc.errors import ImgprocError, RateLimited
+from imgproc.errors import ImgprocError, RateLimited, VendorDisabled
 from imgproc.jobtypes import JOB_TYPES, MATTING, JobType, Payload
-from imgproc.queueing import usage
+from imgproc.queueing import planfeed, usage
 from imgproc.queueing.keys import KEY_LIMIT
 
 from .options import validate
@@ -57,6 +64,8 @@ SCOPES = (
     ("bg-removal", "limit_bg_removal"),
     ("session-reads", "limit_session_reads"),
 )
+#: The limits a plan sets, by scope: their names in a plan (``imgproc.adapters.plans.LIMITS``).
+PLAN_SCOPES = {"global": "all", "image": "image", "bulk": "bulk", "bg-removal": "bg_removal"}
 #: A zip of a batch's results is a download, counted as any client's, from a signed-in page too.
 DOWNLOADS = {"listings.batch_zip"}
 #: The enqueue views (imgproc.api.routes), by Flask's endpoint name; the job type is in their arguments.
@@ -138,43 +147,71 @@ class Verdict:
 
 
 class RequestLimits:
-    """The per-vendor limits of ``settings``, checked for every ``/api/`` request of an app."""
+    """Each vendor's limits (its plan's, else ``settings``'), checked for every ``/api/`` request."""
 
     def __init__(self, conn: redis.Redis, settings: Settings):
         self.conn = conn
         self.settings = settings
+        #: The default plan's limits, and the signed-in page's reads (no plan sets those).
         self.items = {scope: parse(getattr(settings, name)) for scope, name in SCOPES}
+        self.plans = planfeed.PlanFeed(conn, republish=self._republish)
+        self._parsed: dict[str, RateLimitItem] = {}
         self._check = conn.register_script(_CHECK)
+
+    def effective(self, vendor: str) -> Effective:
+        """The vendor's plan values in force in this process (read again within a second of a change)."""
+        return Effective.of(self.settings, self.plans.of(vendor))
+
+    def items_for(self, plan: Effective) -> dict[str, RateLimitItem]:
+        """The limits of a vendor on ``plan``, by scope."""
+        own = {scope: self._parse(plan.terms.limits[name]) for scope, name in PLAN_SCOPES.items()}
+        return {**self.items, **own}
+
+    def _parse(self, text: str) -> RateLimitItem:
+        item = self._parsed.get(text)
+        if item is None:
+            if len(self._parsed) > 10_000:  # one entry per distinct string of the plans: few
+                self._parsed.clear()
+            item = self._parsed[text] = parse(text)
+        return item
+
+    def _republish(self) -> None:
+        """Redis holds no plans (flushed, restored, never written): write them from the database."""
+        from .services import services  # at call time: services imports the app's other parts
+
+        planfeed.publish(self.conn, Plans(services().engine).published())
 
     def init_app(self, app: Flask) -> None:
         """Check before each request (after authentication) and add the headers to each answer."""
         app.before_request(self._before)
         app.after_request(self._after)
 
-    def uses(self) -> list[Use]:
-        """The limits the current request uses (none: not counted)."""
+    def uses(self, items: dict[str, RateLimitItem] | None = None) -> list[Use]:
+        """The limits the current request uses (none: not counted), of ``items`` (the default plan's)."""
+        items = items or self.items
         if not request.path.startswith("/api/"):
             return []
         # A signed-in page's reads (its lists, event streams) do not use up the vendor's requests: they
         # count under a generous limit of their own, so that a script with the cookie is not unlimited.
         if g.get("via_session") and request.method in ("GET", "HEAD") and request.endpoint not in DOWNLOADS:
-            return [Use("session-reads", self.items["session-reads"], alone=True)]
-        found = [Use("global", self.items["global"], alone=True)]
+            return [Use("session-reads", items["session-reads"], alone=True)]
+        found = [Use("global", items["global"], alone=True)]
         if request.endpoint == "listings.retry_job":  # a retry runs its job again: the enqueue it is
-            found.append(Use("image", self.items["image"]))
+            found.append(Use("image", items["image"]))
             if self._retry_runs_matting(request.view_args["job_id"]):
-                found.append(Use("bg-removal", self.items["bg-removal"]))
+                found.append(Use("bg-removal", items["bg-removal"]))
             return found
         if request.endpoint not in ENQUEUE_VIEWS:
             return found
-        found.append(Use("image", self.items["image"]))
+        found.append(Use("image", items["image"]))
         bulk = request.endpoint == BULK_VIEW
         if bulk:
-            found.append(Use("bulk", self.items["bulk"]))
+            found.append(Use("bulk", items["bulk"]))
         job_type = JOB_TYPES[request.view_args["job_type"]]
-        cost = _matting_cost(job_type, bulk, self.settings) if MATTING in job_type.models else 0
+        max_items = g.plan.terms.max_items if "plan" in g else self.settings.max_bulk_items
+        cost = _matting_cost(job_type, bulk, self.settings, max_items) if MATTING in job_type.models else 0
         if cost:
-            found.append(Use("bg-removal", self.items["bg-removal"], cost))
+            found.append(Use("bg-removal", items["bg-removal"], cost))
         return found
 
     def _retry_runs_matting(self, job_id: str) -> bool:
@@ -217,17 +254,18 @@ class RequestLimits:
             pipe.execute()
 
     def stats(self, vendor: str) -> dict[str, dict]:
-        """Each limit's amount, what is left of it and when its oldest use leaves the window."""
+        """Each of the vendor's limits: its amount, what is left and when its oldest use leaves the window."""
         now = time.time()
+        items = self.items_for(self.effective(vendor))
         with self.conn.pipeline(transaction=False) as pipe:
-            for scope, item in self.items.items():
+            for scope, item in items.items():
                 key = KEY_LIMIT.format(scope, vendor)
                 pipe.zremrangebyscore(key, "-inf", (now - item.get_expiry()) * 1000)
                 pipe.zcard(key)
                 pipe.zrange(key, 0, 0, withscores=True)
             answers = pipe.execute()
         found = {}
-        for (scope, item), at in zip(self.items.items(), range(0, len(answers), 3), strict=True):
+        for (scope, item), at in zip(items.items(), range(0, len(answers), 3), strict=True):
             used, oldest = answers[at + 1], answers[at + 2]
             reset = oldest[0][1] / 1000 + item.get_expiry() if oldest else now
             found[scope] = {
@@ -239,7 +277,13 @@ class RequestLimits:
         return found
 
     def _before(self) -> None:
-        uses = self.uses()
+        if not request.path.startswith("/api/"):
+            return
+        g.plan = plan = self.effective(g.vendor.name)
+        # The published flag, not the key cache's copy (``CachedVendors``, 5 s): enabling is seen as soon.
+        if plan.disabled:
+            raise VendorDisabled(f"vendor {g.vendor.name!r} is disabled; an operator can enable it again")
+        uses = self.uses(self.items_for(plan))
         if not uses:
             return
         vendor, token = g.vendor.name, uuid.uuid4().hex
@@ -270,13 +314,13 @@ class RequestLimits:
         return response
 
 
-def _matting_cost(job_type: JobType, bulk: bool, settings: Settings) -> int:
+def _matting_cost(job_type: JobType, bulk: bool, settings: Settings, max_items: int) -> int:
     """How many of the request's jobs run the background-removal model: each costs one of its limit.
 
     Counted from the options each job will run with (a bulk item's own over the
     bulk's defaults, a preset's ``remove_background``), so no endpoint runs the
     model outside the limit. What the view will refuse costs nothing: its 400,
-    or 413 for a bulk over ``max_bulk_items``, says more than a 429 would.
+    or 413 for a bulk over the plan's ``max_items``, says more than a 429 would.
     """
     try:
         fields, _ = request_fields()
@@ -285,7 +329,7 @@ def _matting_cost(job_type: JobType, bulk: bool, settings: Settings) -> int:
     given = [fields.get("options") or {}]
     if bulk:
         items, defaults = fields.get("items"), fields.get("options") or {}
-        if not isinstance(items, list) or len(items) > settings.max_bulk_items:
+        if not isinstance(items, list) or len(items) > max_items:
             return 0
         given = [_item_options(defaults, item) for item in items]
     return sum(_runs_matting(job_type, options, settings) for options in given)

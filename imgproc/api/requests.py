@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import request
+from flask import g, request
 
 from imgproc import identifiers
 from imgproc.adapters.urls import UrlPolicy, check_url, check_webhook_url
@@ -94,14 +94,19 @@ def parse_single(job_type: JobType, vendor: str, settings: Settings, url_policy:
 
 
 def parse_bulk(job_type: JobType, vendor: str, settings: Settings, url_policy: UrlPolicy) -> list[NewJob]:
-    """``POST /<bulk_endpoint>``: up to ``max_bulk_items`` jobs of URLs; an item's options over the bulk's."""
+    """``POST /<bulk_endpoint>``: up to the plan's ``max_items`` jobs of URLs; item options over the bulk's.
+
+    The vendor's plan is the one the limits' hook read for this request (``g.plan``); without it,
+    the default plan's ``max_bulk_items``.
+    """
     fields, _ = request_fields()
     _unknown(fields, BULK_FIELDS)
     items = fields.get("items")
     if not isinstance(items, list) or not items:
         raise InvalidRequest("items must be a non-empty list")
-    if len(items) > settings.max_bulk_items:
-        raise TooManyItems(f"{len(items)} items, at most {settings.max_bulk_items} per request")
+    most = g.plan.terms.max_items if "plan" in g else settings.max_bulk_items
+    if len(items) > most:
+        raise TooManyItems(f"{len(items)} items, at most {most} per request", details={"max_items": most})
     defaults = fields.get("options") or {}
     if not isinstance(defaults, dict):
         raise InvalidRequest("options must be a JSON object")

@@ -1,10 +1,12 @@
-"""``imgproc vendors``: add, list, rotate, retire and purge vendors; their webhook secrets."""
+"""``imgproc vendors``: add, list, rotate, retire and purge vendors; their webhook secrets; ``set``: plans."""
 
 from __future__ import annotations
 
 import sys
 
 from imgproc.config import Settings
+
+from . import plans
 
 
 def add_parser(sub) -> None:
@@ -22,6 +24,9 @@ def add_parser(sub) -> None:
         "purge", help="delete a removed vendor's jobs, results, records and webhooks; frees its name"
     ).add_argument("name")
     vsub.add_parser("list", help="list vendors")
+    vset = vsub.add_parser("set", help="a vendor's plan, disabled flag and overrides (imgproc.tools.plans)")
+    vset.add_argument("name")
+    plans.add_vendor_options(vset)
     secret = vsub.add_parser(
         "webhook-secret", help="show the vendor's webhook signing secret (made on first use)"
     )
@@ -51,6 +56,8 @@ AUDITED = {
 
 
 def run(args, settings: Settings) -> int:
+    if args.action == "set":
+        return plans.set_vendor(args, settings)
     vendors = _vendors(settings)
     if args.action in AUDITED:
         # Written before the action: an action the audit log cannot record is not taken.
@@ -95,7 +102,9 @@ def run(args, settings: Settings) -> int:
             return _purge(args.name, vendors, settings)
         else:
             for vendor in vendors.list():
-                print(f"{vendor.name}{'  (operator)' if vendor.operator else ''}")
+                marks = ["operator"] * vendor.operator + [f"plan {vendor.plan}"] * bool(vendor.plan)
+                marks += ["disabled"] * vendor.disabled
+                print(vendor.name + "".join(f"  ({mark})" for mark in marks))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
