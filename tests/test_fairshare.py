@@ -81,6 +81,23 @@ def test_lanes_left_by_the_old_ring_are_fed_after_an_upgrade(settings, redis_con
     assert not redis_conn.exists("imgproc:ring:image-processing", "imgproc:ring-set:image-processing")
 
 
+def test_lanes_left_by_the_turn_ordered_ready_set_are_fed_after_an_upgrade(settings, redis_conn):
+    """Jobs waiting under 0.2's ready set (scored by jobs active, then turn) reach the workers in order."""
+    jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=4))
+    _, a = jobs.enqueue(specs("vendor-a", 3), batch=True)
+    queue = Queue("image-processing", connection=redis_conn)
+    redis_conn.delete(queue.key)
+    for key in redis_conn.keys("imgproc:fair*"):  # as 0.2 left it: no virtual times, its own set
+        redis_conn.delete(key)
+    redis_conn.lpush("imgproc:lane:image-processing:vendor-a", a[1].id, a[0].id)
+    redis_conn.delete("imgproc:active:vendor-a")
+    redis_conn.zadd("imgproc:ready:image-processing", {"vendor-a": 2**40 + 7})
+    redis_conn.set("imgproc:turn:image-processing", 7)
+    assert jobs.fair.feed(queue) == 2
+    assert queue.job_ids == [a[0].id, a[1].id]
+    assert not redis_conn.exists("imgproc:ready:image-processing", "imgproc:turn:image-processing")
+
+
 def test_cancelled_waiting_job_never_reaches_a_worker(settings, redis_conn):
     jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
     _, a = jobs.enqueue(specs("vendor-a", 3), batch=True)
