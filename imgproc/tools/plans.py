@@ -196,7 +196,8 @@ def set_vendor(args, settings: Settings) -> int:
             plans.get(plan)
         store.record("vendor.set", target, {"plan": plan})
     if changes is not None:
-        store.record("vendor.set", target, {"overrides": _body(pairs), "cleared": args.no_overrides})
+        details = {"overrides": _body(pairs), **({"cleared": True} if args.no_overrides else {})}
+        store.record("vendor.set", target, details)
     if disabled is not None:
         store.record("vendor.disable" if disabled else "vendor.enable", target)
     kwargs = {"plan": plan} if plan is not None or args.no_plan else {}
