@@ -1,4 +1,4 @@
-"""The ``/api/image-queue`` blueprint: enqueue, poll, batch, cancel and stats (API.md).
+"""The ``/api/image-queue`` blueprint: enqueue, poll, batch, cancel or stop, and stats (API.md).
 
 One view per route (flask's tutorial, ``blog.py``); the enqueue routes are
 drawn from the job-type table, each single endpoint onto ``enqueue_single``
@@ -20,6 +20,7 @@ from imgproc.queueing import NewJob, batches, events
 from imgproc.queueing.state import JobState
 
 from . import sessions
+from .operator import record
 from .requests import parse_bulk, parse_single
 from .services import Services, result_base, services
 
@@ -88,10 +89,12 @@ def job_status(job_id: str):
 
 @api.delete("/job/<job_id>")
 def cancel(job_id: str):
+    """Cancel a job that waits (200, canceled); stop one that runs (202, the stop on its way)."""
     svc = services()
     job = svc.jobs.job_for(g.vendor.name, job_id, operator=g.vendor.operator)
     status = job.get_status()
     if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        _audited("job.cancel", job)
         svc.jobs.cancel(job)
         job.refresh()
         view = svc.jobs.job_view(job)
@@ -99,8 +102,18 @@ def cancel(job_id: str):
         _cancelled_in_batch(svc, job)
         return jsonify(view)
     if status == JobStatus.STARTED:
-        raise Conflict("the job is running on a worker and cannot be stopped safely; it will finish")
+        _audited("job.stop", job)
+        if not svc.jobs.stop(job):
+            raise Conflict("no worker heard the stop (the one running the job lost Redis or died); try again")
+        job.refresh()  # still started, as a rule: the worker stops it at the end of its current stage
+        return jsonify(svc.jobs.job_view(job, result_base())), 202
     raise Conflict(f"the job has already ended ({status.value if hasattr(status, 'value') else status})")
+
+
+def _audited(action: str, job) -> None:
+    """An operator's cancel or stop goes to the audit log first; a vendor's of its own job does not."""
+    if g.vendor.operator:
+        record(action, f"job:{job.id}", {"vendor": JobState.of(job).vendor})
 
 
 @api.get("/batch/<batch_id>")

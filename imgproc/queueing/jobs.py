@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import redis
 from rq import Queue, Retry
+from rq.command import PUBSUB_CHANNEL_TEMPLATE
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
@@ -174,6 +175,17 @@ class JobQueue(JobViews):
         vendor = JobState.of(job).vendor
         if vendor and not self.fair.withdraw(job.origin, vendor, job.id):
             self.fair.release(job.origin, vendor, job.id)  # it had reached the RQ queue
+
+    def stop(self, job: Job) -> bool:
+        """Send rq's stop-job command to the worker running ``job``; whether a worker heard it.
+
+        rq's ``send_stop_job_command``, but on the job in hand and counting who heard it: a publish
+        that reaches no one (the worker lost its Redis connection, or died) stops nothing.
+        """
+        if not job.worker_name:
+            return False
+        command = json.dumps({"command": "stop-job", "job_id": job.id})
+        return self.conn.publish(PUBSUB_CHANNEL_TEMPLATE % job.worker_name, command) > 0
 
     def claim(self, vendor: str, key: str) -> tuple[str, Job | None]:
         """Claim an idempotency key for a new job id, or find the job that already holds it.

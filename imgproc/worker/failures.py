@@ -51,5 +51,11 @@ def record_error(job, exc_type, exc_value, traceback) -> bool:
             uploads.drop_for(job.connection, job)
     except redis.RedisError:
         log.warning("could not save the error of job %s (or drop its upload)", job.id)
-    log.info("job %s failed: %s %s", job.id, error.code, error.message)
+    log.info(
+        "job %s %s: %s %s",
+        job.id,
+        "ended" if error.code == "stopped" else "failed",
+        error.code,
+        error.message,
+    )
     return True

@@ -6,6 +6,12 @@ own bookkeeping (result, registries, execution) with imgproc's (the ``done``
 stage and its events, the vendor's usage, the upload's drop, the fair-share
 release, the next feed and the worker's idle state). A light job's end took
 eight round trips before, one now (``bench``'s light phase, README).
+
+A job stopped on request (``DELETE`` of a started job) ends ``stopped``: rq's
+stop-job command reaches ``kill_horse`` (there is no horse in a non-forking
+worker), the attempt raises ``JobStopped`` at its next stage, and ``ended``
+announces a ``job.failed`` webhook whose state says ``stopped`` and releases
+the vendor's lane.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from imgproc.queueing.views import job_view
 
 from . import webhooks
 from .runtime import Runtime
-from .stages import ImgprocJob
+from .stages import ImgprocJob, JobStopped, Stages
 
 if TYPE_CHECKING:
     from rq.worker import SimpleWorker as _Base
@@ -46,6 +52,26 @@ class JobEnds(_Base):
     fed: bool = False
     #: Whether the last job's end wrote the worker's idle state: rq's own write after the job is skipped.
     idle_written: bool = False
+    #: The image job attempt in hand, for a stop to reach (``kill_horse``).
+    running: Stages | None = None
+
+    def kill_horse(self, sig=None) -> None:
+        # rq's stop-job command (its pubsub thread) sets _stopped_job_id and calls this to kill the
+        # forked horse; here the job runs in this process, so its attempt is told to stop at its next
+        # stage. rq's handle_job_failure then ends it STOPPED (no retry) on seeing _stopped_job_id.
+        running = self.running
+        if running is not None and running.job.id == self._stopped_job_id:
+            log.info("job %s: stop requested, stopping at its next stage", running.job.id)
+            running.stop()
+
+    def handle_exception(self, job: Job, *exc_info) -> None:
+        if not isinstance(exc_info[1], JobStopped):
+            return super().handle_exception(job, *exc_info)
+        # A stop asked for is no error: rq would log it at ERROR with its traceback. Its handlers
+        # (record_error) still run, as rq runs them: until one returns False.
+        for handler in self._exc_handlers:
+            if handler(job, *exc_info) is False:
+                break
 
     def handle_job_success(
         self, job: ImgprocJob, queue: Queue, started_job_registry: StartedJobRegistry
@@ -102,14 +128,21 @@ class JobEnds(_Base):
         self.fed = pipe is not None
 
     def ended(self, job: Job) -> None:
-        """After an image job's attempt: its webhook (if it ended for good), its last event, its metrics."""
+        """After an image job's attempt: its webhook (if it ended for good), its last event, its metrics.
+
+        A stopped job's webhook is a ``job.failed`` message whose state says ``stopped``.
+        """
         status = job.get_status(refresh=False)
         payload = Payload.of(job)
         if status == JobStatus.FINISHED and not (payload and payload.webhook_url):
             self._count(job)  # its end's transaction did the rest
             return
         view = self._view(job)
-        if status in (JobStatus.FINISHED, JobStatus.FAILED) and payload and payload.webhook_url:
+        if (
+            status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED)
+            and payload
+            and payload.webhook_url
+        ):
             try:
                 webhooks.announce(self.runtime, job, view, payload.webhook_url)
                 view = {**view, "webhook": JobState.of(job).webhook}

@@ -247,14 +247,18 @@ class ImgprocWorker(JobEnds, SimpleWorker):
     def perform_job(self, job: ImgprocJob, queue) -> bool:
         image_job = JobState.of(job).type in JOB_TYPES
         if image_job:
-            job.stages = Stages(job, self.runtime.settings)
-        with self.runtime.serving():  # read by imgproc.worker.tasks.run and imgproc.worker.webhooks
-            done = super().perform_job(job, queue)
-            if image_job:
-                self.ended(job)
-            elif job.origin == QUEUE_WEBHOOKS:
-                self.release(job)  # the vendor's next delivery may go
-        job.stages = None
+            job.stages = self.running = Stages(job, self.runtime.settings)
+        try:
+            with self.runtime.serving():  # read by imgproc.worker.tasks.run and imgproc.worker.webhooks
+                done = super().perform_job(job, queue)
+                if image_job:
+                    self.ended(job)
+                elif job.origin == QUEUE_WEBHOOKS:
+                    self.release(job)  # the vendor's next delivery may go
+        finally:
+            job.stages = self.running = None
+            if self._stopped_job_id == job.id:  # a stop that came after its last stage: it finished
+                self._stopped_job_id = None
         return done
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl) -> None:

@@ -7,16 +7,22 @@ its ``state`` event (it started), the others ``progress``. The last stage
 that ends the job (``ImgprocWorker.handle_job_success``), with the events,
 usage and fair-share release of the end, so a light job's whole end is one
 round trip (it was five: measured with ``bench``'s light phase, see the README).
+
+A stop (``DELETE`` of a started job: rq's stop-job command, ``JobEnds.kill_horse``)
+sets the attempt's flag; the next stage it reaches raises ``JobStopped``, so the
+step in hand (an inference) finishes and nothing after it runs.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 from rq.job import Job, _job_stack
 
 from imgproc.config import Settings
+from imgproc.errors import PermanentError
 from imgproc.identifiers import shown
 from imgproc.queueing import events, usage
 from imgproc.queueing.state import JobState
@@ -25,6 +31,12 @@ from imgproc.queueing.views import job_view
 #: A stage reached sooner than this after the last save stays in memory until the next one: nobody can
 #: poll that fast, and each save is a Redis round trip (a light job has five stages).
 SAVE_EVERY = 0.1
+
+
+class JobStopped(PermanentError):
+    """Raised at the first stage boundary after a stop was asked for (the job ends ``stopped``)."""
+
+    code = "stopped"
 
 
 class Stages:
@@ -38,9 +50,21 @@ class Stages:
         self.kind = events.STATE
         #: The ``done`` stage's event, for the worker to write with the job's end (``write_done``).
         self.done: dict[str, Any] | None = None
+        #: Set by another thread (rq's pubsub thread) when a stop of this job arrives.
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the attempt to stop at its next stage boundary (safe from any thread)."""
+        self.stopped.set()
 
     def reach(self, stage: str, force: bool = False) -> None:
-        """The attempt is at ``stage``: saved now if forced or due (``done``: with the job's end)."""
+        """The attempt is at ``stage``: saved now if forced or due (``done``: with the job's end).
+
+        Raises ``JobStopped`` instead when a stop has arrived, the stage shown staying the last one
+        reached. Not at ``done``: the result is uploaded and saved by then, and the job finishes.
+        """
+        if stage != "done" and self.stopped.is_set():
+            raise JobStopped(f"stopped on request during the {self.state.stage} stage")
         self.state.reach(stage)
         if stage == "done":
             # The view as it is now, while the job is still started: the end's transaction writes it.
