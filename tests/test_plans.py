@@ -315,3 +315,29 @@ def test_the_upgrade_from_0002_keeps_every_vendor_on_the_default_plan(empty_url)
     assert vendors.authenticate_hash("ab" * 32).name == "acme"
     assert Plans(engine).published() == {}  # nobody's values differ from the environment's
     engine.dispose()
+
+
+def test_a_change_is_refused_whole_when_redis_is_down(app, client, vendor_key):
+    """503 before the audit log or the database: a change that could not be published is not made."""
+    ops = vendor_key("ops", operator=True)
+    vendor_key("acme")
+    pool = app.extensions["imgproc"].conn.connection_pool
+    port = pool.connection_kwargs["port"]
+
+    @app.before_request
+    def redis_goes_down() -> None:  # after the key check and the limits' hook: registered after them
+        pool.connection_kwargs["port"] = 1
+        pool.reset()
+
+    try:
+        answers = [
+            client.post(PLANS, json={"name": "premium", "weight": 2}, headers=ops),
+            client.put(vendor("acme"), json={"disabled": True}, headers=ops),
+        ]
+    finally:
+        pool.connection_kwargs["port"] = port
+        pool.reset()
+    assert [(a.status_code, a.json["error"]["code"]) for a in answers] == [(503, "unavailable")] * 2
+    engine = app.extensions["imgproc"].engine
+    assert Plans(engine).list() == [] and not Plans(engine).vendor("acme").disabled
+    assert Audit(engine).entries() == []

@@ -45,6 +45,12 @@ def _body() -> dict[str, Any]:
     return body
 
 
+def _record(action: str, target: str, details: dict | None = None) -> None:
+    """Redis first, where the change will be published (503 when it is down: nothing done), then the log."""
+    services().conn.ping()
+    record(action, target, details)
+
+
 def _publish(plans: Plans) -> None:
     """Write every vendor's plan values to Redis, where every process reads them (this one at once)."""
     version = planfeed.publish(services().conn, plans.published())
@@ -67,7 +73,7 @@ def plan_create():
     changes = read_changes(body)
     plans = _plans()
     plans.require_new(name)  # refused before anything is recorded
-    record("plan.create", f"plan:{name}", body)
+    _record("plan.create", f"plan:{name}", body)
     plan = plans.create(name, changes)
     _publish(plans)  # nobody is on it yet; the version moves all the same
     return jsonify(plan.to_dict()), 201
@@ -83,7 +89,7 @@ def plan_update(name: str):
     changes = read_changes(body)
     plans = _plans()
     plans.get(name)  # 404 before anything is recorded
-    record("plan.update", f"plan:{name}", body)
+    _record("plan.update", f"plan:{name}", body)
     plan = plans.update(name, changes)
     _publish(plans)
     return jsonify(plan.to_dict())
@@ -93,7 +99,7 @@ def plan_update(name: str):
 def plan_delete(name: str):
     plans = _plans()
     plans.require_unused(name)
-    record("plan.delete", f"plan:{name}")
+    _record("plan.delete", f"plan:{name}")
     plans.delete(name)
     _publish(plans)
     return jsonify({"deleted": name})
@@ -130,11 +136,11 @@ def vendor_set(name: str):
     if "plan" in body:
         if plan is not None:
             plans.get(plan)
-        record("vendor.set", f"vendor:{name}", {"plan": plan})
+        _record("vendor.set", f"vendor:{name}", {"plan": plan})
     if "overrides" in body:
-        record("vendor.set", f"vendor:{name}", {"overrides": overrides})
+        _record("vendor.set", f"vendor:{name}", {"overrides": overrides})
     if "disabled" in body:
-        record("vendor.disable" if disabled else "vendor.enable", f"vendor:{name}")
+        _record("vendor.disable" if disabled else "vendor.enable", f"vendor:{name}")
     plans.set_vendor(
         name,
         **({"plan": plan} if "plan" in body else {}),
