@@ -36,6 +36,8 @@ def failed_jobs(
         for job in Job.fetch_many(ids, connection=jobs.conn):
             if job is None or (vendor is not None and JobState.of(job).vendor != vendor):
                 continue  # expired since it was listed, or another vendor's
+            if job.get_status(refresh=False) == JobStatus.STOPPED:
+                continue  # rq keeps stopped jobs in the failed registry: stopped on purpose, not failed
             found.append({**jobs.job_view(job), "queue": job.origin, "vendor": JobState.of(job).vendor})
     # ISO-8601 UTC strings sort as the times they name.
     found.sort(key=lambda view: view["ended_at"] or "", reverse=True)
