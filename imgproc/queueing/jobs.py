@@ -20,7 +20,7 @@ from imgproc.config import Settings
 from imgproc.errors import Conflict
 from imgproc.jobtypes import JOB_TYPES, QUEUES, TASK, Payload
 
-from . import uploads, usage
+from . import jobindex, uploads, usage
 from .fairshare import FairShare
 from .keys import KEY_BATCH, KEY_IDEMPOTENCY, KEY_VENDOR_JOBS
 from .state import JobState
@@ -115,6 +115,8 @@ class JobQueue(JobViews):
                 pipe.zadd(KEY_VENDOR_JOBS.format(vendor), {job_id: created})
             # Keep the per-vendor index as long as the longest-lived job it can point at.
             pipe.zremrangebyscore(KEY_VENDOR_JOBS.format(vendor), 0, created - self.settings.failure_ttl)
+            entries = [(job_id, n.payload.record_id) for n, job_id in zip(new, job_ids, strict=True)]
+            jobindex.add(pipe, vendor, job_type, entries, created, self.settings.failure_ttl)
             usage.add(pipe, vendor, jobs=len(new))
             if batch_id:
                 pipe.set(
@@ -165,12 +167,14 @@ class JobQueue(JobViews):
             queue.enqueue_job(job, pipeline=pipe)  # saved as queued; its id is kept for the lane
             self.fair.admit(pipe, queue.name, JobState.of(job).vendor, queue.pushed)
             self.fair.feed(self.queues[queue.name], pipe)
+            jobindex.move(pipe, job, self.settings.failure_ttl, "queued")
             pipe.execute()
         return job
 
     def cancel(self, job: Job) -> None:
         """Cancel a job that has not started; one still in its vendor's lane leaves it at once."""
         job.cancel()
+        jobindex.move(self.conn, job, self.settings.failure_ttl, "canceled")
         uploads.drop_for(self.conn, job)  # it has ended: its photo is no longer needed
         vendor = JobState.of(job).vendor
         if vendor and not self.fair.withdraw(job.origin, vendor, job.id):

@@ -1,22 +1,38 @@
-"""``imgproc jobs failed | retry``: the failed jobs, and requeueing them.
+"""``imgproc jobs failed | retry | find | cancel | reindex``: failed jobs, jobs by filter, acting on many.
 
-Finding and retrying failed jobs is ``imgproc.queueing.retries``, shared with the operator's page.
+Finding and retrying failed jobs is ``imgproc.queueing.retries``, shared with the operator's page; a
+filter's jobs are ``imgproc.queueing.search`` and acting on them ``imgproc.queueing.bulk``, as the
+API's ``GET /jobs`` and ``POST /jobs/cancel|retry`` find and act.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 from imgproc import identifiers
 from imgproc.config import Settings
-from imgproc.jobtypes import QUEUES
+from imgproc.errors import InvalidRequest
+from imgproc.jobtypes import JOB_TYPES, QUEUES
+from imgproc.queueing.keys import STATES
 
 from .tables import table
 
 #: Longest error message shown in the failed-jobs table; the rest is cut.
 MESSAGE_WIDTH = 60
 FAILED_HEADERS = ("job id", "queue", "vendor", "record", "type", "attempts", "error", "ended at", "message")
+FOUND_HEADERS = ("job id", "vendor", "record", "type", "state", "created at", "error")
+#: The filter's options: (option, JobFilter field, help).
+FILTER_OPTIONS = (
+    ("--vendor", "vendor", "only this vendor's jobs"),
+    ("--record-id", "record_id", "a record id, or a prefix ending in '*'"),
+    ("--state", "state", f"one of {', '.join(STATES)}"),
+    ("--type", "type", f"one of {', '.join(JOB_TYPES)}"),
+    ("--batch", "batch_id", "the jobs of one bulk request"),
+    ("--after", "created_after", "enqueued at or after this ISO 8601 time"),
+    ("--before", "created_before", "enqueued before this ISO 8601 time"),
+)
 
 
 def add_parser(sub) -> None:
@@ -31,7 +47,7 @@ def add_parser(sub) -> None:
         "the job gets a fresh set of attempts (its attempt count is kept). A retried job goes "
         "straight to its RQ queue, not through its vendor's fair-share lane: it already had its turn.",
     )
-    retry.add_argument("ids", nargs="*", metavar="ID", help="job ids to requeue")
+    retry.add_argument("ids", nargs="*", metavar="ID", help="job ids to requeue (or a filter, below)")
     retry.add_argument(
         "--all-failed", action="store_true", help="requeue every failed job (of --queue, --vendor)"
     )
@@ -39,6 +55,23 @@ def add_parser(sub) -> None:
         parser_.add_argument("--queue", choices=QUEUES, help="only this queue")
         parser_.add_argument("--vendor", help="only this vendor's jobs")
     failed.add_argument("--limit", type=int, default=50, help="most jobs shown, 0 for all (default: 50)")
+    find = jsub.add_parser("find", help="jobs by filter, newest first")
+    find.add_argument("--limit", type=int, default=50, help="most jobs shown, 0 for all (default: 50)")
+    find.add_argument("--json", action="store_true", help="the jobs as JSON")
+    cancel = jsub.add_parser("cancel", help="cancel every waiting job a filter finds")
+    for parser_ in (find, cancel, retry):
+        for option, name, text in FILTER_OPTIONS:
+            if option not in parser_._option_string_actions:  # retry's --vendor serves both
+                parser_.add_argument(option, dest=name, help=text)
+    for parser_ in (cancel, retry):
+        parser_.add_argument("--dry-run", action="store_true", help="count the jobs it would take; take none")
+    reindex = jsub.add_parser(
+        "reindex",
+        help="enter every job in the search index",
+        description="Once after an upgrade from a version without the job index: jobs enqueued before "
+        "it are found by a filter only once entered. Safe to run again (it also drops ids of jobs gone).",
+    )
+    reindex.add_argument("--vendor", help="only this vendor's jobs")
     jobs.set_defaults(func=run)
 
 
@@ -48,6 +81,14 @@ def run(args, settings: Settings) -> int:
     from imgproc.queueing.state import JobState
 
     jobs = JobQueue(redis_for(settings), settings)
+    filtered = any(getattr(args, name, None) for _, name, _ in FILTER_OPTIONS[1:])
+    if args.action in ("find", "cancel", "reindex") or (
+        args.action == "retry" and not args.all_failed and not args.ids
+    ):
+        if args.action == "retry" and args.queue:
+            print("error: --queue goes with --all-failed; a filter names a --type", file=sys.stderr)
+            return 2
+        return by_filter(args, settings, jobs)
     if args.action == "failed":
         views = failed_jobs(jobs, queue=args.queue, vendor=args.vendor)
         if not views:
@@ -58,8 +99,8 @@ def run(args, settings: Settings) -> int:
         if len(shown) < len(views):
             print(f"({len(shown)} of {len(views)} failed jobs shown; --limit 0 shows all)")
         return 0
-    if bool(args.ids) == args.all_failed or (args.ids and (args.queue or args.vendor)):
-        print("error: give job ids, or --all-failed (optionally with --queue/--vendor)", file=sys.stderr)
+    if (args.ids and (args.all_failed or args.queue or args.vendor)) or filtered or args.dry_run:
+        print("error: give job ids, --all-failed (with --queue/--vendor), or a filter", file=sys.stderr)
         return 2
     if args.all_failed:
         requeued, refused = retry_failed(jobs, queue=args.queue, vendor=args.vendor)
@@ -105,3 +146,71 @@ def failed_rows(views: list[dict[str, Any]]) -> list[tuple]:
             )
         )
     return rows
+
+
+def by_filter(args, settings: Settings, jobs) -> int:
+    """``find``, ``cancel``, ``retry`` by filter and ``reindex``."""
+    from imgproc.queueing import bulk, jobindex
+    from imgproc.queueing.search import JobFilter, Search
+    from imgproc.queueing.state import JobState
+
+    if args.action == "reindex":
+        done = jobindex.reindex(jobs.conn, settings.failure_ttl, vendor=args.vendor)
+        print(f"{done['jobs']} jobs indexed; {done['gone']} ids of jobs gone dropped")
+        return 0
+    try:
+        flt = JobFilter.parse({name: getattr(args, name) for _, name, _ in FILTER_OPTIONS})
+    except InvalidRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.action == "find":
+        found = Search(jobs.conn, flt, settings.failure_ttl).page(limit=args.limit or 10**9, scan=10**12).jobs
+        views = [{**jobs.job_view(job), "vendor": JobState.of(job).vendor} for job in found]
+        if args.json:
+            print(json.dumps({"jobs": views}, indent=2))
+        elif views:
+            print(table(FOUND_HEADERS, [found_row(view) for view in views]))
+        else:
+            print("no jobs found")
+        return 0
+    if flt == JobFilter():
+        print("error: a bulk action needs a filter (--state, --vendor, ...)", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        outcome = bulk.plan(jobs, flt, args.action)
+    else:
+        outcome = bulk.act(jobs, flt, args.action, before=lambda o: audited(settings, o))
+    for refusal in outcome.refused:
+        print(f"refused {refusal['job_id']}: {refusal['reason']}", file=sys.stderr)
+    if outcome.refused_count > len(outcome.refused):
+        print(f"... and {outcome.refused_count - len(outcome.refused)} more refused", file=sys.stderr)
+    done = {"cancel": "cancelled", "retry": "requeued"}[args.action]
+    plural = "" if outcome.count == 1 else "s"
+    verb = f"would be {done}" if args.dry_run else done
+    print(f"{outcome.count} job{plural} {verb} of {outcome.matched} found")
+    return 0
+
+
+def audited(settings: Settings, outcome) -> None:
+    """The bulk action into the audit log before it is taken."""
+    from imgproc.adapters.audit import Actor, Audit
+    from imgproc.adapters.db import make_engine
+
+    details = {"filter": outcome.flt.given(), "count": outcome.count}
+    Audit(make_engine(settings)).record(
+        Actor.of_cli(), f"jobs.{outcome.action}", outcome.flt.target(), details
+    )
+
+
+def found_row(view: dict[str, Any]) -> tuple:
+    """One row of ``imgproc jobs find``'s table, in ``FOUND_HEADERS`` order."""
+    error = view["error"] or {}
+    return (
+        view["job_id"],
+        view["vendor"],
+        view["record_id"],
+        view["type"],
+        view["state"],
+        view["created_at"],
+        error.get("code"),
+    )

@@ -27,7 +27,7 @@ from rq.worker import WorkerStatus
 
 from imgproc.errors import ImgprocError
 from imgproc.jobtypes import Payload
-from imgproc.queueing import events, fairshare, uploads
+from imgproc.queueing import events, fairshare, jobindex, uploads
 from imgproc.queueing.state import JobState
 from imgproc.queueing.views import job_view
 
@@ -101,6 +101,7 @@ class JobEnds(_Base):
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipe)
             stages.write_done(pipe)
+            jobindex.move(pipe, job, settings.failure_ttl, JobStatus.FINISHED.value)  # found by its state
             if payload.upload:
                 uploads.drop(pipe, payload.vendor, job.id)  # its photo is no longer needed
             if not payload.webhook_url:  # else published after the announce, which the event shows
@@ -152,6 +153,11 @@ class JobEnds(_Base):
         self._count(job)
         if status == JobStatus.FINISHED:
             return  # released with its end
+        if status in (JobStatus.FAILED, JobStatus.STOPPED):  # found by its state; a retry stays open
+            try:
+                jobindex.move(self.connection, job, self.runtime.settings.failure_ttl)
+            except redis.RedisError as exc:  # a search's sync with rq's failed registry moves it later
+                log.warning("could not index the end of job %s: %s", job.id, exc)
         if status == JobStatus.STOPPED:  # a failure drops it in record_error
             try:
                 uploads.drop_for(self.connection, job)

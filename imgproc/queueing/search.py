@@ -1,0 +1,393 @@
+"""Finding jobs by filter, newest first, a page at a time: over the job index (``jobindex``).
+
+One sorted set answers most filters alone: the scope's (a vendor's, or every
+vendor's) set of the filter's state bucket and type, read by score from the
+cursor down, the time range being its score range. A batch, a record id (or
+a prefix matching up to ``RECORDS_READ`` entries) and the states rq keeps in
+registries (started, scheduled, deferred) give a short list of job ids
+instead, which ZMSCORE on that set both checks and orders. Every candidate is
+then checked against the whole filter on the job itself (its status and
+meta): the index only narrows the search, a stale entry never shows, and one
+found stale is repaired (a job gone leaves the set, a job in the wrong bucket
+moves). A page reads at most ``SCAN`` candidates: a filter that matches few
+of many answers a short page with a cursor to go on from.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import redis
+from rq.job import Job
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from imgproc import identifiers
+from imgproc.errors import InvalidRequest
+from imgproc.jobtypes import JOB_TYPES, QUEUES
+
+from . import jobindex
+from .batches import batch
+from .keys import STATES
+from .state import JobState
+
+#: A record prefix matching at most this many entries is read whole and ordered by its jobs' times;
+#: past it, the search reads the filter's other set and checks each job's record id.
+RECORDS_READ = 10_000
+#: Most candidates of a page checked at a time (one round trip for their jobs), and of a count.
+CHUNK = 200
+EACH = 2_000
+#: Most candidates one page checks before it answers with what it found and a cursor.
+SCAN = 5_000
+#: States rq keeps in registries of their own, small beside the open bucket.
+REGISTRIES = {
+    "started": StartedJobRegistry,
+    "scheduled": ScheduledJobRegistry,
+    "deferred": DeferredJobRegistry,
+}
+#: Longest record id (191, API.md) and its trailing ``*``; longest batch id.
+RECORD_ID_MAX = 192
+BATCH_ID_MAX = 64
+
+
+def _time(name: str, value: Any) -> float:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be an ISO 8601 time", details={"field": name})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} must be an ISO 8601 time such as 2025-05-01T12:00:00Z", details={"field": name}
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _iso(value: float) -> str:
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What jobs a search or a bulk action is about; None is "any". Times are epoch seconds.
+
+    ``record_id`` ending in ``*`` is a prefix; ``created_after`` is inclusive, ``created_before``
+    exclusive (consecutive windows never share a job). ``vendor`` None: every vendor's (an operator's).
+    """
+
+    vendor: str | None = None
+    record_id: str | None = None
+    state: str | None = None
+    type: str | None = None
+    batch_id: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any], *, strict: bool = False) -> JobFilter:
+        """A filter from a query string's or a JSON body's fields; 400 naming a bad one.
+
+        ``strict``: a field that is not a filter's is refused too (a bulk action's body: a misspelt
+        filter must not widen what is cancelled).
+        """
+        names = {f.name for f in fields(cls)}
+        if strict:
+            for name in values:
+                if name not in names:
+                    raise InvalidRequest(f"unknown filter {name!r}", details={"field": name})
+        found: dict[str, Any] = {}
+        for name in names:
+            value = values.get(name)
+            if value is None or value == "":
+                continue
+            if name.startswith("created_"):
+                found[name] = _time(name, value)
+                continue
+            if not isinstance(value, str):
+                raise InvalidRequest(f"{name} must be a string", details={"field": name})
+            found[name] = value
+        flt = cls(**found)
+        flt._check()
+        return flt
+
+    def _check(self) -> None:
+        def bad(name: str, why: str) -> InvalidRequest:
+            return InvalidRequest(f"{name} {why}", details={"field": name})
+
+        if self.state is not None and self.state not in STATES:
+            raise bad("state", f"must be one of {', '.join(STATES)}")
+        if self.type is not None and self.type not in JOB_TYPES:
+            raise bad("type", f"must be one of {', '.join(JOB_TYPES)}")
+        for name, most in (("record_id", RECORD_ID_MAX), ("batch_id", BATCH_ID_MAX), ("vendor", 64)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if len(value) > most:
+                raise bad(name, f"must be at most {most} characters")
+            if problem := identifiers.problem(value):
+                raise bad(name, problem)
+        if self.record_id == "*":
+            raise bad("record_id", "must hold a prefix before its '*'")
+        after, before = self.created_after, self.created_before
+        if after is not None and before is not None and after >= before:
+            raise bad("created_after", "must be before created_before")
+
+    @property
+    def prefix(self) -> str | None:
+        """The record id's prefix when it ends in ``*``."""
+        return self.record_id[:-1] if self.record_id and self.record_id.endswith("*") else None
+
+    def given(self) -> dict[str, str]:
+        """The fields given, times as ISO 8601 (the audit log's details, the CLI's echo)."""
+        shown = {}
+        for name, value in asdict(self).items():
+            if value is not None:
+                shown[name] = _iso(value) if name.startswith("created_") else value
+        return shown
+
+    def target(self) -> str:
+        """The audit log's target of an action on the filter's jobs: ``filter:vendor=acme&state=failed``."""
+        return "filter:" + urlencode(self.given())
+
+    def admits(self, status: str | None, state: JobState | None, score: float) -> bool:
+        """Whether a job (its status, its state, its index score) is one this filter finds.
+
+        ``state`` None: the job's vendor, type, batch and record are the set's it was read from.
+        """
+        if status is None:
+            return False
+        if self.state is not None and status != self.state:
+            return False
+        if state is None:
+            return self.in_range(score)
+        if self.vendor is not None and state.vendor != self.vendor:
+            return False
+        if self.type is not None and state.type != self.type:
+            return False
+        if self.batch_id is not None and state.batch_id != self.batch_id:
+            return False
+        record = state.record_id or ""
+        if self.record_id is not None and not (
+            record.startswith(self.prefix) if self.prefix is not None else record == self.record_id
+        ):
+            return False
+        return self.in_range(score)
+
+    def in_range(self, score: float) -> bool:
+        after, before = self.created_after, self.created_before
+        return (after is None or score >= after) and (before is None or score < before)
+
+
+def encode_cursor(flt: JobFilter, score: float, job_id: str) -> str:
+    """An opaque cursor: the filter and the place after which the next page starts."""
+    raw = json.dumps({"f": asdict(flt), "s": score, "i": job_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[JobFilter, tuple[float, str]]:
+    """The filter and place of a cursor; 400 naming ``cursor`` for one this service did not write."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        after = (float(raw["s"]), str(raw["i"]))
+        given = {k: v for k, v in raw["f"].items() if v is not None}
+        times = {k: _iso(float(given.pop(k))) for k in ("created_after", "created_before") if k in given}
+        return JobFilter.parse({**given, **times}, strict=True), after
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, InvalidRequest):
+        raise InvalidRequest("cursor is not one this service gave", details={"field": "cursor"}) from None
+
+
+@dataclass
+class Found:
+    """A page of a search: the jobs in order, and where the next page starts (None: no more)."""
+
+    jobs: list[Job]
+    after: tuple[float, str] | None
+
+
+class Search:
+    """A filter's jobs in one Redis: a page of whole jobs (``page``), or every match's state (``each``).
+
+    ``keep``: the index's lifetime (``failure_ttl``), for the moves a search repairs.
+    """
+
+    def __init__(self, conn: redis.Redis, flt: JobFilter, keep: int):
+        self.conn, self.flt, self.keep = conn, flt, keep
+        self.scope = flt.vendor or jobindex.ALL
+        bucket = jobindex.bucket_of(flt.state) if flt.state else None
+        self.bucket = bucket
+        self.key = jobindex.time_key(self.scope, bucket, flt.type)
+        #: Where the candidates come from (``candidates`` sets it): batch, registry, records or time.
+        self.source = "time"
+
+    def page(self, after: tuple[float, str] | None = None, limit: int = 20, scan: int = SCAN) -> Found:
+        """Up to ``limit`` jobs after ``after``, newest first, checking at most ``scan`` candidates."""
+        found: list[Job] = []
+        checked = 0
+        last = None
+        for chunk in self.candidates(after, first=limit):
+            jobs = Job.fetch_many([job_id for _, job_id in chunk], connection=self.conn)
+            kept = self._checked(chunk, [(j, self._status(j), JobState.of(j)) if j else None for j in jobs])
+            for (score, job_id), job in zip(chunk, kept, strict=True):
+                checked += 1
+                last = (score, job_id)
+                if job is not None:
+                    found.append(job)
+                    if len(found) == limit:
+                        return Found(found, last)
+                if checked >= scan:
+                    return Found(found, last)
+        return Found(found, None)
+
+    def each(self) -> Iterator[tuple[str, str, JobState | None]]:
+        """Every match as ``(job_id, status, state)``, newest first, reading each job's status alone.
+
+        The set read (and the lists' entries) already hold a job's vendor, type, bucket, batch and
+        record; its meta (``state``) is read only where a record id is checked job by job.
+        """
+        for chunk in self.candidates(None, first=EACH):
+            flt = self.flt
+            meta = (flt.record_id is not None and self.source != "records") or (
+                flt.batch_id is not None and self.source != "batch"
+            )
+            fields = ("status", "meta") if meta else ("status",)
+            with self.conn.pipeline(transaction=False) as pipe:
+                for _, job_id in chunk:
+                    pipe.hmget(Job.key_for(job_id), *fields)
+                read = pipe.execute()
+            seen = [
+                (None, got[0].decode(), JobState.loads(got[1]) if len(got) > 1 else None)
+                if got[0] is not None
+                else None
+                for got in read
+            ]
+            for (_, job_id), hit, item in zip(chunk, self._checked(chunk, seen), seen, strict=True):
+                if hit is not None and item is not None:
+                    yield job_id, item[1], item[2]
+
+    def count(self) -> int:
+        return sum(1 for _ in self.each())
+
+    @staticmethod
+    def _status(job: Job) -> str:
+        status = job.get_status(refresh=False)
+        return str(getattr(status, "value", status))
+
+    def _checked(self, chunk: list[tuple[float, str]], read: list) -> list:
+        """Per candidate, what was read when the filter admits it, else None; stale entries repaired."""
+        kept, gone = [], []
+        with self.conn.pipeline(transaction=False) as pipe:
+            for (score, job_id), item in zip(chunk, read, strict=True):
+                if item is None:
+                    gone.append(job_id)
+                    kept.append(None)
+                    continue
+                _, status, state = item
+                if self.bucket and jobindex.bucket_of(status) != self.bucket and state and state.vendor:
+                    job_type = state.type if state.type in JOB_TYPES else None
+                    bucket = jobindex.bucket_of(status)
+                    jobindex.place(pipe, state.vendor, job_id, job_type, bucket, self.keep)
+                admitted = self.flt.admits(status, state, score)
+                kept.append((item[0] or True) if admitted else None)  # the job when it was read whole
+            jobindex.forget(pipe, self.key, gone)
+            if len(pipe):
+                pipe.execute()
+        return kept
+
+    # Candidates: (score, job id) newest first, after the cursor, within the time range, in chunks
+    # growing from ``first`` to ``CHUNK``: a page of 20 reads about 20 jobs when most match.
+
+    def candidates(
+        self, after: tuple[float, str] | None, first: int = CHUNK
+    ) -> Iterator[list[tuple[float, str]]]:
+        flt = self.flt
+        if flt.state in ("failed", "stopped", "canceled"):
+            jobindex.sync(self.conn, self.keep)  # ends no move wrote (a dead worker's last attempt)
+        ids = self._listed()
+        if ids is None:
+            yield from self._read(after, first)
+            return
+        scored, size, start = self._scored(ids, after), first, 0
+        while start < len(scored):
+            yield scored[start : start + size]
+            start, size = start + size, min(2 * size, max(CHUNK, first))
+
+    def _listed(self) -> list[str] | None:
+        """The short list of job ids the filter names, when it names one; None: read the set."""
+        flt = self.flt
+        self.source = (
+            "batch" if flt.batch_id is not None else "registry" if flt.state in REGISTRIES else "records"
+        )
+        if flt.batch_id is not None:
+            record = batch(self.conn, flt.batch_id)
+            if record is None or (flt.vendor is not None and record["vendor"] != flt.vendor):
+                return []
+            return list(record["job_ids"])
+        if flt.state in REGISTRIES:
+            registry = REGISTRIES[flt.state]
+            queues = [JOB_TYPES[flt.type].queue] if flt.type else QUEUES
+            with self.conn.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    pipe.zrange(registry(queue, connection=self.conn).key, 0, -1)
+                return [raw.decode() for found in pipe.execute() for raw in found]
+        if flt.record_id is not None:
+            records = jobindex.KEY_RECORDS.format(scope=self.scope)
+            if flt.prefix is not None:
+                low, high = b"[" + flt.prefix.encode(), b"(" + flt.prefix.encode() + b"\xff"
+            else:
+                entry = flt.record_id.encode()
+                low, high = b"[" + entry + b"\x00", b"(" + entry + b"\x01"
+            if self.conn.zlexcount(records, low, high) > RECORDS_READ:
+                self.source = "time"
+                return None
+            return [raw.rsplit(b"\x00", 1)[1].decode() for raw in self.conn.zrangebylex(records, low, high)]
+        self.source = "time"
+        return None
+
+    def _scored(self, ids: list[str], after: tuple[float, str] | None) -> list[tuple[float, str]]:
+        """The ids in the filter's set, with their scores, newest first, after ``after``, in range."""
+        found = []
+        for start in range(0, len(ids), 10_000):
+            part = ids[start : start + 10_000]
+            for job_id, score in zip(part, self.conn.zmscore(self.key, part), strict=True):
+                if (
+                    score is not None
+                    and self.flt.in_range(score)
+                    and (after is None or (score, job_id) < after)
+                ):
+                    found.append((score, job_id))
+        return sorted(set(found), reverse=True)
+
+    def _read(self, after: tuple[float, str] | None, size: int) -> Iterator[list[tuple[float, str]]]:
+        """The filter's set by score, from ``after`` down: one round trip per chunk.
+
+        Jobs of one enqueue share a score; those after the cursor's job within its score are read
+        first (ZREVRANGEBYSCORE lists one score's members by descending id, the order of a page).
+        """
+        flt = self.flt
+        low = "-inf" if flt.created_after is None else repr(flt.created_after)
+        high = "+inf" if flt.created_before is None else f"({flt.created_before!r}"
+        growth = max(CHUNK, size)
+        while True:
+            with self.conn.pipeline(transaction=False) as pipe:
+                if after is not None:
+                    pipe.zrevrangebyscore(self.key, repr(after[0]), repr(after[0]), withscores=True)
+                    high = f"({after[0]!r}"  # a cursor's place is within the range
+                pipe.zrevrangebyscore(self.key, high, low, start=0, num=size, withscores=True)
+                read = pipe.execute()
+            below = read[-1]
+            same = [] if after is None else [(s, i.decode()) for i, s in read[0] if i.decode() < after[1]]
+            if len(same) > size:  # a bulk's jobs past the cursor: a chunk of them, the rest next
+                yield same[:size]
+                after, size = same[size - 1], min(2 * size, growth)
+                continue
+            chunk = same + [(s, i.decode()) for i, s in below]
+            if chunk:
+                yield chunk
+            if len(below) < size:
+                return
+            after, size = chunk[-1], min(2 * size, growth)
