@@ -13,7 +13,7 @@ def test_an_operator_adds_a_vendor_whose_key_works_and_rotates_it(client, vendor
     globex = {"X-API-Key": key}
     assert client.get("/api/image-queue/limits", headers=globex).status_code == 200
     listed = client.get(VENDORS, headers=ops).json["vendors"]
-    assert {"name": "globex", "operator": False} in listed
+    assert {"name": "globex", "operator": False, "plan": None, "disabled": False} in listed
     assert all("key" not in str(v) for v in listed)  # keys are never listed
 
     rotated = client.post(f"{VENDORS}/globex/rotate", headers=ops)

@@ -14,7 +14,6 @@ from rq.job import Job
 from imgproc.adapters.records import Records
 from imgproc.adapters.webhooks import WebhookStore
 from imgproc.queueing import batches
-from tests.test_cli import cli  # noqa: F401 (a fixture)
 
 API = "/api/image-queue"
 

@@ -1,6 +1,6 @@
 """The operator's routes on vendors (API.md "Operator controls"; the page's Vendors card).
 
-GET  /api/image-queue/vendors                 every vendor: name, operator
+GET  /api/image-queue/vendors                 every vendor: name, operator, plan, disabled
 POST /api/image-queue/vendors                 {"name": "acme", "operator": false}: 201, its key shown once
 POST /api/image-queue/vendors/<name>/rotate   a new key (the old one stops working within 5 s), shown once
 
@@ -28,7 +28,14 @@ def _vendors() -> Vendors:
 
 @bp.get("/vendors")
 def vendor_list():
-    return jsonify({"vendors": [{"name": v.name, "operator": v.operator} for v in _vendors().list()]})
+    return jsonify(
+        {
+            "vendors": [
+                {"name": v.name, "operator": v.operator, "plan": v.plan, "disabled": v.disabled}
+                for v in _vendors().list()
+            ]
+        }
+    )
 
 
 @bp.post("/vendors")

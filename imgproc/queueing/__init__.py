@@ -8,6 +8,7 @@
     keys.py         imgproc's own Redis keys and the job states
     hosts.py        the inference workers of each host, counted so replicas share its cores
     purge.py        a removed vendor's jobs and keys deleted (``imgproc vendors purge``)
+    planfeed.py     each vendor's plan published in Redis, read by every process within seconds
 
 Nothing here knows HTTP or models: the API and the workers both build on it.
 """

@@ -232,8 +232,11 @@
     if (view.state === "failed") {
       actions.push(el("button", { type: "button", className: "small", text: "Retry", onclick: () => act(row, "retry") }));
     }
-    if (["queued", "scheduled", "deferred"].includes(view.state)) {
+    if (["queued", "scheduled", "deferred", "paused"].includes(view.state)) {
       actions.push(el("button", { type: "button", className: "small quiet", text: "Cancel", onclick: () => act(row, "cancel") }));
+    }
+    if (view.state === "started") { // DELETE stops it at its next stage: no upload, no record (202)
+      actions.push(el("button", { type: "button", className: "small quiet", text: "Stop", onclick: () => act(row, "stop") }));
     }
     clear(cells.actions, actions.length ? el("div", {}, ...actions) : null);
   }
@@ -247,7 +250,8 @@
       render(row, { ...row.view, ...view });
       if (!ENDED.has(view.state)) live.want(view);
     } catch (e) {
-      status.textContent = `${what === "retry" ? "Retry" : "Cancel"} of ${row.view.record_id}: ${e.message}`;
+      const name = { retry: "Retry", cancel: "Cancel", stop: "Stop" }[what];
+      status.textContent = `${name} of ${row.view.record_id}: ${e.message}`;
     }
   }
 
