@@ -227,7 +227,6 @@ def test_a_vendor_alone_stays_within_its_cap_and_its_plan_sets_it(settings, redi
     assert owners.count("vendor-a") == 2
 
 
-@pytest.fixture
 def light_url(photo_server) -> str:
     """A small JPEG's URL: the jobs' time is the service's own work, not the photo's decoding."""
     out = io.BytesIO()
@@ -270,13 +269,14 @@ def started(redis_conn, jobs: list[Job]) -> list[tuple[object, str]]:
 
 
 @pytest.mark.parametrize("weights", [(2, 1), (1, 1)])
-def test_real_workers_start_each_vendor_by_its_weight(settings, redis_conn, light_url, tmp_path, weights):
+def test_real_workers_start_each_vendor_by_its_weight(settings, redis_conn, photo_server, tmp_path, weights):
     """Two worker processes, two vendors with 300 light jobs each: the first 300 starts split by weight."""
+    url = light_url(photo_server)
     settings = settings.replace(vendor_concurrency=4)  # 2 running + the queue's 2: no cap holds either back
     jobs = JobQueue(redis_conn, settings)
     redis_conn.hset(KEY_PLAN_WEIGHT, mapping={"vendor-a": weights[0], "vendor-b": weights[1]})
-    everything = jobs.enqueue(specs("vendor-a", 300, light_url), batch=True)[1]
-    everything += jobs.enqueue(specs("vendor-b", 300, light_url), batch=True)[1]
+    everything = jobs.enqueue(specs("vendor-a", 300, url), batch=True)[1]
+    everything += jobs.enqueue(specs("vendor-b", 300, url), batch=True)[1]
     begun = time.monotonic()
     with workers(settings, tmp_path, 2, IMGPROC_VENDOR_CONCURRENCY="4") as procs:
         finished = lambda states: states.count("finished") >= 300  # noqa: E731
@@ -292,17 +292,18 @@ def test_real_workers_start_each_vendor_by_its_weight(settings, redis_conn, ligh
 
 
 def test_real_workers_start_a_newcomers_job_within_a_couple_of_jobs(
-    settings, redis_conn, light_url, tmp_path
+    settings, redis_conn, photo_server, tmp_path
 ):
     """B's job, sent while A's bulk (weight 3) runs, starts after the 2 in the queue (and one taken then)."""
+    url = light_url(photo_server)
     settings = settings.replace(vendor_concurrency=4)
     jobs = JobQueue(redis_conn, settings)
     redis_conn.hset(KEY_PLAN_WEIGHT, "vendor-a", 3)
-    bulk = jobs.enqueue(specs("vendor-a", 120, light_url), batch=True)[1]
+    bulk = jobs.enqueue(specs("vendor-a", 120, url), batch=True)[1]
     with workers(settings, tmp_path, 2, IMGPROC_VENDOR_CONCURRENCY="4") as procs:
         wait_for(redis_conn, bulk, lambda states: states.count("finished") >= 30, procs)
         sent = time.time()
-        _, (single,) = jobs.enqueue(specs("vendor-b", 1, light_url))
+        _, (single,) = jobs.enqueue(specs("vendor-b", 1, url))
         wait_for(redis_conn, [single], lambda states: states == ["finished"], procs)
     single = Job.fetch(single.id, connection=redis_conn)
     between = [
@@ -312,12 +313,13 @@ def test_real_workers_start_a_newcomers_job_within_a_couple_of_jobs(
     assert len(between) <= 3  # the 2 already in the queue, and one a worker took as B's was sent
 
 
-def test_real_workers_keep_a_vendor_alone_within_its_plans_cap(settings, redis_conn, light_url, tmp_path):
+def test_real_workers_keep_a_vendor_alone_within_its_plans_cap(settings, redis_conn, photo_server, tmp_path):
     """Three worker processes and one vendor whose plan caps it at 2: never 3 of its jobs at once."""
+    url = light_url(photo_server)
     settings = settings.replace(vendor_concurrency=8)
     jobs = JobQueue(redis_conn, settings)
     redis_conn.hset(KEY_PLAN_CAP, "vendor-a", 2)
-    bulk = jobs.enqueue(specs("vendor-a", 60, light_url), batch=True)[1]
+    bulk = jobs.enqueue(specs("vendor-a", 60, url), batch=True)[1]
     with workers(settings, tmp_path, 3, IMGPROC_VENDOR_CONCURRENCY="8") as procs:
         wait_for(redis_conn, bulk, lambda states: states.count("finished") == 60, procs)
     spans = [Job.fetch(j.id, connection=redis_conn) for j in bulk]

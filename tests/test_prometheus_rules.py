@@ -46,7 +46,9 @@ HISTOGRAMS = frozenset(
         "imgproc_job_stage_seconds",
     }
 )
-GAUGES = frozenset({"imgproc_queue_depth", "imgproc_jobs_running", "imgproc_workers", "imgproc_redis_up"})
+GAUGES = frozenset(
+    {"imgproc_queue_depth", "imgproc_jobs_running", "imgproc_workers", "imgproc_redis_up", "imgproc_paused"}
+)
 METRIC_NAMES = COUNTERS | HISTOGRAMS | GAUGES
 
 ALERTS = (

@@ -16,7 +16,7 @@ from imgproc.config import Settings
 from imgproc.errors import ImgprocError, TransientError
 from imgproc.queueing import placement
 
-from . import listings, metrics, operator, plans, presets, streams, vendors, web
+from . import listings, metrics, operator, pauses, plans, presets, streams, vendors, web
 from .metrics import init_metrics
 from .ratelimits import RequestLimits
 from .routes import api, authenticate
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(operator.bp)
     app.register_blueprint(vendors.bp)  # the operator's vendors: list, add, rotate
     app.register_blueprint(plans.bp)  # plans; a vendor's plan, overrides, disabled flag
+    app.register_blueprint(pauses.bp)  # the operator's pauses: pause, resume, pauses
     app.register_blueprint(presets.bp)  # GET /api/image-queue/presets
     app.register_blueprint(web.bp)  # the web page, /ui/ (imgproc.api.web)
 

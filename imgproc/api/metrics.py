@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from imgproc.metrics.collector import RedisCollector
+from imgproc.queueing import pauses
 
 from .services import Services, services
 
@@ -29,7 +30,7 @@ REGISTRY = "imgproc.metrics"
 
 
 class QueueGauges:
-    """Gauges read from Redis at scrape time: per queue depth, running jobs and workers; Redis up."""
+    """Gauges read from Redis at scrape time: per queue depth, running jobs and workers; pauses; Redis up."""
 
     def __init__(self, svc: Services):
         self.svc = svc
@@ -43,17 +44,24 @@ class QueueGauges:
         workers = GaugeMetricFamily(
             "imgproc_workers", "Worker processes listening on the queue.", labels=["queue"]
         )
+        paused = GaugeMetricFamily(
+            "imgproc_paused",
+            "Queues (kind=queue) and vendors (kind=vendor) paused by an operator.",
+            labels=["kind"],
+        )
         try:
             for name, load in self.svc.jobs.load().items():
                 depth.add_metric([name], load["depth"])
                 running.add_metric([name], load["running"])
                 workers.add_metric([name], load["workers"])
+            for kind, count in pauses.counts(self.svc.conn).items():
+                paused.add_metric([kind], count)
             up.add_metric([], 1)
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
             return
-        yield from (up, depth, running, workers)
+        yield from (up, depth, running, workers, paused)
 
 
 bp = Blueprint("metrics", __name__)

@@ -23,6 +23,7 @@ from imgproc.config import Settings
 from imgproc.errors import NotFound
 from imgproc.jobtypes import QUEUE_WEBHOOKS
 
+from . import pauses
 from .fairshare import FairShare
 from .keys import DONE, KEY_BATCH, KEY_VENDOR_JOBS, STATES
 from .plain import plain
@@ -124,8 +125,16 @@ class JobViews:
         return job
 
     def job_view(self, job: Job, base: str = "") -> dict[str, Any]:
-        """A job as API.md's poll answer, its result's URL absolute on ``base`` when given."""
-        return job_view(job, self.settings, base=base)
+        """A job as API.md's poll answer, its result's URL absolute on ``base`` when given.
+
+        A queued job of a paused queue or vendor says ``paused``: it waits in its lane until a resume.
+        """
+        view = job_view(job, self.settings, base=base)
+        if view["state"] == JobStatus.QUEUED and pauses.is_paused(
+            self.conn, job.origin, JobState.of(job).vendor
+        ):
+            view["state"] = "paused"
+        return view
 
     def batch_view(self, vendor: str, batch_id: str, *, operator: bool = False) -> dict[str, Any]:
         """Counts per state, overall progress and each job of a batch."""
@@ -139,9 +148,12 @@ class JobViews:
         # a 500-job batch polled every 250 ms took a tenth of the CPU beside 2 workers).
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id in batch["job_ids"]:
-                pipe.hmget(Job.key_for(job_id), "status", "meta")
-            fields = pipe.execute()
-        for job_id, (status, raw_meta) in zip(batch["job_ids"], fields, strict=True):
+                pipe.hmget(Job.key_for(job_id), "status", "origin", "meta")
+            pauses.paused(pipe)
+            *fields, paused_queues, paused_vendors = pipe.execute()
+        paused_queues = {q.decode() for q in paused_queues}
+        held = batch["vendor"].encode() in paused_vendors
+        for job_id, (status, origin, raw_meta) in zip(batch["job_ids"], fields, strict=True):
             if status is None:  # expired
                 items.append({"job_id": job_id, "record_id": None, "state": "expired"})
                 progress += 100
@@ -150,6 +162,8 @@ class JobViews:
             job_state = JobState.loads(raw_meta)
             counts[state] = counts.get(state, 0) + 1
             progress += 100 if state in DONE else job_state.progress
+            if state == JobStatus.QUEUED and (held or (origin or b"").decode() in paused_queues):
+                state = "paused"  # counted as queued, shown as the job's own view shows it
             item = {
                 "job_id": job_id,
                 "record_id": job_state.record_id,
@@ -177,10 +191,17 @@ class JobViews:
         """
         workers = {name: Worker.count(connection=self.conn, queue=q) for name, q in self.queues.items()}
         webhooks = self.webhook_backlog()
+        with self.conn.pipeline(transaction=False) as pipe:
+            pauses.paused(pipe)
+            paused_queues, paused_vendors = ({n.decode() for n in names} for names in pipe.execute())
         if not operator:
             per_queue, counts = self._vendor_jobs(vendor)
             queues = {
-                name: {**{s: per_queue[name][s] for s in QUEUE_STATES}, "workers": workers[name]}
+                name: {
+                    **{s: per_queue[name][s] for s in QUEUE_STATES},
+                    "workers": workers[name],
+                    "paused": name in paused_queues,
+                }
                 for name in self.queues
             }
             # Whether anyone delivers webhooks now; how many wait is everyone's business, not a vendor's.
@@ -190,6 +211,8 @@ class JobViews:
                 "queues": queues,
                 "vendors": {vendor: counts},
                 "webhooks": {"workers": delivering, "warning": warning},
+                # What is paused of what the vendor's jobs wait on: its queues, itself.
+                "paused": {"queues": sorted(paused_queues), "vendors": sorted(paused_vendors & {vendor})},
             }
         queues = {}
         for name, q in self.queues.items():
@@ -201,6 +224,7 @@ class JobViews:
                 "finished": FinishedJobRegistry(queue=q).count,
                 "failed": FailedJobRegistry(queue=q).count,
                 "workers": workers[name],
+                "paused": name in paused_queues,
             }
         prefix = KEY_VENDOR_JOBS.format("")
         names = sorted(k.decode()[len(prefix) :] for k in self.conn.scan_iter(prefix + "*"))
@@ -208,6 +232,7 @@ class JobViews:
             "queues": queues,
             "vendors": {name: self.vendor_counts(name) for name in names},
             "webhooks": webhooks,
+            "paused": {"queues": sorted(paused_queues), "vendors": sorted(paused_vendors)},
         }
 
     def vendor_counts(self, vendor: str) -> dict[str, int]:

@@ -11,10 +11,38 @@ import redis
 from imgproc.config import Settings
 from imgproc.errors import ImgprocError
 
-from . import audit, db, demo, jobs, models, plans, queues, submit, vendors, webhooks, workers, writeback
+from . import (
+    audit,
+    db,
+    demo,
+    jobs,
+    models,
+    pauses,
+    plans,
+    queues,
+    submit,
+    vendors,
+    webhooks,
+    workers,
+    writeback,
+)
 
 #: Each command's module: its ``add_parser(sub)`` declares it beside the handler it sets (``func``).
-COMMANDS = (vendors, plans, models, workers, jobs, webhooks, queues, db, writeback, audit, demo, submit)
+COMMANDS = (
+    vendors,
+    plans,
+    models,
+    workers,
+    jobs,
+    webhooks,
+    queues,
+    pauses,
+    db,
+    writeback,
+    audit,
+    demo,
+    submit,
+)
 
 
 def parser() -> argparse.ArgumentParser:
