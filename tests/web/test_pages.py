@@ -534,3 +534,43 @@ def test_an_operator_adds_a_vendor_rotates_its_key_and_reads_usage_and_the_audit
     assert "key.rotate" in audit.nth(0).inner_text() and "vendor:new-globex" in audit.nth(0).inner_text()
     assert "vendor.add" in audit.nth(1).inner_text() and "ops" in audit.nth(1).inner_text()
     screenshot(page, "operator-controls", full_page=True)
+
+
+def test_an_operator_makes_a_plan_puts_a_vendor_on_it_and_disables_it(page_for, web_stack):
+    page = page_for("ops")
+    page.get_by_role("link", name="Operator").click()
+    form = page.locator("#plan-form")
+    form.get_by_label("Name").fill("gold")
+    form.get_by_label("Bulks").fill("5 per hour")
+    form.get_by_label("Weight").fill("3")
+    form.get_by_label("Bulk items").fill("7")
+    form.get_by_role("button", name="Save plan").click()
+    page.locator("#plan-rows tr[data-plan='gold']").wait_for()
+    assert "5 per hour" in page.locator("#plan-rows tr[data-plan='gold']").inner_text()
+    row = page.locator("#vendor-rows tr[data-vendor='acme']")
+    row.get_by_label("Plan of acme").select_option("gold")
+    page.get_by_text("acme is on plan gold").wait_for()
+    with _api(web_stack, "acme") as api:
+        deadline = time.monotonic() + 5  # the plan reaches the API within 5 s
+        while api.get(f"{API}/limits").json()["limits"]["bulk"]["limit"] != "5 per 1 hour":
+            assert time.monotonic() < deadline, api.get(f"{API}/limits").json()
+            time.sleep(0.1)
+        items = [{"record_id": f"r{i}", "image_url": "http://127.0.0.1:9/a.jpg"} for i in range(8)]
+        assert api.post(f"{API}/bulk-process-image", json={"items": items}).status_code == 413  # gold: 7
+        row.get_by_role("button", name="Disable").click()
+        row.get_by_role("button", name="Refuse acme's keys? Click again").click()
+        page.get_by_text("acme is disabled").wait_for()
+        deadline = time.monotonic() + 5
+        while (answer := api.get(f"{API}/limits")).status_code != 403:
+            assert time.monotonic() < deadline, answer.json()
+            time.sleep(0.1)
+        assert answer.json()["error"]["code"] == "vendor_disabled"
+        page.locator("#vendor-rows tr[data-vendor='acme'][data-disabled='yes']").get_by_role("button", name="Enable").click()
+        page.get_by_text("acme is enabled").wait_for()
+        deadline = time.monotonic() + 5
+        while api.get(f"{API}/limits").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    row.get_by_label("Plan of acme").select_option("")  # back to the default plan, for the other tests
+    page.get_by_text("acme is on plan default").wait_for()
+    screenshot(page, "operator-plans", full_page=True)

@@ -1,4 +1,4 @@
-// The operator's page, the controls: vendors (add, rotate a key), usage over 30 days drawn as an SVG
+// The operator's page, the controls: vendors (add, plan, disable, rotate a key), plans, usage over 30 days drawn as an SVG
 // chart (no library, no CDN), and the audit log. Everything a vendor wrote reaches the page as text.
 "use strict";
 
@@ -20,14 +20,95 @@
   function say(text) { status.textContent = text; }
 
   // --- vendors -------------------------------------------------------------------------------
+  let planNames = [];
+
   async function vendors() {
-    const { vendors: list } = await api("GET", "vendors");
+    const [{ vendors: list }, { plans }] = await Promise.all([api("GET", "vendors"), api("GET", "plans")]);
+    planNames = plans.map((p) => p.name);
     const tbody = document.getElementById("vendor-rows");
-    clear(tbody, ...list.map((v) => el("tr", { dataset: { vendor: v.name } },
+    clear(tbody, ...list.map((v) => el("tr", { dataset: { vendor: v.name, disabled: v.disabled ? "yes" : "no" } },
       el("th", { scope: "row", text: v.name }),
       el("td", { dataset: { label: "Role" }, text: v.operator ? "operator" : "vendor" }),
+      el("td", { dataset: { label: "Plan" } }, planPicker(v)),
+      el("td", { dataset: { label: "State" } }, el("span", { className: v.disabled ? "badge state-failed" : "badge state-finished", text: v.disabled ? "disabled" : "active" })),
       el("td", { className: "actions", dataset: { label: "Actions" } },
+        v.disabled
+          ? el("button", { type: "button", className: "small", text: "Enable", onclick: () => setVendor(v.name, { disabled: false }, "enabled") })
+          : confirming("Disable", `Refuse ${v.name}'s keys?`, () => setVendor(v.name, { disabled: true }, "disabled")),
         confirming("Rotate key", `Replace ${v.name}'s key?`, () => rotate(v.name))))));
+  }
+
+  function planPicker(v) {
+    const select = el("select", { "aria-label": `Plan of ${v.name}` },
+      el("option", { value: "", text: "default" }), ...planNames.map((name) => el("option", { value: name, text: name })));
+    select.value = v.plan || "";
+    select.addEventListener("change", () => setVendor(v.name, { plan: select.value || null }, `on plan ${select.value || "default"}`));
+    return select;
+  }
+
+  async function setVendor(name, change, done) {
+    try {
+      await api("PUT", `vendors/${encodeURIComponent(name)}`, change);
+      say(`${name} is ${done} (every process follows within 5 seconds).`);
+    } catch (e) {
+      say(`Could not change ${name}: ${e.message}`);
+    }
+    await Promise.all([vendors(), plansCard(), audit()]).catch(() => {});
+  }
+
+  // --- plans -------------------------------------------------------------------------------------
+  const LIMIT_NAMES = ["all", "image", "bg_removal", "bulk"];
+  const NUMBERS = ["weight", "max_running", "max_items"];
+
+  async function plansCard() {
+    const { plans, default: base } = await api("GET", "plans");
+    const row = (name, p, isDefault) => el("tr", { dataset: { plan: name } },
+      el("th", { scope: "row", text: isDefault ? "default (environment)" : name }),
+      ...LIMIT_NAMES.map((l) => el("td", { dataset: { label: l }, className: p.limits[l] ? "" : "muted", text: p.limits[l] || "default" })),
+      ...NUMBERS.map((n) => el("td", { className: p[n] === null ? "num muted" : "num", dataset: { label: n }, text: p[n] === null ? "default" : String(p[n]) })),
+      el("td", { className: "num", dataset: { label: "Vendors" }, text: isDefault ? "" : String((p.vendors || []).length) }),
+      el("td", { className: "actions", dataset: { label: "Actions" } }, isDefault ? null : el("div", {},
+        el("button", { type: "button", className: "small", text: "Edit", onclick: () => editPlan(name, p) }),
+        confirming("Delete", `Delete ${name}?`, () => deletePlan(name)))));
+    clear(document.getElementById("plan-rows"), row("", base, true), ...plans.map((p) => row(p.name, p, false)));
+  }
+
+  function editPlan(name, p) {
+    const form = document.getElementById("plan-form");
+    form.elements.name.value = name;
+    for (const l of LIMIT_NAMES) form.elements[`limit_${l}`].value = p.limits[l] || "";
+    for (const n of NUMBERS) form.elements[n].value = p[n] === null ? "" : p[n];
+    form.elements.name.focus();
+  }
+
+  async function savePlan(event) {
+    event.preventDefault();
+    const form = event.target;
+    const name = form.elements.name.value.trim();
+    const limits = {};
+    for (const l of LIMIT_NAMES) limits[l] = form.elements[`limit_${l}`].value.trim() || null;
+    const body = { limits };
+    for (const n of NUMBERS) body[n] = form.elements[n].value === "" ? null : Number(form.elements[n].value);
+    const exists = planNames.includes(name);
+    try {
+      if (exists) await api("PUT", `plans/${encodeURIComponent(name)}`, body);
+      else await api("POST", "plans", { name, ...body, limits: Object.fromEntries(Object.entries(limits).filter(([, v]) => v)) });
+      say(`Plan ${name} ${exists ? "changed" : "created"} (every process follows within 5 seconds).`);
+      form.reset();
+    } catch (e) {
+      say(`Could not save plan ${name}: ${e.message}`);
+    }
+    await Promise.all([plansCard(), vendors(), audit()]).catch(() => {});
+  }
+
+  async function deletePlan(name) {
+    try {
+      await api("DELETE", `plans/${encodeURIComponent(name)}`);
+      say(`Plan ${name} deleted.`);
+    } catch (e) {
+      say(`Could not delete plan ${name}: ${e.message}`);
+    }
+    await Promise.all([plansCard(), vendors(), audit()]).catch(() => {});
   }
 
   // A button that asks once more on the page itself (no dialog): the second click within 5 s acts.
@@ -153,7 +234,8 @@
   }
 
   document.getElementById("vendor-add").addEventListener("submit", addVendor);
-  for (const load of [vendors, usage, audit]) load().catch((e) => say(`Could not load everything: ${e.message}`));
+  document.getElementById("plan-form").addEventListener("submit", savePlan);
+  for (const load of [vendors, plansCard, usage, audit]) load().catch((e) => say(`Could not load everything: ${e.message}`));
   // The audit log and usage change as operators act elsewhere: every 15 s.
   setInterval(() => { audit().catch(() => {}); usage().catch(() => {}); }, 15000);
 })();
