@@ -11,7 +11,7 @@ from rq.job import Job
 
 from imgproc.jobtypes import Payload
 from imgproc.queueing import JobQueue, NewJob
-from imgproc.queueing.fairshare import KEY_ACTIVE
+from imgproc.queueing.fairshare import KEY_ACTIVE, KEY_READY
 from imgproc.queueing.keys import KEY_PLAN_CAP, KEY_PLAN_WEIGHT
 from imgproc.testing import WorkerProcess, stop_processes
 from tests.conftest import process_env
@@ -225,6 +225,23 @@ def test_a_vendor_alone_stays_within_its_cap_and_its_plan_sets_it(settings, redi
     jobs.fair.feed(queue)
     owners = [Job.fetch(i, connection=redis_conn).meta["vendor"] for i in queue.job_ids]
     assert owners.count("vendor-a") == 2
+
+
+def test_a_job_ending_in_one_queue_lets_its_vendor_go_on_in_another(settings, redis_conn):
+    """The cap counts a vendor's jobs in all image queues: held in one, it goes on when one ends elsewhere."""
+    jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
+    other = NewJob(Payload("vendor-a", "remove-bg", "r", {}, image_url="http://127.0.0.1:1/x.jpg"))
+    _, (bg,) = jobs.enqueue([other])
+    _, (light,) = jobs.enqueue(specs("vendor-a", 1))
+    queue = Queue("image-processing", connection=redis_conn)
+    assert queue.count == 0 and jobs.fair.waiting("image-processing") == 1  # at its cap of 1
+    redis_conn.lpop(Queue("bg-removal", connection=redis_conn).key)
+    bg.set_status("finished")
+    jobs.fair.release("bg-removal", "vendor-a", bg.id)
+    # Back among the ready at once, not only when a feed's re-count comes round to it.
+    assert redis_conn.zscore(KEY_READY.format(queue="image-processing"), "vendor-a") is not None
+    jobs.fair.feed(queue)
+    assert queue.job_ids == [light.id]
 
 
 def light_url(photo_server) -> str:
