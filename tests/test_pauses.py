@@ -7,6 +7,7 @@ from rq.job import Job
 
 from imgproc.jobtypes import QUEUE_LIGHT
 from imgproc.queueing import JobQueue
+from imgproc.queueing.fairshare import forget
 from imgproc.queueing.pauses import Pauses
 from tests.test_fairshare import light_url, specs, started, wait_for, workers
 
@@ -178,3 +179,19 @@ def test_a_queue_paused_mid_run_starts_nothing_then_everything_in_order(
         wait_for(redis_conn, a + late, lambda states: set(states) == {"finished"}, procs)
     starts = {j.id: Job.fetch(j.id, connection=redis_conn).started_at for j in a}
     assert sorted(a, key=lambda j: starts[j.id]) == a
+
+
+def test_a_forgotten_vendor_leaves_no_pause_nor_place_behind(settings, redis_conn):
+    """``forget`` (for a purge): a vendor of the same name later starts afresh, neither paused nor held."""
+    jobs = JobQueue(redis_conn, settings.replace(vendor_concurrency=1))
+    Pauses.of(redis_conn, settings).pause("vendor", "vendor-a")
+    jobs.enqueue(specs("vendor-a", 3), batch=True)
+    jobs.fair.feed(Queue(QUEUE_LIGHT, connection=redis_conn))  # paused: nothing is fed
+    assert jobs.fair.vendors(QUEUE_LIGHT) == ["vendor-a"] and fed(redis_conn) == []
+    with redis_conn.pipeline() as pipe:
+        for queue in jobs.fair.queues:
+            forget(pipe, queue, "vendor-a")
+        pipe.execute()
+    assert jobs.fair.vendors(QUEUE_LIGHT) == [] and Pauses.of(redis_conn, settings).listing()["vendors"] == []
+    jobs.enqueue(specs("vendor-a", 1), batch=True)
+    assert fed(redis_conn) == ["vendor-a"]

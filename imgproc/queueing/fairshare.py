@@ -344,6 +344,14 @@ class FairShare:
             return sum(pipe.execute())
 
 
+def forget(pipe, queue: str, vendor: str) -> None:
+    """Drop a vendor's lane of ``queue`` and its place in every set of it, on ``pipe`` (a purge)."""
+    pipe.delete(KEY_LANE.format(queue=queue, vendor=vendor))
+    for key in (KEY_READY, KEY_HELD, KEY_PARKED, KEY_IDLE):
+        pipe.zrem(key.format(queue=queue), vendor)
+    pipe.hdel(KEY_PAUSED_VENDORS, vendor)
+
+
 def for_queue(conn: redis.Redis, settings: Settings, queue: str) -> FairShare:
     """The fair share in front of ``queue``: webhook deliveries are counted and capped apart from jobs."""
     if queue == QUEUE_WEBHOOKS:
