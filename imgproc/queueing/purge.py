@@ -20,7 +20,7 @@ from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS
 from . import usage
 from .batches import KEY_BATCH_ENDED
 from .events import KEY_BATCH_EVENTS, KEY_JOB_EVENTS
-from .fairshare import KEY_ACTIVE, KEY_ACTIVE_WEBHOOKS, KEY_LANE, KEY_READY
+from .fairshare import KEY_ACTIVE, KEY_ACTIVE_WEBHOOKS, KEY_LANE, forget
 from .keys import (
     KEY_BATCH,
     KEY_IDEMPOTENCY,
@@ -74,9 +74,8 @@ def purge(conn: redis.Redis, vendor: str) -> int:
             pipe.delete(KEY_JOB_EVENTS.format(job_id), KEY_UPLOAD.format(job_id))
         for batch_id in batches:
             pipe.delete(*(key.format(batch_id) for key in (KEY_BATCH, KEY_BATCH_EVENTS, KEY_BATCH_ENDED)))
-        for queue in ALL_QUEUES:
-            pipe.delete(KEY_LANE.format(queue=queue, vendor=vendor))
-            pipe.zrem(KEY_READY.format(queue=queue), vendor)
+        for queue in ALL_QUEUES:  # its lanes, its place in the fair share's sets, its pause
+            forget(pipe, queue, vendor)
         for key in (KEY_ACTIVE, KEY_ACTIVE_WEBHOOKS):
             pipe.delete(key.format(vendor=vendor))
         pipe.delete(*(key.format(vendor) for key in VENDOR_KEYS))
