@@ -195,3 +195,42 @@ def test_a_forgotten_vendor_leaves_no_pause_nor_place_behind(settings, redis_con
     assert jobs.fair.vendors(QUEUE_LIGHT) == [] and Pauses.of(redis_conn, settings).listing()["vendors"] == []
     jobs.enqueue(specs("vendor-a", 1), batch=True)
     assert fed(redis_conn) == ["vendor-a"]
+
+
+def test_a_retry_that_falls_due_while_its_vendor_is_paused_waits_paused(
+    settings, redis_conn, client, vendor_key, photo_server, photos
+):
+    """rq's scheduler would push a due retry straight into its queue; imgproc's puts it in its lane."""
+    import time
+
+    from rq.registry import ScheduledJobRegistry
+
+    from imgproc.jobtypes import QUEUE_LIGHT, QUEUES
+    from imgproc.worker import build_worker
+    from imgproc.worker.scheduler import SpawnedScheduler
+    from tests.conftest import worker_runtime
+
+    settings = settings.replace(max_attempts=2, retry_backoff=1.0)
+    acme, ops = vendor_key("acme"), vendor_key("ops", operator=True)
+    photo_server.serve("/coffee.jpg", photos["coffee"])
+    photo_server.fail_next("/coffee.jpg", 1)  # one 500: a transient failure, retried after 1 s
+    job_id = client.post(
+        "/api/image-queue/process-image-queue",
+        json={"record_id": "r", "image_url": photo_server.url("/coffee.jpg")},
+        headers=acme,
+    ).json["job_id"]
+    with worker_runtime(settings, redis_conn) as runtime:
+        build_worker(settings, QUEUES, runtime=runtime).work(burst=True)
+    assert job_id in ScheduledJobRegistry(QUEUE_LIGHT, connection=redis_conn).get_job_ids()
+    assert client.post("/api/image-queue/pause", json={"vendor": "acme"}, headers=ops).status_code == 200
+    time.sleep(1.2)  # the retry is due
+    scheduler = SpawnedScheduler(QUEUES, connection=redis_conn, settings=settings)
+    scheduler.acquire_locks()
+    scheduler.enqueue_scheduled_jobs()
+    assert job_id not in ScheduledJobRegistry(QUEUE_LIGHT, connection=redis_conn).get_job_ids()
+    assert job_id not in Queue(QUEUE_LIGHT, connection=redis_conn).get_job_ids()  # not where workers look
+    assert client.get(f"/api/image-queue/job/{job_id}", headers=acme).json["state"] == "paused"
+    assert client.post("/api/image-queue/resume", json={"vendor": "acme"}, headers=ops).status_code == 200
+    with worker_runtime(settings, redis_conn) as runtime:
+        build_worker(settings, QUEUES, runtime=runtime).work(burst=True)
+    assert client.get(f"/api/image-queue/job/{job_id}", headers=acme).json["state"] == "finished"

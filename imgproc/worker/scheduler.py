@@ -15,8 +15,9 @@ from rq.utils import current_timestamp
 
 from imgproc.config import Settings
 from imgproc.jobtypes import QUEUE_WEBHOOKS
-from imgproc.queueing import deliveries, redis_for
+from imgproc.queueing import FairShare, deliveries, pauses, redis_for
 from imgproc.queueing.jobs import LaneQueue
+from imgproc.queueing.state import JobState
 
 
 class SpawnedScheduler(RQScheduler):
@@ -43,10 +44,11 @@ class SpawnedScheduler(RQScheduler):
         return super().connection
 
     def enqueue_scheduled_jobs(self):
-        """rq's, except that webhook deliveries due for another attempt go back to their vendor's lane.
+        """rq's, except that some jobs due for another attempt go back to their vendor's lane.
 
         rq pushes a due retry straight into its queue: a dead receiver's retries would have filled the
-        webhooks queue ahead of every other vendor's lane.
+        webhooks queue ahead of every other vendor's lane, and a retry of a paused queue's or vendor's
+        job would have run during the pause. Those wait in their lanes; other retries go in front.
         """
         self._status = self.Status.WORKING
         if not self._scheduled_job_registries and self._acquired_locks:
@@ -55,21 +57,39 @@ class SpawnedScheduler(RQScheduler):
             job_ids = registry.get_jobs_to_schedule(current_timestamp())
             if not job_ids:
                 continue
-            lanes = registry.name == QUEUE_WEBHOOKS and self._settings is not None
-            queue = (LaneQueue if lanes else Queue)(
-                registry.name, connection=self.connection, serializer=self.serializer
-            )
-            with self.connection.pipeline() as pipe:
-                found = Job.fetch_many(job_ids, connection=self.connection, serializer=self.serializer)
-                jobs = [job for job in found if job is not None]
-                for job in jobs:
-                    queue._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
-                for job_id in job_ids:
-                    registry.remove(job_id, pipeline=pipe)
-                if lanes:
-                    deliveries.admit(pipe, self.connection, self._settings, jobs)
-                pipe.execute()
+            found = Job.fetch_many(job_ids, connection=self.connection, serializer=self.serializer)
+            jobs = [job for job in found if job is not None]
+            if self._settings is None:
+                laned = []
+            elif registry.name == QUEUE_WEBHOOKS:
+                laned = jobs
+            else:
+                laned = [
+                    job for job in jobs if pauses.is_paused(self.connection, registry.name, _vendor(job))
+                ]
+            self._requeue(registry, job_ids, [job for job in jobs if job not in laned], laned)
         self._status = self.Status.STARTED
+
+    def _requeue(self, registry, job_ids: list[str], direct: list[Job], laned: list[Job]) -> None:
+        """Due jobs out of ``registry``, in one transaction: ``direct`` into their RQ queue as rq does,
+        ``laned`` saved as queued and admitted to their vendors' lanes (webhook deliveries then fed)."""
+        name, conn = registry.name, self.connection
+        plain = Queue(name, connection=conn, serializer=self.serializer)
+        lanes = LaneQueue(name, connection=conn, serializer=self.serializer)
+        with conn.pipeline() as pipe:
+            for job in direct:
+                plain._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
+            for job in laned:
+                lanes._enqueue_job(job, pipeline=pipe)  # saved as queued; LaneQueue pushes nothing
+            for job_id in job_ids:
+                registry.remove(job_id, pipeline=pipe)
+            if laned and name == QUEUE_WEBHOOKS:
+                deliveries.admit(pipe, conn, self._settings, laned)
+            elif laned:
+                fair = FairShare(conn, self._settings.vendor_concurrency)
+                for job in laned:
+                    fair.admit(pipe, name, _vendor(job), [job.id])
+            pipe.execute()
 
     def start(self):
         self._status = self.Status.STARTED
@@ -79,6 +99,10 @@ class SpawnedScheduler(RQScheduler):
         )
         self._process.start()
         return self._process
+
+
+def _vendor(job: Job) -> str:
+    return JobState.of(job).vendor or ""
 
 
 def _run_beside(scheduler: SpawnedScheduler, parent: int) -> None:
