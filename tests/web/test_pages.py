@@ -574,3 +574,33 @@ def test_an_operator_makes_a_plan_puts_a_vendor_on_it_and_disables_it(page_for, 
     row.get_by_label("Plan of acme").select_option("")  # back to the default plan, for the other tests
     page.get_by_text("acme is on plan default").wait_for()
     screenshot(page, "operator-plans", full_page=True)
+
+
+def test_an_operator_pauses_a_queue_and_a_vendor_from_the_page(page_for, web_stack):
+    page = page_for("ops")
+    page.get_by_role("link", name="Operator").click()
+    queue = page.locator("#queue-rows tr[data-queue='image-processing']")
+    queue.get_by_role("button", name="Pause").click()
+    page.get_by_text("Queue image-processing paused").wait_for()
+    page.locator("#queue-rows tr[data-queue='image-processing'][data-paused='yes']").wait_for()
+    with _api(web_stack, "acme") as api:
+        url = web_stack["server"].url("/coffee.jpg")
+        answer = api.post(f"{API}/process-image-queue", json={"record_id": "held", "image_url": url})
+        assert answer.status_code == 202  # accepted while paused
+        job_id = answer.json()["job_id"]
+        time.sleep(1.0)  # a worker listens on image-processing: it must not take the job
+        assert api.get(f"{API}/job/{job_id}").json()["state"] == "paused"
+        page.locator("#queue-rows tr[data-queue='image-processing']").get_by_role("button", name="Resume").click()
+        page.get_by_text("Queue image-processing resumed").wait_for()
+        deadline = time.monotonic() + 30
+        while api.get(f"{API}/job/{job_id}").json()["state"] != "finished":
+            assert time.monotonic() < deadline, "the job did not run after the resume"
+            time.sleep(0.1)
+    vendor = page.locator("#vendor-rows tr[data-vendor='acme']")
+    vendor.get_by_role("button", name="Pause").click()
+    page.get_by_text("Vendor acme paused").wait_for()
+    page.locator("#vendor-rows tr[data-vendor='acme'] .badge.state-paused").wait_for()
+    screenshot(page, "operator-paused", full_page=True)
+    page.locator("#vendor-rows tr[data-vendor='acme']").get_by_role("button", name="Resume").click()
+    page.get_by_text("Vendor acme resumed").wait_for()
+    page.wait_for_function("() => document.querySelector('#audit-rows').textContent.includes('vendor.resume')")

@@ -23,15 +23,19 @@
   let planNames = [];
 
   async function vendors() {
-    const [{ vendors: list }, { plans }] = await Promise.all([api("GET", "vendors"), api("GET", "plans")]);
+    const [{ vendors: list }, { plans }, pauses] = await Promise.all([api("GET", "vendors"), api("GET", "plans"), api("GET", "pauses")]);
     planNames = plans.map((p) => p.name);
+    const pausedVendors = new Set(pauses.vendors.map((p) => p.vendor));
     const tbody = document.getElementById("vendor-rows");
     clear(tbody, ...list.map((v) => el("tr", { dataset: { vendor: v.name, disabled: v.disabled ? "yes" : "no" } },
       el("th", { scope: "row", text: v.name }),
       el("td", { dataset: { label: "Role" }, text: v.operator ? "operator" : "vendor" }),
       el("td", { dataset: { label: "Plan" } }, planPicker(v)),
-      el("td", { dataset: { label: "State" } }, el("span", { className: v.disabled ? "badge state-failed" : "badge state-finished", text: v.disabled ? "disabled" : "active" })),
+      el("td", { dataset: { label: "State" } }, el("span", { className: v.disabled ? "badge state-failed" : "badge state-finished", text: v.disabled ? "disabled" : "active" }),
+        pausedVendors.has(v.name) ? el("span", { className: "badge state-paused", text: "paused" }) : null),
       el("td", { className: "actions", dataset: { label: "Actions" } },
+        el("button", { type: "button", className: "small", text: pausedVendors.has(v.name) ? "Resume" : "Pause",
+          onclick: () => window.imgproc.pause(pausedVendors.has(v.name) ? "resume" : "pause", { vendor: v.name }) }),
         v.disabled
           ? el("button", { type: "button", className: "small", text: "Enable", onclick: () => setVendor(v.name, { disabled: false }, "enabled") })
           : confirming("Disable", `Refuse ${v.name}'s keys?`, () => setVendor(v.name, { disabled: true }, "disabled")),
@@ -234,6 +238,7 @@
   }
 
   document.getElementById("vendor-add").addEventListener("submit", addVendor);
+  document.addEventListener("imgproc:paused", () => Promise.all([vendors(), audit()]).catch(() => {}));
   document.getElementById("plan-form").addEventListener("submit", savePlan);
   for (const load of [vendors, plansCard, usage, audit]) load().catch((e) => say(`Could not load everything: ${e.message}`));
   // The audit log and usage change as operators act elsewhere: every 15 s.

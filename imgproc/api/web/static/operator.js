@@ -16,13 +16,16 @@
 
   async function queues() {
     const [stats, { workers }] = await Promise.all([api("GET", "queue-stats"), api("GET", "workers")]);
-    clear(document.getElementById("queue-rows"), ...Object.entries(stats.queues).map(([name, q]) => el("tr", {},
-      el("th", { scope: "row", text: name }),
+    clear(document.getElementById("queue-rows"), ...Object.entries(stats.queues).map(([name, q]) => el("tr", { dataset: { queue: name, paused: q.paused ? "yes" : "no" } },
+      el("th", { scope: "row" }, name, q.paused ? el("span", { className: "badge state-paused", text: "paused" }) : null),
       cell(q.queued, { className: "num", dataset: { label: "Waiting" } }),
       cell(q.started, { className: "num", dataset: { label: "Running" } }),
       cell(q.scheduled, { className: "num", dataset: { label: "Scheduled" } }),
       cell(q.failed, { className: q.failed ? "num bad" : "num", dataset: { label: "Failed" } }),
-      cell(q.workers, { className: "num", dataset: { label: "Workers" } }))),
+      cell(q.workers, { className: "num", dataset: { label: "Workers" } }),
+      el("td", { className: "actions", dataset: { label: "Actions" } },
+        el("button", { type: "button", className: "small", text: q.paused ? "Resume" : "Pause",
+          onclick: () => pause(q.paused ? "resume" : "pause", { queue: name }) })))),
       webhookRow(stats.webhooks));
     const warning = document.getElementById("webhooks-warning");
     warning.textContent = stats.webhooks.warning || "";
@@ -39,6 +42,23 @@
       cell(w.memory_bytes ? `${Math.round(w.memory_bytes / 2 ** 20)} MiB` : "not reported", { className: "num muted", dataset: { label: "Memory" } }))));
   }
 
+  // Pause or resume a queue or a vendor (admin.js uses it for vendors): jobs wait in their lanes.
+  async function pause(action, target) {
+    const [kind, name] = Object.entries(target)[0];
+    const said = kind === "vendor" ? document.getElementById("admin-status") : status; // beside its button
+    try {
+      const answer = await api("POST", action, target);
+      said.textContent = action === "pause"
+        ? `${kind === "queue" ? "Queue" : "Vendor"} ${name} paused: its jobs wait, nothing is lost${answer.held_back ? ` (${answer.held_back} taken back from the queue)` : ""}.`
+        : `${kind === "queue" ? "Queue" : "Vendor"} ${name} resumed: its jobs start in their order.`;
+    } catch (e) {
+      said.textContent = `Could not ${action} ${name}: ${e.message}`;
+    }
+    await queues().catch(() => {});
+    document.dispatchEvent(new CustomEvent("imgproc:paused"));
+  }
+  window.imgproc.pause = pause;
+
   // Webhook deliveries as one more queue: waiting (queued or for a retry) and the workers delivering them.
   function webhookRow(hooks) {
     return el("tr", {},
@@ -47,7 +67,8 @@
       cell(null, { className: "num", dataset: { label: "Running" } }),
       cell(null, { className: "num", dataset: { label: "Scheduled" } }),
       cell(null, { className: "num", dataset: { label: "Failed" } }),
-      cell(hooks.workers, { className: hooks.warning ? "num bad" : "num", dataset: { label: "Workers" } }));
+      cell(hooks.workers, { className: hooks.warning ? "num bad" : "num", dataset: { label: "Workers" } }),
+      el("td", { dataset: { label: "Actions" } }));
   }
 
   async function failed() {
