@@ -37,9 +37,24 @@
       cell(w.hostname, { dataset: { label: "Host" } }),
       cell(w.pid, { className: "num", dataset: { label: "PID" } }),
       cell(w.queues.join(", "), { dataset: { label: "Queues" } }),
-      el("td", { dataset: { label: "Now" } }, w.current_job_id ? el("code", { text: w.current_job_id.slice(0, 12) }) : w.state),
+      el("td", { dataset: { label: "Now" } }, w.current_job_id
+        ? el("span", {}, el("code", { text: w.current_job_id.slice(0, 12) }), " ",
+          el("button", { type: "button", className: "small quiet", text: "Stop", title: "Stop this job at its next stage: no upload, no record",
+            onclick: () => stop(w.current_job_id) }))
+        : w.state),
       cell(w.jobs_done, { className: "num", dataset: { label: "Done" } }),
       cell(w.memory_bytes ? `${Math.round(w.memory_bytes / 2 ** 20)} MiB` : "not reported", { className: "num muted", dataset: { label: "Memory" } }))));
+  }
+
+  // DELETE on a started job stops it at its next stage (202); it ends "stopped", audited as job.stop.
+  async function stop(jobId) {
+    try {
+      await api("DELETE", `job/${encodeURIComponent(jobId)}`);
+      status.textContent = `Stopping job ${jobId.slice(0, 12)}: it ends at its next stage, with no result.`;
+    } catch (e) {
+      status.textContent = `Could not stop job ${jobId.slice(0, 12)}: ${e.message}`;
+    }
+    await queues().catch(() => {});
   }
 
   // Pause or resume a queue or a vendor (admin.js uses it for vendors): jobs wait in their lanes.
