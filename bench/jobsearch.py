@@ -139,18 +139,54 @@ def filters(marks: dict[str, float], batch_id: str, jobs: int) -> dict[str, JobF
     }
 
 
-def enqueue_cost(jobs: JobQueue, bulks: int) -> dict[str, float]:
-    """Milliseconds per 500-job enqueue, with the index and with ``jobindex.add`` a no-op."""
-    found = {}
+def enqueue_cost(jobs: JobQueue, bulks: int, singles: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds of a 500-job and of a single-job enqueue, with the index and without it."""
+    found: dict[str, dict[str, float]] = {"500 jobs": {}, "1 job": {}}
     for label, patch in (("with index", None), ("without index", mock.patch.object(jobindex, "add"))):
         with patch or ExitStack():
-            seconds = []
-            for b in range(bulks):
-                started = time.perf_counter()
-                enqueue(jobs, "cost", 900_000 + b * BULK, BULK)
-                seconds.append(time.perf_counter() - started)
-        found[label] = round(statistics.median(seconds) * 1000, 1)
+            for size, times, key in ((BULK, bulks, "500 jobs"), (1, singles, "1 job")):
+                seconds = []
+                for b in range(times):
+                    started = time.perf_counter()
+                    enqueue(jobs, "cost", 900_000 + b * size, size)
+                    seconds.append(time.perf_counter() - started)
+                found[key][label] = round(statistics.median(seconds) * 1000, 2)
     return found
+
+
+def http(settings: Settings, jobs: int, repeat: int) -> dict[str, float]:
+    """A few filters through the API itself (Flask's test client: the key's check, the limits, JSON)."""
+    from imgproc.api import create_app
+
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        vendors = app.extensions["imgproc"].vendors
+        acme, ops = {"X-API-Key": vendors.add("acme")}, {"X-API-Key": vendors.add("ops", operator=True)}
+        many = f"sku-{jobs // 2:06}"[:-4] + "*"
+        queries = {
+            "acme: state=failed": (acme, {"state": "failed"}),
+            f"acme: record_id {many}": (acme, {"record_id": many}),
+            "acme: type=remove-bg, per_page=100": (acme, {"type": "remove-bg", "per_page": 100}),
+            "operator: state=failed": (ops, {"state": "failed"}),
+        }
+        found = {}
+        for label, (headers, query) in queries.items():
+            best, median, answer = timed(
+                lambda h=headers, q=query: client.get("/api/image-queue/jobs", query_string=q, headers=h),
+                repeat,
+            )
+            assert answer.status_code == 200, answer.json
+            found[label] = {
+                "best_ms": round(best, 1),
+                "median_ms": round(median, 1),
+                "jobs": len(answer.json["jobs"]),
+            }
+        return found
+    finally:
+        app.extensions["imgproc"].engine.dispose()
+        app.extensions["imgproc"].events.close()
+        app.extensions["imgproc"].conn.connection_pool.disconnect()
 
 
 def run(args) -> dict:
@@ -171,6 +207,10 @@ def run(args) -> dict:
         results["populate_s"] = round(time.perf_counter() - started, 1)
         results["states"] = end(conn, settings, "acme", made)
         results["redis_used_memory_mb"] = round(conn.info("memory")["used_memory"] / 2**20, 1)
+        index = [k for k in conn.scan_iter("imgproc:jx:*", count=1000)]
+        results["index_memory_mb"] = round(
+            sum(conn.memory_usage(k, samples=0) or 0 for k in index) / 2**20, 1
+        )
         results["filters"] = {}
         for label, flt in filters(marks, batch_id, args.jobs).items():
             best, median, page = timed(lambda f=flt: listing.search_jobs(jobs, f, per_page=20), args.repeat)
@@ -183,7 +223,8 @@ def run(args) -> dict:
                 "count": count,
                 "count_ms": round(count_ms, 1),
             }
-        results["enqueue_500_ms"] = enqueue_cost(jobs, args.cost_bulks)
+        results["http"] = http(settings.replace(storage_dir=f"{tmp}/media"), args.jobs, args.repeat)
+        results["enqueue_ms"] = enqueue_cost(jobs, args.cost_bulks, args.cost_singles)
     return results
 
 
@@ -193,19 +234,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pages", type=int, default=10)
     parser.add_argument("--cost-bulks", type=int, default=10, help="500-job enqueues timed each way")
+    parser.add_argument("--cost-singles", type=int, default=300, help="single-job enqueues timed each way")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args(argv)
     results = run(args)
     width = max(len(label) for label in results["filters"])
     print(f"{results['jobs']:,} jobs of acme, states {results['states']}, made in {results['populate_s']} s")
-    print(f"load average {results['uptime']}, Redis used memory {results['redis_used_memory_mb']} MB")
+    print(
+        f"load average {results['uptime']}, Redis used memory {results['redis_used_memory_mb']} MB, "
+        f"of which the index {results['index_memory_mb']} MB"
+    )
     print(f"{'filter':{width}}  first page best/median ms  deep page ms  count  count ms")
     for label, r in results["filters"].items():
         print(
             f"{label:{width}}  {r['page_best_ms']:>8} / {r['page_median_ms']:<8} ({r['page_jobs']:>2} jobs)"
             f"  {r['deep_page_ms']:>8}  {r['count']:>6}  {r['count_ms']:>8}"
         )
-    print(f"a 500-job enqueue, median ms: {results['enqueue_500_ms']}")
+    for label, r in results["http"].items():
+        print(f"GET /jobs, {label}: {r['best_ms']} / {r['median_ms']} ms ({r['jobs']} jobs)")
+    print(f"an enqueue, median ms: {results['enqueue_ms']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -287,7 +287,7 @@ def test_a_failure_no_move_wrote_is_found_by_its_state(client, vendor_key, urls,
     with redis_conn.pipeline() as pipe:  # as if the end's move never happened
         jobindex.move(pipe, job, settings.failure_ttl, "queued")
         pipe.execute()
-    assert redis_conn.zscore(jobindex.time_key("acme", "failed"), job_id) is None
+    assert redis_conn.zscore(jobindex.time_keys("acme", "failed", "process-image")[0], job_id) is None
     assert ids(search(client, acme, state="failed")) == [job_id]
     assert redis_conn.zscore(KEY_VENDOR_JOBS.format("acme"), job_id) is not None
 
@@ -305,3 +305,37 @@ def test_the_cli_finds_and_acts(cli, client, vendor_key, urls, settings):
     assert {j["state"] for j in search(client, acme)} == {"canceled"}
     code, _, err = cli("jobs", "cancel", "--state", "lost")
     assert code == 2 and "state" in err
+
+
+def test_a_vendors_bulk_retry_uses_its_limits(settings, redis_conn, urls, work):
+    from imgproc.api import create_app
+    from tests.conftest import close_app
+
+    app = create_app(settings.replace(limit_image="6 per minute"))
+    try:
+        client = app.test_client()
+        acme = {"X-API-Key": app.extensions["imgproc"].vendors.add("acme")}
+        failed = [enqueue(client, acme, f"bad-{i}", urls["bad"]) for i in range(4)]  # 4 of the 6 used
+        work()
+        body = {"state": "failed"}
+        dry = client.post(f"{API}/jobs/retry", json={**body, "dry_run": True}, headers=acme)
+        assert dry.json["count"] == 4  # a dry run costs nothing but the request
+        over = client.post(f"{API}/jobs/retry", json=body, headers=acme)
+        assert over.status_code == 429 and "Retry-After" in over.headers, over.json
+        assert set(ids(search(client, acme, state="failed"))) == set(failed)  # nothing retried
+        done = client.post(f"{API}/jobs/retry", json={**body, "limit": 2}, headers=acme)
+        assert done.status_code == 200 and done.json["count"] == 2 and done.json["remaining"] == 2
+        assert done.headers["X-RateLimit-Remaining"] == "0"
+        assert len(search(client, acme, state="queued")) == 2
+    finally:
+        close_app(app)
+
+
+def test_record_entries_of_jobs_gone_are_pruned_by_later_enqueues(client, vendor_key, urls, redis_conn):
+    acme = vendor_key("acme")
+    gone = [enqueue(client, acme, f"gone-{i}", urls["good"]) for i in range(5)]
+    redis_conn.delete(*(Job.key_for(job_id) for job_id in gone))  # as when their results expire
+    kept = [enqueue(client, acme, f"kept-{i}", urls["good"]) for i in range(3)]  # each checks 3 entries
+    for scope in ("acme", jobindex.ALL):
+        entries = redis_conn.zrange(jobindex.KEY_RECORDS.format(scope=scope), 0, -1)
+        assert sorted(e.split(b"\x00")[1].decode() for e in entries) == sorted(kept)

@@ -83,8 +83,11 @@ def plan(jobs: JobQueue, flt: JobFilter, action: str, most: int | None = None) -
     if action not in ACTIONS:
         raise ValueError(f"no bulk action {action!r}")
     outcome = Outcome(action, flt, dry_run=True)
+    keep = jobs.settings.failure_ttl
     takers = []
-    for job_id, status, _ in reversed(list(Search(jobs.conn, flt, jobs.settings.failure_ttl).each())):
+    # A job moved between two sets while they were read shows in both: its last reading counts.
+    found = {job_id: (score, status) for score, job_id, status, _ in Search(jobs.conn, flt, keep).each()}
+    for job_id, (_, status) in sorted(found.items(), key=lambda item: (item[1][0], item[0])):
         outcome.matched += 1
         reason = _refusal(action, status)
         if reason:

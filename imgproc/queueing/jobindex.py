@@ -1,26 +1,29 @@
 """The job index: sorted sets that find a vendor's jobs (or everyone's) by state, type and record id.
 
 Each job is entered twice, under its vendor's name and under ``@all`` (every
-vendor's: an operator's search; ``@`` is not in a vendor's name), in sorted
-sets scored by its enqueue time, the score of ``KEY_VENDOR_JOBS`` (the
-vendor's own "all jobs" set, kept since before this index):
+vendor's: an operator's search; ``@`` is not in a vendor's name), in one
+sorted set per state bucket and type, scored by its enqueue time (the score of
+``KEY_VENDOR_JOBS``, the vendor's set of all its jobs, kept since before this
+index), and in a set of record ids (every score 0, members ``record_id NUL
+job_id``: ZRANGEBYLEX finds a record id or a prefix):
 
-    imgproc:jx:{scope}:state:{bucket}             imgproc:jx:{scope}:type:{type}
-    imgproc:jx:{scope}:state:{bucket}:type:{type} imgproc:jx:@all:jobs
+    imgproc:jx:{scope}:state:{bucket}:type:{type}     imgproc:jx:{scope}:records
 
-and in ``imgproc:jx:{scope}:records`` (every score 0, members
-``record_id NUL job_id``: ZRANGEBYLEX finds a record id or a prefix).
+A search of a state alone reads the three types' sets together, of a type the
+five buckets' (``imgproc.queueing.search`` merges them): four entries a job,
+about 600 bytes, where a set for each state, each type and every vendor's jobs
+besides took twice that (128 MB at 100,000 jobs, ``bench/jobsearch.py``).
 
 A bucket is a job's state as far as imgproc writes it: ``open`` (queued,
 started, scheduled or deferred: rq moves a job between these on its own, and
 a search reads those from rq's registries or checks the job), or one of the
-ends (finished, failed, stopped, canceled). The enqueue adds a job (in its
-transaction: no round trip), its end moves it (``move``: one EVAL in the
+ends (finished, failed, stopped, canceled). The enqueue adds a job (one EVAL in
+its transaction: no round trip), its end moves it (``move``: one EVAL in the
 end's transaction for a finished job, one round trip for the other ends), a
 cancel or a retry too. Entries older than ``failure_ttl`` are trimmed where
-their sets are written, record entries whose job left the index are pruned a
-few at each enqueue, and ``reindex`` builds it all from ``KEY_VENDOR_JOBS``
-(jobs enqueued before this index; any drift).
+their sets are written, record entries whose job is gone are pruned a few at
+each enqueue, and ``reindex`` builds it all from ``KEY_VENDOR_JOBS`` (jobs
+enqueued before this index; any drift).
 """
 
 from __future__ import annotations
@@ -32,17 +35,14 @@ import redis
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
-from imgproc.jobtypes import JOB_TYPES, QUEUES
+from imgproc.jobtypes import JOB_TYPES
 
 from .keys import KEY_VENDOR_JOBS
 from .state import JobState
 
 #: The scope of every vendor's jobs, an operator's; ``@`` is not in a vendor's name.
 ALL = "@all"
-KEY_ALL_JOBS = "imgproc:jx:@all:jobs"
-KEY_STATE = "imgproc:jx:{scope}:state:{bucket}"
-KEY_TYPE = "imgproc:jx:{scope}:type:{type}"
-KEY_STATE_TYPE = "imgproc:jx:{scope}:state:{bucket}:type:{type}"
+KEY_SET = "imgproc:jx:{scope}:state:{bucket}:type:{type}"
 KEY_RECORDS = "imgproc:jx:{scope}:records"
 #: Where the records' prune goes on from (the last member it read).
 KEY_RECORDS_AT = "imgproc:jx:{scope}:records-at"
@@ -70,38 +70,53 @@ end
 return 1
 """
 
-# KEYS: records, the scope's jobs, where the last prune stopped.  ARGV: how many entries to check.
-_PRUNE = """
-local at = redis.call('GET', KEYS[3])
-local entries = redis.call('ZRANGEBYLEX', KEYS[1], at and ('(' .. at) or '-', '+', 'LIMIT', 0, ARGV[1])
-for _, entry in ipairs(entries) do
-  if not redis.call('ZSCORE', KEYS[2], string.match(entry, '%z([^%z]*)$')) then
-    redis.call('ZREM', KEYS[1], entry)
+# KEYS: per scope (the vendor's, everyone's) the open set of the jobs' type, its records, and where
+# the last prune of its records stopped.  ARGV: the enqueue's time, the trim's cut-off, how many
+# record entries to prune, rq's job key prefix, then each job's id and record id.  One call: its
+# commands one by one cost a single-job enqueue 0.23 ms of client time, this one a few hundredths.
+_ADD = """
+local created, cutoff, prune, jobs = ARGV[1], '(' .. ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- ZADD's arguments in runs of at most 2,000 members (Lua's unpack has a stack to fit in)
+local timed, named, new = {{}}, {{}}, {}
+for i = 5, #ARGV, 2 do
+  new[ARGV[i]] = true  -- its job is written in the same transaction, maybe after this call
+  if #timed[#timed] >= 4000 then timed[#timed + 1], named[#named + 1] = {}, {} end
+  local t, n = timed[#timed], named[#named]
+  t[#t + 1], t[#t + 2] = created, ARGV[i]
+  n[#n + 1], n[#n + 2] = 0, ARGV[i + 1] .. '\\0' .. ARGV[i]
+end
+for k = 1, #KEYS, 3 do
+  local set, records, mark = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  for _, run in ipairs(timed) do redis.call('ZADD', set, unpack(run)) end
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', cutoff)
+  for _, run in ipairs(named) do redis.call('ZADD', records, unpack(run)) end
+  -- record entries of jobs gone go, twice as many checked as added, round the set
+  local at = redis.call('GET', mark)
+  local entries = redis.call('ZRANGEBYLEX', records, at and ('(' .. at) or '-', '+', 'LIMIT', 0, prune)
+  for _, entry in ipairs(entries) do
+    local id = string.match(entry, '%z([^%z]*)$')
+    if not new[id] and redis.call('EXISTS', jobs .. id) == 0 then
+      redis.call('ZREM', records, entry)
+    end
   end
+  if #entries < prune then redis.call('DEL', mark) else redis.call('SET', mark, entries[#entries]) end
 end
-if #entries < tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[3])
-else
-  redis.call('SET', KEYS[3], entries[#entries])
-end
-return #entries
+return 1
 """
 
 
-def jobs_key(scope: str) -> str:
-    """The scope's set of all its jobs."""
-    return KEY_ALL_JOBS if scope == ALL else KEY_VENDOR_JOBS.format(scope)
+def time_keys(scope: str, bucket: str | None = None, job_type: str | None = None) -> list[str]:
+    """The sets holding the scope's jobs in ``bucket`` (any when None) of ``job_type`` (any when None).
 
-
-def time_key(scope: str, bucket: str | None = None, job_type: str | None = None) -> str:
-    """The set of the scope's jobs in ``bucket`` (any when None) of ``job_type`` (any when None)."""
-    if bucket and job_type:
-        return KEY_STATE_TYPE.format(scope=scope, bucket=bucket, type=job_type)
-    if bucket:
-        return KEY_STATE.format(scope=scope, bucket=bucket)
-    if job_type:
-        return KEY_TYPE.format(scope=scope, type=job_type)
-    return jobs_key(scope)
+    A vendor's jobs of any bucket and type: its own set of all its jobs (old ones included).
+    """
+    if scope != ALL and bucket is None and job_type is None:
+        return [KEY_VENDOR_JOBS.format(scope)]
+    return [
+        KEY_SET.format(scope=scope, bucket=b, type=t)
+        for b in ([bucket] if bucket else BUCKETS)
+        for t in ([job_type] if job_type else JOB_TYPES)
+    ]
 
 
 def record_entry(record_id: str, job_id: str) -> str:
@@ -115,23 +130,17 @@ def bucket_of(status: str | None) -> str:
 def add(pipe, vendor: str, job_type: str, jobs: list[tuple[str, str]], created: float, keep: int) -> None:
     """An enqueue's jobs (``(job_id, record_id)``) into the index, open, on the enqueue's ``pipe``.
 
-    Nine ZADDs for the whole enqueue whatever its size, the trims of the sets it writes, and a prune
-    of twice as many record entries as it adds.
+    One EVAL whatever the enqueue's size: the ZADDs, the trims of the sets it writes, and a prune of
+    twice as many record entries as it adds (so that a set of records is at most twice its live size).
     """
-    scores = {job_id: created for job_id, _ in jobs}
-    entries = {record_entry(record_id, job_id): 0 for job_id, record_id in jobs}
-    cutoff = created - keep
+    keys = []
     for scope in (vendor, ALL):
-        keys = [time_key(scope, OPEN), time_key(scope, None, job_type), time_key(scope, OPEN, job_type)]
-        if scope == ALL:
-            keys.append(KEY_ALL_JOBS)  # the vendor's own is written by the enqueue
-        for key in keys:
-            pipe.zadd(key, scores)
-            pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
-        records = KEY_RECORDS.format(scope=scope)
-        pipe.zadd(records, entries)
-        at = KEY_RECORDS_AT.format(scope=scope)
-        pipe.eval(_PRUNE, 3, records, jobs_key(scope), at, 2 * len(jobs) + 8)
+        keys += [KEY_SET.format(scope=scope, bucket=OPEN, type=job_type), KEY_RECORDS.format(scope=scope)]
+        keys.append(KEY_RECORDS_AT.format(scope=scope))
+    args: list = [created, created - keep, 2 * len(jobs) + 1, Job.redis_job_namespace_prefix]
+    for job_id, record_id in jobs:
+        args += [job_id, record_id]
+    pipe.eval(_ADD, len(keys), *keys, *args)
 
 
 def move(pipe, job: Job, keep: int, status: str | None = None) -> None:
@@ -140,9 +149,20 @@ def move(pipe, job: Job, keep: int, status: str | None = None) -> None:
     A job missing from its vendor's set (trimmed, or enqueued before the index) is left alone.
     """
     state = JobState.of(job)
-    if state.vendor:
-        job_type = state.type if state.type in JOB_TYPES else None
-        place(pipe, state.vendor, job.id, job_type, bucket_of(status or _status(job)), keep)
+    if state.vendor and state.type in JOB_TYPES:
+        place(pipe, state.vendor, job.id, state.type, bucket_of(status or _status(job)), keep)
+
+
+def place(pipe, vendor: str, job_id: str, job_type: str, bucket: str, keep: int) -> None:
+    """The job into ``bucket`` (out of the others), on ``pipe``: one EVAL."""
+    leave, enter = [], []
+    for scope in (vendor, ALL):
+        for other in BUCKETS:
+            (enter if other == bucket else leave).append(
+                KEY_SET.format(scope=scope, bucket=other, type=job_type)
+            )
+    keys = [KEY_VENDOR_JOBS.format(vendor), *leave, *enter]
+    pipe.eval(_MOVE, len(keys), *keys, job_id, len(leave), time.time() - keep)
 
 
 def _status(job: Job) -> str:
@@ -150,11 +170,12 @@ def _status(job: Job) -> str:
     return str(getattr(status, "value", status))
 
 
-def forget(pipe, key: str, job_ids: Iterable[str]) -> None:
-    """Ids of jobs that are gone, out of the set a search read them from (a read's repair)."""
+def forget(pipe, keys: list[str], job_ids: Iterable[str]) -> None:
+    """Ids of jobs that are gone, out of the sets a search read them from (a read's repair)."""
     ids = list(job_ids)
     if ids:
-        pipe.zrem(key, *ids)
+        for key in keys:
+            pipe.zrem(key, *ids)
 
 
 def scopes(conn: redis.Redis) -> Iterator[str]:
@@ -182,50 +203,44 @@ def reindex(conn: redis.Redis, keep: int, vendor: str | None = None, chunk: int 
                 fields = pipe.execute()
             with conn.pipeline(transaction=False) as pipe:
                 for (job_id, score), (status, meta) in zip(part, fields, strict=True):
-                    if status is None:
+                    state = JobState.loads(meta)
+                    if status is None or state.type not in JOB_TYPES:
                         pipe.zrem(key, job_id)
                         done["gone"] += 1
                         continue
-                    state = JobState.loads(meta)
-                    job_type = state.type if state.type in JOB_TYPES else None
-                    for scope in (name, ALL):
-                        for k in (time_key(scope, None, job_type), time_key(scope, OPEN, job_type)):
-                            if k != key:
-                                pipe.zadd(k, {job_id: score})
+                    bucket = bucket_of(status.decode())
+                    for scope in (name, ALL):  # where place() reads it from, then moves it
+                        pipe.zadd(
+                            KEY_SET.format(scope=scope, bucket=bucket, type=state.type), {job_id: score}
+                        )
                         if state.record_id is not None:
-                            pipe.zadd(
-                                KEY_RECORDS.format(scope=scope), {record_entry(state.record_id, job_id): 0}
-                            )
-                    pipe.zadd(KEY_ALL_JOBS, {job_id: score})
-                    place(pipe, name, job_id, job_type, bucket_of(status.decode()), keep)
+                            entry = record_entry(state.record_id, job_id)
+                            pipe.zadd(KEY_RECORDS.format(scope=scope), {entry: 0})
+                    place(pipe, name, job_id, state.type, bucket, keep)
                     done["jobs"] += 1
                 pipe.execute()
     return done
 
 
-def place(pipe, vendor: str, job_id: str, job_type: str | None, bucket: str, keep: int) -> None:
-    """The job into ``bucket`` (out of the others), on ``pipe``: one EVAL."""
-    leave, enter = [], []
-    for scope in (vendor, ALL):
-        for other in BUCKETS:
-            keys = [time_key(scope, other), *([time_key(scope, other, job_type)] if job_type else [])]
-            (enter if other == bucket else leave).extend(keys)
-    keys = [KEY_VENDOR_JOBS.format(vendor), *leave, *enter]
-    pipe.eval(_MOVE, len(keys), *keys, job_id, len(leave), time.time() - keep)
-
-
-def sync(conn: redis.Redis, keep: int, queues: Iterable[str] = QUEUES) -> int:
+def sync(conn: redis.Redis, keep: int) -> int:
     """Ends that no move wrote (a dead worker's job failed by rq's sweep), moved: at most every few seconds.
 
-    rq's failed registry (failed and stopped jobs) and canceled registry, less the index's buckets.
+    rq's failed registry (failed and stopped jobs) and canceled registry of each type's queue, less
+    the index's sets of those ends.
     """
     if not conn.set(KEY_SYNCED, 1, nx=True, ex=SYNC_EVERY):
         return 0
-    failed = [time_key(ALL, "failed"), time_key(ALL, "stopped")]
+    types: dict[str, list[str]] = {}
+    for name, job_type in JOB_TYPES.items():
+        types.setdefault(job_type.queue, []).append(name)
     with conn.pipeline(transaction=False) as pipe:
-        for queue in queues:
+        for queue, names in types.items():
+            failed = [
+                KEY_SET.format(scope=ALL, bucket=b, type=t) for b in ("failed", "stopped") for t in names
+            ]
             pipe.zdiff([FailedJobRegistry(queue, connection=conn).key, *failed])
-            pipe.zdiff([CanceledJobRegistry(queue, connection=conn).key, time_key(ALL, "canceled")])
+            canceled = [KEY_SET.format(scope=ALL, bucket="canceled", type=t) for t in names]
+            pipe.zdiff([CanceledJobRegistry(queue, connection=conn).key, *canceled])
         missing = sorted({raw.decode() for found in pipe.execute() for raw in found})
     ended = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
     found = [job for job in Job.fetch_many(missing, connection=conn) if job is not None]
