@@ -565,7 +565,9 @@ def test_an_operator_makes_a_plan_puts_a_vendor_on_it_and_disables_it(page_for, 
             assert time.monotonic() < deadline, answer.json()
             time.sleep(0.1)
         assert answer.json()["error"]["code"] == "vendor_disabled"
-        page.locator("#vendor-rows tr[data-vendor='acme'][data-disabled='yes']").get_by_role("button", name="Enable").click()
+        page.locator("#vendor-rows tr[data-vendor='acme'][data-disabled='yes']").get_by_role(
+            "button", name="Enable"
+        ).click()
         page.get_by_text("acme is enabled").wait_for()
         deadline = time.monotonic() + 5
         while api.get(f"{API}/limits").status_code != 200:
@@ -590,7 +592,9 @@ def test_an_operator_pauses_a_queue_and_a_vendor_from_the_page(page_for, web_sta
         job_id = answer.json()["job_id"]
         time.sleep(1.0)  # a worker listens on image-processing: it must not take the job
         assert api.get(f"{API}/job/{job_id}").json()["state"] == "paused"
-        page.locator("#queue-rows tr[data-queue='image-processing']").get_by_role("button", name="Resume").click()
+        page.locator("#queue-rows tr[data-queue='image-processing']").get_by_role(
+            "button", name="Resume"
+        ).click()
         page.get_by_text("Queue image-processing resumed").wait_for()
         deadline = time.monotonic() + 30
         while api.get(f"{API}/job/{job_id}").json()["state"] != "finished":
@@ -603,4 +607,27 @@ def test_an_operator_pauses_a_queue_and_a_vendor_from_the_page(page_for, web_sta
     screenshot(page, "operator-paused", full_page=True)
     page.locator("#vendor-rows tr[data-vendor='acme']").get_by_role("button", name="Resume").click()
     page.get_by_text("Vendor acme resumed").wait_for()
-    page.wait_for_function("() => document.querySelector('#audit-rows').textContent.includes('vendor.resume')")
+    page.wait_for_function(
+        "() => document.querySelector('#audit-rows').textContent.includes('vendor.resume')"
+    )
+
+
+def test_an_operator_stops_a_running_job_from_the_workers_table(page_for, web_stack):
+    # A 12 s fetch: longer than the workers table's refresh (3 s) and the click after it.
+    web_stack["server"].slow_drip("/slow.jpg", total_bytes=1200, chunk=10, interval=0.1)
+    page = page_for("ops")
+    page.get_by_role("link", name="Operator").click()
+    with _api(web_stack, "acme") as api:
+        url = web_stack["server"].url("/slow.jpg")
+        job_id = api.post(f"{API}/process-image-queue", json={"record_id": "slow", "image_url": url}).json()[
+            "job_id"
+        ]
+        stop = page.locator("#worker-rows").get_by_role("button", name="Stop")
+        stop.wait_for(timeout=10_000)  # the table refreshes every 3 s
+        stop.click()
+        page.get_by_text(f"Stopping job {job_id[:12]}").wait_for()
+        deadline = time.monotonic() + 30
+        while (state := api.get(f"{API}/job/{job_id}").json()["state"]) != "stopped":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.1)
+        assert api.get(f"{API}/job/{job_id}").json()["result"] is None
