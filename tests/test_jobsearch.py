@@ -339,3 +339,16 @@ def test_record_entries_of_jobs_gone_are_pruned_by_later_enqueues(client, vendor
     for scope in ("acme", jobindex.ALL):
         entries = redis_conn.zrange(jobindex.KEY_RECORDS.format(scope=scope), 0, -1)
         assert sorted(e.split(b"\x00")[1].decode() for e in entries) == sorted(kept)
+
+
+def test_a_purged_vendors_index_goes_with_it(client, vendor_key, urls, redis_conn):
+    """``jobindex.purge``, for ``imgproc vendors purge``: nothing of acme's stays, beta's stays whole."""
+    acme, beta, ops = vendor_key("acme"), vendor_key("beta"), vendor_key("ops", operator=True)
+    made = [(enqueue(client, acme, f"same-{i}", urls["good"]), f"same-{i}") for i in range(3)]
+    theirs = enqueue(client, beta, "same-0", urls["good"])
+    with redis_conn.pipeline() as pipe:
+        jobindex.purge(pipe, "acme", made)
+        pipe.execute()
+    assert not [key for key in redis_conn.scan_iter("imgproc:jx:*") if b"acme" in key]
+    assert ids(search(client, ops, record_id="same-*")) == [theirs]
+    assert ids(search(client, ops, state="queued")) == [theirs]

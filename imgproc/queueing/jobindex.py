@@ -178,6 +178,26 @@ def forget(pipe, keys: list[str], job_ids: Iterable[str]) -> None:
             pipe.zrem(key, *ids)
 
 
+def purge(pipe, vendor: str, jobs: Iterable[tuple[str, str | None]]) -> None:
+    """A purged vendor's index gone, on ``pipe``: its own sets, and its jobs (``(job_id, record_id)``)
+    out of every vendor's."""
+    pipe.delete(*_own_keys(vendor))
+    ids, entries = [], []
+    for job_id, record_id in jobs:
+        ids.append(job_id)
+        if record_id is not None:
+            entries.append(record_entry(record_id, job_id))
+    if ids:
+        forget(pipe, time_keys(ALL), ids)
+    if entries:
+        pipe.zrem(KEY_RECORDS.format(scope=ALL), *entries)
+
+
+def _own_keys(vendor: str) -> list[str]:
+    keys = [KEY_SET.format(scope=vendor, bucket=b, type=t) for b in BUCKETS for t in JOB_TYPES]
+    return [*keys, KEY_RECORDS.format(scope=vendor), KEY_RECORDS_AT.format(scope=vendor)]
+
+
 def scopes(conn: redis.Redis) -> Iterator[str]:
     """Every vendor that has a set of jobs."""
     prefix = KEY_VENDOR_JOBS.format("")
