@@ -43,9 +43,10 @@ def add_parser(sub) -> None:
     retry = jsub.add_parser(
         "retry",
         help="requeue failed jobs",
-        description="Requeue failed jobs with rq's requeue: the error and any earlier output are cleared and "
-        "the job gets a fresh set of attempts (its attempt count is kept). A retried job goes "
-        "straight to its RQ queue, not through its vendor's fair-share lane: it already had its turn.",
+        description="Requeue failed jobs: the error and any earlier output are cleared and the job gets a "
+        "fresh set of attempts (its attempt count is kept); it waits at the end of its vendor's fair-share "
+        "lane as a new job does. Give job ids, --all-failed (with --queue, --vendor), or a filter "
+        "(--state, --record-id, ...; --dry-run counts the jobs it would take).",
     )
     retry.add_argument("ids", nargs="*", metavar="ID", help="job ids to requeue (or a filter, below)")
     retry.add_argument(
