@@ -35,7 +35,8 @@ from bench.fairshare import start_server
 from imgproc.config import Settings
 from imgproc.jobtypes import JOB_TYPES, Payload
 from imgproc.queueing import JobQueue, NewJob, jobindex, listing
-from imgproc.queueing.search import JobFilter, Search
+from imgproc.queueing.jobfilter import JobFilter
+from imgproc.queueing.search import Search
 
 BULK = 500
 TYPES = tuple(JOB_TYPES)

@@ -28,8 +28,8 @@ from imgproc.adapters.storage import MEDIA
 from imgproc.errors import Conflict, Forbidden, InvalidRequest, RateLimited
 from imgproc.jobtypes import Payload
 from imgproc.queueing import bulk, listing
+from imgproc.queueing.jobfilter import JobFilter, decode_cursor
 from imgproc.queueing.retries import RetryRefused, retry
-from imgproc.queueing.search import JobFilter, decode_cursor
 
 from .operator import record
 from .ratelimits import RequestLimits, Use

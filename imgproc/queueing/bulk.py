@@ -22,9 +22,10 @@ from rq.job import Job
 from imgproc.jobtypes import QUEUE_WEBHOOKS, TASK_COMPLETE_BATCH
 
 from . import batches, events, uploads
+from .jobfilter import JobFilter
 from .jobs import JobQueue
 from .retries import RetryRefused, retry
-from .search import JobFilter, Search
+from .search import Search
 from .state import JobState
 
 ACTIONS = ("cancel", "retry")

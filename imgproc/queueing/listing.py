@@ -10,8 +10,9 @@ from rq.worker import Worker
 
 from imgproc.jobtypes import Payload
 
+from .jobfilter import JobFilter, encode_cursor
 from .keys import KEY_VENDOR_JOBS
-from .search import JobFilter, Search, encode_cursor
+from .search import Search
 from .state import JobState
 from .views import JobViews, _iso
 

@@ -152,7 +152,8 @@ def failed_rows(views: list[dict[str, Any]]) -> list[tuple]:
 def by_filter(args, settings: Settings, jobs) -> int:
     """``find``, ``cancel``, ``retry`` by filter and ``reindex``."""
     from imgproc.queueing import bulk, jobindex
-    from imgproc.queueing.search import JobFilter, Search
+    from imgproc.queueing.jobfilter import JobFilter
+    from imgproc.queueing.search import Search
     from imgproc.queueing.state import JobState
 
     if args.action == "reindex":
