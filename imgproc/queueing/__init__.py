@@ -9,6 +9,11 @@
     hosts.py        the inference workers of each host, counted so replicas share its cores
     purge.py        a removed vendor's jobs and keys deleted (``imgproc vendors purge``)
     planfeed.py     each vendor's plan published in Redis, read by every process within seconds
+    pauses.py       paused queues and vendors: their jobs wait in their lanes
+    jobindex.py     the jobs' search index (by vendor, state, type, time, record id), kept at each change
+    jobfilter.py    a search filter parsed once (400 naming the field), and its opaque cursor
+    search.py       a filter's pages and counts over the index, each hit checked against its job
+    bulk.py         cancel or retry every job a filter matches, after a dry run's count
 
 Nothing here knows HTTP or models: the API and the workers both build on it.
 """

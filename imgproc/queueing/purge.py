@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 
 from imgproc.jobtypes import ALL_QUEUES, QUEUE_WEBHOOKS
 
-from . import usage
+from . import jobindex, usage
 from .batches import KEY_BATCH_ENDED
 from .events import KEY_BATCH_EVENTS, KEY_JOB_EVENTS
 from .fairshare import KEY_ACTIVE, KEY_ACTIVE_WEBHOOKS, KEY_LANE, forget
@@ -76,6 +76,7 @@ def purge(conn: redis.Redis, vendor: str) -> int:
             pipe.delete(*(key.format(batch_id) for key in (KEY_BATCH, KEY_BATCH_EVENTS, KEY_BATCH_ENDED)))
         for queue in ALL_QUEUES:  # its lanes, its place in the fair share's sets, its pause
             forget(pipe, queue, vendor)
+        jobindex.purge(pipe, vendor, [(job.id, JobState.of(job).record_id) for job in jobs])
         for key in (KEY_ACTIVE, KEY_ACTIVE_WEBHOOKS):
             pipe.delete(key.format(vendor=vendor))
         pipe.delete(*(key.format(vendor) for key in VENDOR_KEYS))
