@@ -631,3 +631,34 @@ def test_an_operator_stops_a_running_job_from_the_workers_table(page_for, web_st
             assert time.monotonic() < deadline, state
             time.sleep(0.1)
         assert api.get(f"{API}/job/{job_id}").json()["result"] is None
+
+
+def test_an_operator_finds_jobs_by_filter_and_retries_every_match(page_for, web_stack):
+    web_stack["routes"]["/broken.jpg"] = b"not a photo"
+    with _api(web_stack, "acme") as api:
+        items = [
+            {"record_id": f"find-{i}", "image_url": web_stack["server"].url("/broken.jpg")} for i in range(3)
+        ]
+        ids = api.post(f"{API}/bulk-process-image", json={"items": items}).json()["job_ids"]
+        deadline = time.monotonic() + 30
+        while any(api.get(f"{API}/job/{i}").json()["state"] != "failed" for i in ids):
+            assert time.monotonic() < deadline, "the jobs did not fail"
+            time.sleep(0.2)
+        web_stack["routes"]["/broken.jpg"] = web_stack["photos"]["coffee"]  # retried, they can finish
+        page = page_for("ops")
+        page.get_by_role("link", name="Operator").click()
+        search = page.locator("#search-form")
+        search.get_by_label("Record id, or a prefix*").fill("find-*")
+        search.get_by_label("State").select_option("failed")
+        search.get_by_role("button", name="Search").click()
+        page.wait_for_function("() => document.querySelectorAll('#search-rows tr[data-job-id]').length === 3")
+        assert "acme" in page.locator("#search-rows").inner_text()
+        search.get_by_role("button", name="Retry matching").click()
+        search.get_by_role("button", name="Retry 3 jobs? Click again").click()
+        page.get_by_text("Retrying 3 jobs").wait_for()
+        deadline = time.monotonic() + 60
+        while any(api.get(f"{API}/job/{i}").json()["state"] != "finished" for i in ids):
+            assert time.monotonic() < deadline, "the retried jobs did not finish"
+            time.sleep(0.2)
+    page.wait_for_function("() => document.querySelector('#audit-rows').textContent.includes('jobs.retry')")
+    screenshot(page, "operator-search", full_page=True)
