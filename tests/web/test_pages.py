@@ -662,3 +662,26 @@ def test_an_operator_finds_jobs_by_filter_and_retries_every_match(page_for, web_
             time.sleep(0.2)
     page.wait_for_function("() => document.querySelector('#audit-rows').textContent.includes('jobs.retry')")
     screenshot(page, "operator-search", full_page=True)
+
+
+def test_a_vendor_finds_its_own_jobs_and_cancels_the_waiting_ones(page_for, web_stack):
+    with _api(web_stack, "ops") as ops, _api(web_stack, "acme") as api:
+        ops.post(f"{API}/pause", json={"vendor": "acme"})  # acme's jobs wait, to be canceled
+        try:
+            url = web_stack["server"].url("/coffee.jpg")
+            items = [{"record_id": f"wait-{i}", "image_url": url} for i in range(2)]
+            ids = api.post(f"{API}/bulk-process-image", json={"items": items}).json()["job_ids"]
+            page = page_for("acme")
+            search = page.locator("#search-form")
+            assert search.get_by_label("Vendor").count() == 0  # an operator's filter only
+            search.get_by_label("Record id, or a prefix*").fill("wait-*")
+            search.get_by_role("button", name="Search").click()
+            page.wait_for_function(
+                "() => document.querySelectorAll('#search-rows tr[data-job-id]').length === 2"
+            )
+            search.get_by_role("button", name="Cancel matching").click()
+            search.get_by_role("button", name="Cancel 2 jobs? Click again").click()
+            page.get_by_text("Canceled 2 jobs").wait_for()
+            assert {api.get(f"{API}/job/{i}").json()["state"] for i in ids} == {"canceled"}
+        finally:
+            ops.post(f"{API}/resume", json={"vendor": "acme"})

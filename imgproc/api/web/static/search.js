@@ -33,7 +33,7 @@
   }
 
   async function search(event, again) {
-    if (event) event.preventDefault();
+    if (event) { event.preventDefault(); said.textContent = ""; } // a new search: the last message goes
     if (!again) { filter = current(); cursor = null; }
     if (!Object.keys(filter).length) {
       said.textContent = "Give at least one filter (a record id or prefix*, a state, a type...).";
@@ -41,17 +41,17 @@
     }
     try {
       const answer = await api("GET", query(filter, cursor));
+      const operator = Boolean(form.elements.vendor);
       const found = answer.jobs.map((job) => el("tr", { dataset: { jobId: job.job_id } },
-        el("td", { dataset: { label: "Vendor" }, text: job.vendor || "" }),
+        operator ? el("td", { dataset: { label: "Vendor" }, text: job.vendor || "" }) : null,
         el("td", { className: "record", dataset: { label: "Record" }, text: job.record_id }),
         el("td", { dataset: { label: "Operation" }, text: (OPERATIONS[job.type] || {}).label || job.type }),
         el("td", { dataset: { label: "State" } }, stateBadge(job.state)),
         el("td", { dataset: { label: "Created" }, text: when(job.created_at) })));
       if (again) rows.append(...found);
-      else clear(rows, ...(found.length ? found : [el("tr", {}, el("td", { colSpan: 5, className: "muted", text: "No job matches." }))]));
+      else clear(rows, ...(found.length ? found : [el("tr", {}, el("td", { colSpan: operator ? 5 : 4, className: "muted", text: "No job matches." }))]));
       cursor = answer.next_cursor;
       more.hidden = !cursor || !found.length;
-      said.textContent = "";
       for (const button of form.querySelectorAll("[data-act]")) button.disabled = !found.length && !again;
     } catch (e) {
       said.textContent = `Could not search: ${e.message}`;
@@ -78,7 +78,7 @@
         clearTimeout(armed); armed = null; button.textContent = text; button.classList.remove("danger");
         const done = await api("POST", `jobs/${action}`, f);
         said.textContent = `${action === "cancel" ? "Canceled" : "Retrying"} ${done.count} job${done.count === 1 ? "" : "s"}${done.refused_count ? `; ${done.refused_count} refused` : ""}.`;
-        await search(null, false);
+        await search(null, false); // the list again, the message kept
       } catch (e) {
         said.textContent = `Could not ${action}: ${e.message}`;
       }
