@@ -87,5 +87,6 @@ def page_for(browser, web_stack):
 def screenshot(page, name: str, full_page: bool = False) -> Path:
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    # A page, or one element of it (a Locator has no full_page).
+    page.screenshot(path=str(path), **({"full_page": True} if full_page else {}))
     return path

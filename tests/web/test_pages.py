@@ -649,7 +649,7 @@ def test_an_operator_finds_jobs_by_filter_and_retries_every_match(page_for, web_
         page.get_by_role("link", name="Operator").click()
         search = page.locator("#search-form")
         search.get_by_label("Record id, or a prefix*").fill("find-*")
-        search.get_by_label("State").select_option("failed")
+        search.get_by_label("Job state").select_option("failed")
         search.get_by_role("button", name="Search").click()
         page.wait_for_function("() => document.querySelectorAll('#search-rows tr[data-job-id]').length === 3")
         assert "acme" in page.locator("#search-rows").inner_text()
