@@ -195,7 +195,7 @@ def test_a_dry_run_counts_what_the_cancel_then_does(client, vendor_key, acme_job
     assert again["count"] == 0
     # The operator's action is in the audit log, with its filter; the dry runs are not.
     entries = client.get(f"{API}/audit", query_string={"action": "jobs.cancel"}, headers=ops).json["entries"]
-    assert len(entries) == 1 and entries[0]["target"] == "filter:vendor=acme&record_id=emp-%2A"
+    assert len(entries) == 1 and entries[0]["target"] == "filter:vendor=acme&record_id=emp-*"
     assert entries[0]["details"]["filter"] == body and entries[0]["details"]["count"] == 3
 
 

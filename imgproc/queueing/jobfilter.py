@@ -121,7 +121,7 @@ class JobFilter:
 
     def target(self) -> str:
         """The audit log's target of an action on the filter's jobs: ``filter:vendor=acme&state=failed``."""
-        return "filter:" + urlencode(self.given())
+        return "filter:" + urlencode(self.given(), safe="*:")  # a prefix reads as typed: emp-00*
 
     def admits(self, status: str | None, state: JobState | None, score: float) -> bool:
         """Whether a job (its status, its state, its index score) is one this filter finds.
