@@ -18,7 +18,10 @@ def test_an_operator_adds_a_vendor_whose_key_works_and_rotates_it(client, vendor
 
     rotated = client.post(f"{VENDORS}/globex/rotate", headers=ops)
     assert rotated.status_code == 200 and rotated.json["api_key"] != key
-    assert client.get("/api/image-queue/limits", headers={"X-API-Key": rotated.json["api_key"]}).status_code == 200
+    assert (
+        client.get("/api/image-queue/limits", headers={"X-API-Key": rotated.json["api_key"]}).status_code
+        == 200
+    )
 
     audit = client.get("/api/image-queue/audit", headers=ops).json["entries"]
     assert [(e["action"], e["target"], e["who"]) for e in audit[:2]] == [
@@ -37,7 +40,10 @@ def test_bad_input_names_the_field_and_a_vendor_is_refused(client, vendor_key):
     ]
     for body, field in cases:
         answer = client.post(VENDORS, headers=ops, json=body)
-        assert answer.status_code == 400 and answer.json["error"]["details"]["field"] == field, (body, answer.json)
+        assert answer.status_code == 400 and answer.json["error"]["details"]["field"] == field, (
+            body,
+            answer.json,
+        )
     assert client.post(VENDORS, headers=ops, json={"name": "acme"}).status_code == 409
     assert client.post(f"{VENDORS}/nobody/rotate", headers=ops).status_code == 404
     for method, path in (("get", VENDORS), ("post", VENDORS), ("post", f"{VENDORS}/acme/rotate")):
