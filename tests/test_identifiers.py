@@ -7,7 +7,7 @@ from rq.job import Job
 
 from imgproc.jobtypes import Payload
 from imgproc.queueing import JobQueue, NewJob
-from tests.test_cli import LIGHT, cli, rows  # noqa: F401 (cli is a fixture)
+from tests.test_cli import LIGHT, rows
 
 SINGLE = "/api/image-queue/process-image-queue"
 BULK = "/api/image-queue/bulk-process-image"
