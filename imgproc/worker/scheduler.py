@@ -63,10 +63,12 @@ class SpawnedScheduler(RQScheduler):
                 laned = []
             elif registry.name == QUEUE_WEBHOOKS:
                 laned = jobs
-            else:
-                laned = [
-                    job for job in jobs if pauses.is_paused(self.connection, registry.name, _vendor(job))
-                ]
+            else:  # the paused names read once for the jobs due, not a round trip per job
+                with self.connection.pipeline(transaction=False) as pipe:
+                    pauses.paused(pipe)
+                    queues, vendors = ({name.decode() for name in names} for names in pipe.execute())
+                held = registry.name in queues
+                laned = [job for job in jobs if held or _vendor(job) in vendors]
             self._requeue(registry, job_ids, [job for job in jobs if job not in laned], laned)
         self._status = self.Status.STARTED
 
